@@ -1,0 +1,14 @@
+//! Every message Ember's processes exchange, in one place.
+//!
+//! - [`ipc`]: the tray app ⇄ tunnel service protocol (ARCHITECTURE §5), with [`ipc::PROTOCOL_VERSION`].
+//! - [`codec`]: the length-delimited JSON framing both ends of the IPC use.
+//! - [`SecretToken`]: a credential that never prints itself.
+//!
+//! Each message kind has a golden JSON file under `tests/golden/`; a wire change shows up in
+//! review as a change to one of those files.
+
+pub mod codec;
+pub mod ipc;
+mod secret;
+
+pub use secret::SecretToken;
