@@ -84,13 +84,20 @@ async fn handshake(
     connection: &mut Connection,
     client_version: &str,
 ) -> Result<Handshake, ConnectError> {
-    connection
+    let sent = connection
         .send(ClientMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             client_version: client_version.to_owned(),
         })
-        .await?;
-    let service_version = match next(connection).await? {
+        .await;
+    // A service that refuses a peer says why and closes without reading, so the hello may fail
+    // to send while the reason is already waiting to be read.
+    let first = match (next(connection).await, sent) {
+        (Ok(message), _) => message,
+        (Err(_), Err(send_error)) => return Err(send_error.into()),
+        (Err(e), Ok(())) => return Err(e),
+    };
+    let service_version = match first {
         ServiceMessage::Hello {
             service_version, ..
         } => service_version,

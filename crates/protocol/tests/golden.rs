@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used)] // a test that cannot read its golden files should fail loudly
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 //! One JSON file per message kind under `tests/golden/`. A test fails when the encoding of a
 //! message changes or when a golden file no longer decodes to the same message, so every wire

@@ -1,0 +1,130 @@
+//! `ember-tunnel`: the privileged half of Ember.
+//!
+//! `ember-tunnel run` is the daemon (started by systemd, launchd or the Windows service
+//! manager); `ember-tunnel status` is a small client of the same IPC for scripts and tests.
+
+mod platform;
+mod server;
+mod service;
+mod settings;
+mod status;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use ember_ipc::Endpoint;
+use ember_ipc::transport::{AccessPolicy, Listener};
+use tokio::sync::watch;
+
+use crate::service::Service;
+use crate::settings::SettingsStore;
+
+#[derive(Debug, Parser)]
+#[command(name = "ember-tunnel", version, about = "Ember's tunnel service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service in the foreground.
+    Run(RunArgs),
+    /// Print the service's state as JSON.
+    Status {
+        /// The service's socket (named pipe on Windows).
+        #[arg(long, default_value_os_t = Endpoint::system_default().0)]
+        socket: PathBuf,
+        /// Keep printing the state, one JSON line per change, until the service stops.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Holds the IPC socket.
+    #[arg(long, default_value_os_t = platform::default_runtime_dir())]
+    runtime_dir: PathBuf,
+    /// Holds the settings (and, later, the device id).
+    #[arg(long, default_value_os_t = platform::default_state_dir())]
+    state_dir: PathBuf,
+    /// Holds the rotated log files.
+    #[arg(long, default_value_os_t = platform::default_log_dir())]
+    log_dir: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Status { socket, watch } => {
+            runtime.block_on(status::print(&Endpoint(socket), watch))
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    platform::create_dirs(&args.runtime_dir, &args.state_dir, &args.log_dir)?;
+
+    let store = SettingsStore::new(&args.state_dir);
+    let (settings, settings_problem) = match store.load() {
+        Ok(Some(saved)) => (saved, None),
+        Ok(None) => (settings::defaults(), None),
+        Err(e) => (settings::defaults(), Some(e)),
+    };
+    let filter = std::env::var("EMBER_LOG").unwrap_or_else(|_| settings.log_filter.clone());
+    let logs = ember_logging::init(&filter, Some(&args.log_dir), "tunnel")
+        .context("cannot set up logging")?;
+    tracing::info!(
+        version = server::SERVICE_VERSION,
+        settings = %store.path().display(),
+        "Tunnel service starting"
+    );
+    if let Some(problem) = settings_problem {
+        tracing::warn!("Using default settings: {problem}");
+    }
+
+    let group = platform::service_group();
+    if group.is_none() {
+        tracing::warn!(
+            "The group `{}` does not exist: only root can use the tunnel service",
+            ember_protocol::ipc::SERVICE_GROUP
+        );
+    }
+    let endpoint = Endpoint(args.runtime_dir.join(platform::SOCKET_FILE_NAME));
+    let listener = Listener::bind(&endpoint, group)
+        .await
+        .with_context(|| format!("cannot listen on {endpoint}"))?;
+    tracing::info!(%endpoint, "Listening for the Ember app");
+
+    let (service, handle, requests) = Service::new(settings, store, Some(logs));
+    let service_task = tokio::spawn(service.run(requests));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let signal = platform::shutdown_signal().await;
+        tracing::info!("Received {signal}, stopping");
+        let _ = shutdown_tx.send(true);
+    });
+    platform::notify_ready();
+
+    server::serve(
+        listener,
+        server::Context {
+            service: handle,
+            policy: AccessPolicy {
+                service_uid: platform::current_uid(),
+                allowed_gid: group,
+            },
+            log_dir: args.log_dir,
+            shutdown: shutdown_rx,
+        },
+    )
+    .await;
+    service_task.abort();
+    tracing::info!("Tunnel service stopped");
+    Ok(())
+}

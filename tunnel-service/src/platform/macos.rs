@@ -1,0 +1,16 @@
+use std::path::PathBuf;
+
+pub fn default_runtime_dir() -> PathBuf {
+    PathBuf::from("/var/run/ember")
+}
+
+pub fn default_state_dir() -> PathBuf {
+    PathBuf::from("/Library/Application Support/dev.ember.tunnel")
+}
+
+pub fn default_log_dir() -> PathBuf {
+    PathBuf::from("/Library/Logs/Ember")
+}
+
+/// launchd needs no readiness message.
+pub fn notify_ready() {}

@@ -1,0 +1,239 @@
+//! The settings the service owns: which portal it trusts and how much it logs.
+//!
+//! Kept in `settings.json` in the state folder, readable by root only, replaced atomically so
+//! a crash mid-write never leaves a half-written file.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use ember_protocol::ipc::{IpcError, ServiceSettings};
+
+/// The portal `ember-portal --demo` serves on this machine.
+pub const DEFAULT_PORTAL_URL: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_LOG_FILTER: &str = "info";
+const MAX_LOG_FILTER_LEN: usize = 1024;
+const MAX_URL_LEN: usize = 2048;
+
+pub fn defaults() -> ServiceSettings {
+    ServiceSettings {
+        portal_url: DEFAULT_PORTAL_URL.to_owned(),
+        log_filter: DEFAULT_LOG_FILTER.to_owned(),
+    }
+}
+
+/// Checks settings before they are saved or used; the error names the field.
+pub fn validate(settings: &ServiceSettings) -> Result<(), IpcError> {
+    let invalid = |field: &str, reason: String| IpcError::InvalidSettings {
+        field: field.to_owned(),
+        reason,
+    };
+    if settings.portal_url.len() > MAX_URL_LEN {
+        return Err(invalid(
+            "portal_url",
+            format!("longer than {MAX_URL_LEN} characters"),
+        ));
+    }
+    let url = url::Url::parse(&settings.portal_url)
+        .map_err(|e| invalid("portal_url", format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid(
+            "portal_url",
+            "the scheme must be https or http".into(),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("portal_url", "a host is required".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "portal_url",
+            "credentials do not belong in the URL".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "portal_url",
+            "a query or fragment is not allowed".into(),
+        ));
+    }
+    if settings.log_filter.len() > MAX_LOG_FILTER_LEN {
+        return Err(invalid(
+            "log_filter",
+            format!("longer than {MAX_LOG_FILTER_LEN} characters"),
+        ));
+    }
+    ember_logging::parse_filter(&settings.log_filter)
+        .map_err(|e| invalid("log_filter", e.to_string()))?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} is not valid settings: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct SettingsStore {
+    path: PathBuf,
+}
+
+impl SettingsStore {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join("settings.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved settings, or `None` when nothing was saved yet.
+    pub fn load(&self) -> Result<Option<ServiceSettings>, SettingsError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(SettingsError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let invalid = |reason: String| SettingsError::Invalid {
+            path: self.path.clone(),
+            reason,
+        };
+        let settings: ServiceSettings =
+            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        validate(&settings).map_err(|e| invalid(e.to_string()))?;
+        Ok(Some(settings))
+    }
+
+    /// Writes a sibling temporary file (mode 0600), syncs it, then renames it over the old one.
+    pub fn save(&self, settings: &ServiceSettings) -> Result<(), SettingsError> {
+        let write_err = |source| SettingsError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+        let json =
+            serde_json::to_vec_pretty(settings).map_err(|e| write_err(io::Error::other(e)))?;
+
+        let temp = self.path.with_extension("json.tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temp).map_err(write_err)?;
+        file.write_all(&json).map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        drop(file);
+        std::fs::rename(&temp, &self.path).map_err(write_err)?;
+        // Make the rename itself durable.
+        #[cfg(unix)]
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(portal_url: &str, log_filter: &str) -> ServiceSettings {
+        ServiceSettings {
+            portal_url: portal_url.into(),
+            log_filter: log_filter.into(),
+        }
+    }
+
+    fn rejected_field(settings: ServiceSettings) -> String {
+        match validate(&settings) {
+            Err(IpcError::InvalidSettings { field, .. }) => field,
+            other => panic!("expected invalid settings, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        validate(&defaults()).unwrap();
+        validate(&with("https://portal.example.com/base", "warn,ember=debug")).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_portal_urls() {
+        for url in [
+            "",
+            "portal.example.com",
+            "ftp://portal.example.com",
+            "file:///etc/passwd",
+            "https://user:pw@portal.example.com",
+            "https://portal.example.com/?next=evil",
+        ] {
+            assert_eq!(rejected_field(with(url, "info")), "portal_url", "{url}");
+        }
+    }
+
+    #[test]
+    fn rejects_a_malformed_log_filter() {
+        assert_eq!(
+            rejected_field(with(DEFAULT_PORTAL_URL, "info,=[[")),
+            "log_filter"
+        );
+        assert_eq!(
+            rejected_field(with(
+                DEFAULT_PORTAL_URL,
+                &"a".repeat(MAX_LOG_FILTER_LEN + 1)
+            )),
+            "log_filter"
+        );
+    }
+
+    #[test]
+    fn saves_atomically_with_private_permissions_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(&dir.path().join("state"));
+        assert_eq!(store.load().unwrap(), None);
+
+        let settings = with("https://portal.example.com", "debug");
+        store.save(&settings).unwrap();
+        assert_eq!(store.load().unwrap(), Some(settings));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(store.path().parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec!["settings.json"]);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::new(dir.path());
+        std::fs::write(store.path(), "{\"portal_url\": 3").unwrap();
+        assert!(matches!(store.load(), Err(SettingsError::Invalid { .. })));
+        std::fs::write(
+            store.path(),
+            r#"{"portal_url":"gopher://x","log_filter":"info"}"#,
+        )
+        .unwrap();
+        assert!(matches!(store.load(), Err(SettingsError::Invalid { .. })));
+    }
+}
