@@ -1,0 +1,2 @@
+/// The commands the webview can invoke; the build script turns each into a permission.
+pub const ALL: &[&str] = &["get_view", "apply_settings", "sign_in"];

@@ -1,0 +1,60 @@
+//! The [`Desktop`] the controller drives in the real app: the webview, the tray, the browser.
+
+use std::sync::Mutex;
+
+use tauri::{AppHandle, Runtime};
+use tauri_plugin_opener::OpenerExt as _;
+use tauri_specta::Event as _;
+
+use crate::controller::Desktop;
+use crate::tray::{self, TrayView};
+use crate::view::AppView;
+
+/// Sent to the webview whenever the view changes.
+#[derive(Debug, Clone, serde::Serialize, specta::Type, tauri_specta::Event)]
+pub struct ViewChanged(pub AppView);
+
+/// Asks the webview to show a page (the tray's "Settings" item).
+#[derive(Debug, Clone, serde::Serialize, specta::Type, tauri_specta::Event)]
+pub struct Navigate(pub crate::view::Page);
+
+#[derive(Debug)]
+pub struct TauriDesktop<R: Runtime> {
+    app: AppHandle<R>,
+    shown_tray: Mutex<Option<TrayView>>,
+}
+
+impl<R: Runtime> TauriDesktop<R> {
+    pub fn new(app: AppHandle<R>, initial_tray: TrayView) -> Self {
+        Self {
+            app,
+            shown_tray: Mutex::new(Some(initial_tray)),
+        }
+    }
+}
+
+impl<R: Runtime> Desktop for TauriDesktop<R> {
+    fn show_view(&self, view: &AppView) {
+        if let Err(e) = ViewChanged(view.clone()).emit(&self.app) {
+            tracing::warn!("Cannot send the view to the window: {e}");
+        }
+        let tray = tray::tray_view(view);
+        let Ok(mut shown) = self.shown_tray.lock() else {
+            return;
+        };
+        if shown.as_ref() == Some(&tray) {
+            return;
+        }
+        match tray::update(&self.app, &tray) {
+            Ok(()) => *shown = Some(tray),
+            Err(e) => tracing::warn!("Cannot update the tray: {e}"),
+        }
+    }
+
+    fn open_browser(&self, url: &str) -> Result<(), String> {
+        self.app
+            .opener()
+            .open_url(url, None::<&str>)
+            .map_err(|e| e.to_string())
+    }
+}

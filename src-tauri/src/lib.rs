@@ -1,0 +1,161 @@
+//! Ember's tray app. It holds no privileges and no routes: it shows what the tunnel service
+//! reports and forwards what the user asks for (ARCHITECTURE §1, §5).
+//!
+//! - [`controller`]: the connection to the service and the [`view::AppView`], behind a trait
+//!   for the desktop side so it is tested without a window.
+//! - [`commands`] and [`bindings`]: what the webview may call, with generated TypeScript types.
+//! - [`tray`], [`desktop`]: the tray icon and the Tauri implementation of the desktop side.
+
+pub mod bindings;
+pub mod commands;
+pub mod controller;
+pub mod desktop;
+pub mod sign_in;
+pub mod tray;
+pub mod view;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use ember_ipc::Endpoint;
+use tauri::{AppHandle, Manager as _, RunEvent, Runtime, WindowEvent};
+use tauri_plugin_deep_link::DeepLinkExt as _;
+use tauri_specta::Event as _;
+
+use crate::controller::{Controller, ControllerHandle};
+use crate::desktop::{Navigate, TauriDesktop};
+use crate::view::{AppView, Page};
+
+const MAIN_WINDOW: &str = "main";
+
+/// Starts the app and returns when the user quits.
+pub fn run() -> anyhow::Result<()> {
+    let specta = bindings::builder::<tauri::Wry>();
+    let app = tauri::Builder::default()
+        // First, so a second instance hands over its arguments (and deep link) and exits
+        // before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            show_window(app, None);
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(tauri_plugin_opener::init())
+        .invoke_handler(specta.invoke_handler())
+        .setup(move |app| {
+            specta.mount_events(app);
+            setup(app.handle())?;
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps Ember in the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                if let Err(e) = window.hide() {
+                    tracing::warn!("Cannot hide the window: {e}");
+                }
+            }
+        })
+        .build(tauri::generate_context!())
+        .context("cannot start the app")?;
+
+    app.run(|_app, event| {
+        // Only "Quit" (an explicit exit code) ends the app, not the last window closing.
+        if let RunEvent::ExitRequested {
+            code: None, api, ..
+        } = event
+        {
+            api.prevent_exit();
+        }
+    });
+    Ok(())
+}
+
+fn setup<R: Runtime>(app: &AppHandle<R>) -> anyhow::Result<()> {
+    let log_dir = app
+        .path()
+        .app_log_dir()
+        .context("no folder for the app's logs")?;
+    let filter = std::env::var("EMBER_LOG").unwrap_or_else(|_| "info".into());
+    let logs = ember_logging::init(&filter, Some(&log_dir), "app")?;
+    app.manage(logs);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), log_dir = %log_dir.display(), "Ember starting");
+
+    // Installed packages ship the URL handler; this keeps development builds working too.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = app.deep_link().register_all() {
+        tracing::warn!("Cannot register the ember:// link handler: {e}");
+    }
+
+    let initial_tray = tray::tray_view(&AppView::connecting());
+    let tray_icon = tray::create(app, &initial_tray)?;
+    tray_icon.on_menu_event(|app, event| handle_menu(app, event.id().as_ref()));
+
+    let (controller, handle) = Controller::new(
+        TauriDesktop::new(app.clone(), initial_tray),
+        service_endpoint(),
+    );
+    tauri::async_runtime::spawn(controller.run());
+    app.manage(handle.clone());
+
+    let links = handle.clone();
+    app.deep_link().on_open_url(move |event| {
+        for link in event.urls() {
+            let links = links.clone();
+            tauri::async_runtime::spawn(async move { links.deep_link(link).await });
+        }
+    });
+    // A link that started the app arrives here rather than through `on_open_url`.
+    if let Ok(Some(started_with)) = app.deep_link().get_current() {
+        for link in started_with {
+            let links = handle.clone();
+            tauri::async_runtime::spawn(async move { links.deep_link(link).await });
+        }
+    }
+    Ok(())
+}
+
+/// `EMBER_TUNNEL_SOCKET` points a development build at a service started elsewhere.
+fn service_endpoint() -> Endpoint {
+    std::env::var_os("EMBER_TUNNEL_SOCKET")
+        .map(|path| Endpoint(PathBuf::from(path)))
+        .unwrap_or_else(Endpoint::system_default)
+}
+
+fn handle_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
+    match id {
+        tray::MENU_SIGN_IN => {
+            let controller = app.state::<ControllerHandle>().inner().clone();
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = controller.sign_in().await {
+                    tracing::warn!("Sign-in did not start: {e}");
+                    show_window(&app, None);
+                }
+            });
+        }
+        tray::MENU_OPEN => show_window(app, Some(Page::Resources)),
+        tray::MENU_SETTINGS => show_window(app, Some(Page::Settings)),
+        tray::MENU_QUIT => {
+            tracing::info!("Quit from the tray");
+            app.exit(0);
+        }
+        other => tracing::debug!(id = other, "Unknown menu item"),
+    }
+}
+
+fn show_window<R: Runtime>(app: &AppHandle<R>, page: Option<Page>) {
+    let Some(window) = app.get_webview_window(MAIN_WINDOW) else {
+        return;
+    };
+    if let Err(e) = window
+        .show()
+        .and_then(|()| window.unminimize())
+        .and_then(|()| window.set_focus())
+    {
+        tracing::warn!("Cannot show the window: {e}");
+    }
+    if let Some(page) = page
+        && let Err(e) = Navigate(page).emit(app)
+    {
+        tracing::warn!("Cannot switch the page: {e}");
+    }
+}
