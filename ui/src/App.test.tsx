@@ -1,0 +1,121 @@
+import { act, render, screen, waitFor } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it } from "vitest";
+import { App } from "./App";
+import { FakeBackend, connected, serviceError, signedOutState } from "./fake-backend";
+import { formatBytes } from "./pages/Resources";
+
+const notRunning = {
+  service: { status: "not_running" as const, detail: "connection refused" },
+  state: null,
+};
+
+describe("App", () => {
+  it("shows the not-running view and recovers when the service comes back", async () => {
+    const backend = new FakeBackend(notRunning);
+    render(<App backend={backend} />);
+    expect(await screen.findByTestId("service-not-running")).toHaveTextContent(
+      "Tunnel service is not running",
+    );
+    act(() => backend.emitView(connected()));
+    expect(await screen.findByTestId("session-state")).toHaveTextContent("Signed out");
+    expect(screen.queryByTestId("service-not-running")).not.toBeInTheDocument();
+  });
+
+  it("explains a missing group membership", async () => {
+    render(
+      <App backend={new FakeBackend({ service: { status: "not_allowed", detail: "EACCES" }, state: null })} />,
+    );
+    expect(await screen.findByTestId("service-not-allowed")).toHaveTextContent("log out and back in");
+  });
+
+  it("shows an honest empty state when there are no resources", async () => {
+    render(<App backend={new FakeBackend(connected())} />);
+    expect(await screen.findByTestId("resources-empty")).toBeInTheDocument();
+  });
+
+  it("lists resources with state, path, RTT and traffic", async () => {
+    const state = signedOutState();
+    state.session = { state: "signed_in", account: "acme", actor: "Ada" };
+    state.resources = [
+      {
+        id: "r1",
+        name: "Database",
+        address: "db.corp.example",
+        address_description: null,
+        site: "Berlin",
+        state: "active",
+        reason: null,
+        path: "direct",
+        rtt_ms: 23,
+        rx_bytes: 2048,
+        tx_bytes: 10,
+        enabled: null,
+      },
+    ];
+    render(<App backend={new FakeBackend(connected(state))} />);
+    const row = (await screen.findByText("Database")).closest("tr");
+    expect(row).toHaveTextContent("db.corp.example");
+    expect(row).toHaveTextContent("Active");
+    expect(row).toHaveTextContent("23 ms");
+    expect(row).toHaveTextContent("2.0 KiB");
+    expect(screen.getByTestId("session-state")).toHaveTextContent("Signed in as Ada (acme)");
+  });
+
+  it("opens the settings page when the tray asks for it", async () => {
+    const backend = new FakeBackend(connected());
+    render(<App backend={backend} />);
+    await screen.findByTestId("resources-empty");
+    act(() => backend.emitNavigate("settings"));
+    expect(await screen.findByLabelText("Portal URL")).toHaveValue("http://127.0.0.1:8080");
+  });
+
+  it("shows why sign-in did not start", async () => {
+    const backend = new FakeBackend(connected());
+    backend.signInResult = { status: "error", error: { kind: "browser", detail: "no browser" } };
+    render(<App backend={backend} />);
+    await userEvent.click(await screen.findByRole("button", { name: "Sign in…" }));
+    expect(await screen.findByRole("alert")).toHaveTextContent("Cannot open the browser: no browser");
+  });
+});
+
+describe("Settings", () => {
+  async function openSettings(backend: FakeBackend) {
+    render(<App backend={backend} />);
+    await userEvent.click(await screen.findByRole("button", { name: "Settings" }));
+  }
+
+  it("sends the edited settings to the service", async () => {
+    const backend = new FakeBackend(connected());
+    await openSettings(backend);
+    const url = screen.getByLabelText("Portal URL");
+    await userEvent.clear(url);
+    await userEvent.type(url, "https://portal.example.com");
+    await userEvent.selectOptions(screen.getByLabelText("Service log level"), "debug");
+    await userEvent.click(screen.getByRole("button", { name: "Save" }));
+    await waitFor(() => expect(screen.getByRole("status")).toHaveTextContent("Saved."));
+    expect(backend.applied).toEqual([{ portal_url: "https://portal.example.com", log_filter: "debug" }]);
+  });
+
+  it("shows the service's validation error next to the form", async () => {
+    const backend = new FakeBackend(connected());
+    backend.applyResult = { status: "error", error: serviceError("portal_url", "a host is required") };
+    await openSettings(backend);
+    await userEvent.selectOptions(screen.getByLabelText("Service log level"), "warn");
+    await userEvent.click(screen.getByRole("button", { name: "Save" }));
+    expect(await screen.findByRole("alert")).toHaveTextContent("Portal URL: a host is required");
+  });
+
+  it("keeps Save disabled until something changed", async () => {
+    await openSettings(new FakeBackend(connected()));
+    expect(screen.getByRole("button", { name: "Save" })).toBeDisabled();
+  });
+});
+
+describe("formatBytes", () => {
+  it("uses binary units", () => {
+    expect(formatBytes(0)).toBe("0 B");
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+    expect(formatBytes(5 * 1024 * 1024)).toBe("5.0 MiB");
+  });
+});

@@ -1,0 +1,67 @@
+import { useEffect, useState } from "react";
+import type { AppView, Page } from "./bindings";
+import type { Backend } from "./backend";
+import { ServiceUnavailable } from "./components/ServiceUnavailable";
+import { SessionBanner } from "./components/SessionBanner";
+import { ResourcesPage } from "./pages/Resources";
+import { SettingsPage } from "./pages/Settings";
+
+const PAGES: { page: Page; label: string }[] = [
+  { page: "resources", label: "Resources" },
+  { page: "settings", label: "Settings" },
+];
+
+export function App({ backend }: { backend: Backend }) {
+  const [view, setView] = useState<AppView | null>(null);
+  const [page, setPage] = useState<Page>("resources");
+
+  useEffect(() => {
+    let live = true;
+    const stops: (() => void)[] = [];
+    // Listen first, then fetch, so no change between the two is missed.
+    void backend.onViewChanged((next) => live && setView(next)).then((stop) => stops.push(stop));
+    void backend.onNavigate((next) => live && setPage(next)).then((stop) => stops.push(stop));
+    void backend.getView().then((initial) => live && setView((current) => current ?? initial));
+    return () => {
+      live = false;
+      stops.forEach((stop) => stop());
+    };
+  }, [backend]);
+
+  if (view === null) {
+    return <main className="centered" aria-busy="true">Starting…</main>;
+  }
+
+  return (
+    <div className="app">
+      <nav className="sidebar" aria-label="Main">
+        <div className="brand">Ember</div>
+        {PAGES.map(({ page: target, label }) => (
+          <button
+            key={target}
+            type="button"
+            className="nav-item"
+            aria-current={page === target ? "page" : undefined}
+            onClick={() => setPage(target)}
+          >
+            {label}
+          </button>
+        ))}
+      </nav>
+      <main className="content">
+        {view.service.status === "connected" && view.state !== null ? (
+          <>
+            <SessionBanner session={view.state.session} backend={backend} />
+            {page === "resources" ? (
+              <ResourcesPage resources={view.state.resources} />
+            ) : (
+              <SettingsPage settings={view.state.settings} backend={backend} />
+            )}
+          </>
+        ) : (
+          <ServiceUnavailable status={view.service} />
+        )}
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,54 @@
+// The app's only way to reach Rust: the generated bindings behind a small interface, so the
+// pages can be tested against typed fake data.
+import { commands, events } from "./bindings";
+import type { AppError, AppView, Page, ServiceSettings } from "./bindings";
+
+export type Result<T> = { status: "ok"; data: T } | { status: "error"; error: AppError };
+
+export interface Backend {
+  getView(): Promise<AppView>;
+  applySettings(settings: ServiceSettings): Promise<Result<null>>;
+  signIn(): Promise<Result<null>>;
+  /** Calls `onView` on every change; returns a function that stops listening. */
+  onViewChanged(onView: (view: AppView) => void): Promise<() => void>;
+  onNavigate(onPage: (page: Page) => void): Promise<() => void>;
+}
+
+export const tauriBackend: Backend = {
+  getView: () => commands.getView(),
+  applySettings: (settings) => commands.applySettings(settings),
+  signIn: () => commands.signIn(),
+  onViewChanged: (onView) => events.viewChanged.listen((event) => onView(event.payload)),
+  onNavigate: (onPage) => events.navigate.listen((event) => onPage(event.payload)),
+};
+
+export function describeError(error: AppError): string {
+  switch (error.kind) {
+    case "service_unavailable":
+      return `The tunnel service is not reachable: ${error.detail}`;
+    case "browser":
+      return `Cannot open the browser: ${error.detail}`;
+    case "service":
+      switch (error.error.code) {
+        case "invalid_settings":
+          return `${fieldLabel(error.error.field)}: ${error.error.reason}`;
+        case "not_available_yet":
+          return `${error.error.what} is not available in this version yet.`;
+        case "unknown_resource":
+          return `Unknown resource ${error.error.resource_id}.`;
+        case "internal":
+          return `The tunnel service failed: ${error.error.message}`;
+      }
+  }
+}
+
+function fieldLabel(field: string): string {
+  switch (field) {
+    case "portal_url":
+      return "Portal URL";
+    case "log_filter":
+      return "Log level";
+    default:
+      return field;
+  }
+}

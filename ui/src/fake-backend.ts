@@ -1,0 +1,67 @@
+// A typed stand-in for the Rust side, for page tests.
+import type { AppError, AppView, Page, ServiceSettings, ViewState } from "./bindings";
+import type { Backend, Result } from "./backend";
+
+export const SETTINGS: ServiceSettings = { portal_url: "http://127.0.0.1:8080", log_filter: "info" };
+
+export function signedOutState(): ViewState {
+  return {
+    session: { state: "signed_out", reason: null },
+    interface: null,
+    resources: [],
+    settings: SETTINGS,
+  };
+}
+
+export function connected(state: ViewState = signedOutState()): AppView {
+  return { service: { status: "connected", service_version: "0.1.0" }, state };
+}
+
+export class FakeBackend implements Backend {
+  view: AppView;
+  applied: ServiceSettings[] = [];
+  applyResult: Result<null> = { status: "ok", data: null };
+  signInResult: Result<null> = { status: "ok", data: null };
+  private viewListeners: ((view: AppView) => void)[] = [];
+  private pageListeners: ((page: Page) => void)[] = [];
+
+  constructor(view: AppView) {
+    this.view = view;
+  }
+
+  async getView() {
+    return this.view;
+  }
+  async applySettings(settings: ServiceSettings) {
+    this.applied.push(settings);
+    return this.applyResult;
+  }
+  async signIn() {
+    return this.signInResult;
+  }
+  async onViewChanged(onView: (view: AppView) => void) {
+    this.viewListeners.push(onView);
+    return () => {
+      this.viewListeners = this.viewListeners.filter((l) => l !== onView);
+    };
+  }
+  async onNavigate(onPage: (page: Page) => void) {
+    this.pageListeners.push(onPage);
+    return () => {
+      this.pageListeners = this.pageListeners.filter((l) => l !== onPage);
+    };
+  }
+
+  /** What the Rust side does when the view changes. */
+  emitView(view: AppView) {
+    this.view = view;
+    this.viewListeners.forEach((l) => l(view));
+  }
+  emitNavigate(page: Page) {
+    this.pageListeners.forEach((l) => l(page));
+  }
+}
+
+export function serviceError(field: string, reason: string): AppError {
+  return { kind: "service", error: { code: "invalid_settings", field, reason } };
+}

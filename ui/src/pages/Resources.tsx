@@ -1,0 +1,69 @@
+import type { ResourceState, ResourceView } from "../bindings";
+
+const STATE_LABEL: Record<ResourceState, string> = {
+  unknown: "Not used yet",
+  connecting: "Connecting",
+  active: "Active",
+  idle: "Idle",
+  broken: "Broken",
+  unreachable: "Unreachable",
+};
+
+export function ResourcesPage({ resources }: { resources: ResourceView[] }) {
+  return (
+    <section aria-labelledby="resources-heading">
+      <h1 id="resources-heading">Resources</h1>
+      {resources.length === 0 ? (
+        <p className="empty" data-testid="resources-empty">
+          No resources yet. Once you are signed in, the resources your organisation grants you
+          appear here.
+        </p>
+      ) : (
+        <table className="resources">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Address</th>
+              <th scope="col">Site</th>
+              <th scope="col">State</th>
+              <th scope="col">Path</th>
+              <th scope="col">RTT</th>
+              <th scope="col">Traffic</th>
+            </tr>
+          </thead>
+          <tbody>
+            {resources.map((resource) => (
+              <tr key={resource.id}>
+                <td>{resource.name}</td>
+                <td>
+                  <code>{resource.address}</code>
+                </td>
+                <td>{resource.site}</td>
+                <td>
+                  <span className={`badge ${resource.state}`}>{STATE_LABEL[resource.state]}</span>
+                  {resource.reason && <span className="reason"> {resource.reason}</span>}
+                </td>
+                <td>{resource.path ?? "—"}</td>
+                <td>{resource.rtt_ms === null ? "—" : `${resource.rtt_ms} ms`}</td>
+                <td>
+                  ↓ {formatBytes(resource.rx_bytes)} ↑ {formatBytes(resource.tx_bytes)}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
