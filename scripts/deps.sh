@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing Ember needs on Debian 12. Idempotent: installs only what
+# is missing. Needs root (apt-get, the test user).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: Tauri's WebKitGTK and tray libraries.
+BUILD_PACKAGES=(build-essential pkg-config libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev)
+# GUI tests: a headless X server, a D-Bus session, a tray host, WebDriver for WebKitGTK.
+GUI_TEST_PACKAGES=(xvfb xauth dbus dbus-x11 imagemagick webkit2gtk-driver haskell-status-notifier-item-utils
+  xdg-utils desktop-file-utils libglib2.0-bin fonts-dejavu-core util-linux procps)
+
+missing=()
+for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The group whose members may use the tunnel service, and an unprivileged member of it for the
+# GUI tests (the tray app runs as a normal desktop user, never as root).
+getent group ember >/dev/null || groupadd --system ember
+id embertest >/dev/null 2>&1 || useradd --create-home --groups ember embertest
+id -nG embertest | grep -qw ember || usermod -aG ember embertest
+
+# WebDriver front end for Tauri apps, from crates.io, kept outside the clone.
+TOOLS="${EMBER_TOOLS_DIR:-/var/cache/ember/tools}"
+if [ ! -x "$TOOLS/bin/tauri-driver" ]; then
+  echo "deps: installing tauri-driver"
+  cargo install tauri-driver --version '^2' --locked --root "$TOOLS" --quiet
+fi
+
+npm ci --no-audit --no-fund --loglevel=error

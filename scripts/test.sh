@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything CI checks, in order: dependencies, formatting and lints, generated bindings, the
+# Rust tests (unit, golden, IPC against the real service binary), the UI tests, and the GUI
+# smoke test of the real app against the real service. Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/ember/target}"
+export CARGO_TERM_COLOR=never
+started=$(date +%s)
+step() { echo; echo "=== $* ($(( $(date +%s) - started )) s)"; }
+
+step "dependencies"
+scripts/deps.sh
+
+step "UI: build, types, lint"
+npm run build:ui --silent
+npm run lint:ui --silent
+
+step "Rust: format and clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build the app and the service"
+cargo build --locked -p ember-app -p ember-tunnel-service
+
+step "UI tests"
+npm run test:ui --silent
+
+step "GUI smoke test: real app, real service, Xvfb, WebDriver"
+node tests/gui/smoke.mjs \
+  --app "$CARGO_TARGET_DIR/debug/ember" \
+  --service "$CARGO_TARGET_DIR/debug/ember-tunnel" \
+  --driver "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/tauri-driver" \
+  --artifacts artifacts/gui
+
+step "Rust tests (includes: generated TypeScript bindings are up to date; last line is the summary)"
+cargo nextest run --workspace --locked --no-fail-fast
