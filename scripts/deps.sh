@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Ember needs on Debian 12. Idempotent: installs only what
 # is missing. Needs root (apt-get, the test user).
+#   scripts/deps.sh        everything the tests need
+#   scripts/deps.sh run    only what building and running Ember needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +30,7 @@ id -nG embertest | grep -qw ember || usermod -aG ember embertest
 
 # WebDriver front end for Tauri apps, from crates.io, kept outside the clone.
 TOOLS="${EMBER_TOOLS_DIR:-/var/cache/ember/tools}"
-if [ ! -x "$TOOLS/bin/tauri-driver" ]; then
+if [ "${1:-}" != run ] && [ ! -x "$TOOLS/bin/tauri-driver" ]; then
   echo "deps: installing tauri-driver"
   cargo install tauri-driver --version '^2' --locked --root "$TOOLS" --quiet
 fi
