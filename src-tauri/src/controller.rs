@@ -332,3 +332,191 @@ fn status_after(error: &ConnectError) -> ServiceStatus {
         _ => ServiceStatus::NotRunning { detail },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use ember_ipc::transport::Listener;
+    use ember_protocol::codec::JsonCodec;
+    use ember_protocol::ipc::{PROTOCOL_VERSION, Reply};
+    use tokio_util::codec::Framed;
+
+    use super::*;
+
+    /// Records what the controller shows and opens, instead of a window and a browser.
+    #[derive(Clone, Default)]
+    struct FakeDesktop {
+        views: Arc<Mutex<Vec<AppView>>>,
+        opened: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Desktop for FakeDesktop {
+        fn show_view(&self, view: &AppView) {
+            self.views.lock().unwrap().push(view.clone());
+        }
+        fn open_browser(&self, url: &str) -> Result<(), String> {
+            self.opened.lock().unwrap().push(url.to_owned());
+            Ok(())
+        }
+    }
+
+    fn settings() -> ServiceSettings {
+        ServiceSettings {
+            portal_url: "http://127.0.0.1:8080".into(),
+            log_filter: "info".into(),
+        }
+    }
+
+    /// A service that speaks the protocol over a real socket: hello, state, and settings
+    /// changes applied and echoed as a new state. Serves one app, then stops as told.
+    async fn scripted_service(endpoint: Endpoint, stop: oneshot::Receiver<()>) {
+        let mut listener = Listener::bind(&endpoint, None).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut app = Framed::new(stream, JsonCodec::<ClientMessage, ServiceMessage>::new());
+        let Some(Ok(ClientMessage::Hello { .. })) = app.next().await else {
+            panic!("expected a hello");
+        };
+        let mut state = ViewState::signed_out(settings());
+        app.send(ServiceMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            service_version: "test".into(),
+        })
+        .await
+        .unwrap();
+        app.send(ServiceMessage::State {
+            state: state.clone(),
+        })
+        .await
+        .unwrap();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => {
+                    app.send(ServiceMessage::Stopping { reason: "test stop".into() }).await.unwrap();
+                    return;
+                }
+                message = app.next() => {
+                    let Some(Ok(ClientMessage::Request { id, request: Request::ApplySettings { settings } })) = message else {
+                        return;
+                    };
+                    state.settings = settings;
+                    app.send(ServiceMessage::State { state: state.clone() }).await.unwrap();
+                    app.send(ServiceMessage::Response { id, result: Ok(Reply::Done) }).await.unwrap();
+                }
+            }
+        }
+    }
+
+    async fn until(handle: &ControllerHandle, what: &str, test: impl Fn(&AppView) -> bool) {
+        let mut view = handle.view.clone();
+        tokio::time::timeout(Duration::from_secs(5), view.wait_for(|v| test(v)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out waiting for {what}; last view {:?}",
+                    handle.view()
+                )
+            })
+            .unwrap();
+    }
+
+    fn start() -> (ControllerHandle, FakeDesktop, Endpoint, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint(dir.path().join("tunnel.sock"));
+        let desktop = FakeDesktop::default();
+        let (controller, handle) = Controller::new(desktop.clone(), endpoint.clone());
+        tokio::spawn(controller.run());
+        (handle, desktop, endpoint, dir)
+    }
+
+    #[tokio::test]
+    async fn shows_not_running_until_the_service_appears_then_its_state() {
+        let (handle, desktop, endpoint, _dir) = start();
+        until(&handle, "not running", |v| {
+            matches!(v.service, ServiceStatus::NotRunning { .. }) && v.state.is_none()
+        })
+        .await;
+
+        let (_stop, stop_rx) = oneshot::channel();
+        tokio::spawn(scripted_service(endpoint, stop_rx));
+        until(&handle, "connected", |v| {
+            matches!(v.service, ServiceStatus::Connected { .. }) && v.state.is_some()
+        })
+        .await;
+        // Every change reached the desktop, the latest last.
+        assert_eq!(desktop.views.lock().unwrap().last(), Some(&handle.view()));
+    }
+
+    #[tokio::test]
+    async fn a_stopping_service_is_shown_as_not_running_with_its_reason() {
+        let (handle, _desktop, endpoint, _dir) = start();
+        let (stop, stop_rx) = oneshot::channel();
+        tokio::spawn(scripted_service(endpoint, stop_rx));
+        until(&handle, "connected", |v| v.state.is_some()).await;
+        stop.send(()).unwrap();
+        until(&handle, "the stop", |v| {
+            v.service
+                == ServiceStatus::NotRunning {
+                    detail: "test stop".into(),
+                }
+        })
+        .await;
+        assert_eq!(
+            handle.view().state,
+            None,
+            "no stale state after the service left"
+        );
+    }
+
+    #[tokio::test]
+    async fn settings_round_trip_through_the_service() {
+        let (handle, _desktop, endpoint, _dir) = start();
+        let (_stop, stop_rx) = oneshot::channel();
+        tokio::spawn(scripted_service(endpoint, stop_rx));
+        until(&handle, "connected", |v| v.state.is_some()).await;
+
+        let new = ServiceSettings {
+            log_filter: "debug".into(),
+            ..settings()
+        };
+        handle.apply_settings(new.clone()).await.unwrap();
+        assert_eq!(handle.view().state.unwrap().settings, new);
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_service_fail_clearly() {
+        let (handle, _desktop, _endpoint, _dir) = start();
+        until(&handle, "not running", |v| {
+            matches!(v.service, ServiceStatus::NotRunning { .. })
+        })
+        .await;
+        let result = handle.apply_settings(settings()).await;
+        assert!(
+            matches!(result, Err(AppError::ServiceUnavailable { .. })),
+            "{result:?}"
+        );
+        assert!(matches!(
+            handle.sign_in().await,
+            Err(AppError::ServiceUnavailable { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn sign_in_opens_the_portal_page_with_state_and_nonce() {
+        let (handle, desktop, endpoint, _dir) = start();
+        let (_stop, stop_rx) = oneshot::channel();
+        tokio::spawn(scripted_service(endpoint, stop_rx));
+        until(&handle, "connected", |v| v.state.is_some()).await;
+
+        handle.sign_in().await.unwrap();
+        let opened = desktop.opened.lock().unwrap().clone();
+        assert_eq!(opened.len(), 1);
+        assert!(
+            opened[0].starts_with("http://127.0.0.1:8080/sign-in?as=client&state="),
+            "{}",
+            opened[0]
+        );
+        assert!(opened[0].contains("&nonce="));
+    }
+}
