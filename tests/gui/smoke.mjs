@@ -258,6 +258,19 @@ try {
     }
   });
 
+  await check("an ember:// link reaches the running app, which logs it without its secrets", async () => {
+    // The app registered itself as the handler at start; a second instance forwards the link.
+    const link = "ember://sign-in-callback?state=forged&fragment=very-secret-fragment&actor=x&account=y";
+    execFileSync("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "env", "-i",
+      ...Object.entries(userEnv).map(([k, v]) => `${k}=${v}`), "gio", "open", link], { timeout: 20000 });
+    const logDir = join(userEnv.XDG_DATA_HOME, "dev.ember.client", "logs");
+    const appLog = () => execFileSync("sh", ["-c", `cat "${logDir}"/app*.log`]).toString();
+    await until("the app to log the link", () => appLog().includes("Received a deep link"), 15000);
+    const log = appLog();
+    if (log.includes("very-secret-fragment")) throw new Error("the app logged the link's secret");
+    if (!log.includes("matches_pending_sign_in=false")) throw new Error("a link without a pending sign-in was not ignored");
+  });
+
   await check("settings changed in the window reach the service", async () => {
     await click(session, "nav button:nth-of-type(2)");
     await click(session, "#log-filter option[value=debug]");
