@@ -1,0 +1,11 @@
+//! Ember's IO shell: what moves bytes between the operating system and the sans-IO engine.
+//!
+//! - [`tun`]: the TUN device (`tun-rs`: TUN on Linux, utun on macOS, Wintun on Windows).
+//! - [`udp`]: UDP sockets with batched receive and segmented send (GRO/GSO where the OS has
+//!   them, through `quinn-udp`).
+//! - [`clock`]: notices when the machine was suspended, so connections can be reset instead
+//!   of waiting out timers that did not run.
+
+pub mod clock;
+pub mod tun;
+pub mod udp;

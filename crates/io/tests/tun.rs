@@ -1,0 +1,105 @@
+//! A real TUN device in a namespace of its own: packets the kernel routes into it come out of
+//! `Tun::recv`, and packets written with `Tun::send` reach a socket. Root only.
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers outside #[test] functions
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+
+use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
+use ember_testbed::{Error, Testbed};
+
+const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+const PEER: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
+
+#[tokio::test]
+async fn packets_cross_a_real_tun_device_both_ways() {
+    let mut testbed = match Testbed::new() {
+        Ok(testbed) => testbed,
+        Err(Error::NotRoot) => return eprintln!("SKIPPED: creating a TUN device needs root"),
+        Err(e) => panic!("{e}"),
+    };
+    let host = testbed.add_public_host("tun").unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    let (tun, socket) = testbed
+        .in_ns(&host.ns, move || {
+            let _entered = runtime.enter();
+            let tun = Tun::create(&TunConfig {
+                name: "ember0".into(),
+                mtu: DEFAULT_MTU,
+                ipv4: Some((TUN_ADDR, 11)),
+                ipv6: None,
+            })
+            .unwrap();
+            let socket = UdpSocket::bind((TUN_ADDR, 0)).unwrap();
+            (tun, socket)
+        })
+        .unwrap();
+    assert_eq!(tun.name(), "ember0");
+    let local_port = socket.local_addr().unwrap().port();
+
+    // Out: the kernel routes 100.64.0.0/11 into the device.
+    socket.send_to(b"ping", (PEER, 9999)).unwrap();
+    let mut buf = vec![0u8; 2000];
+    let packet = loop {
+        let len = tokio::time::timeout(Duration::from_secs(2), tun.recv(&mut buf))
+            .await
+            .expect("the packet reaches the TUN device")
+            .unwrap();
+        let packet = &buf[..len];
+        // Skip anything else the kernel sends (e.g. IPv6 router solicitations).
+        if packet[0] >> 4 == 4 && packet[9] == 17 {
+            break packet.to_vec();
+        }
+    };
+    assert_eq!(
+        Ipv4Addr::from(<[u8; 4]>::try_from(&packet[16..20]).unwrap()),
+        PEER
+    );
+    assert_eq!(u16::from_be_bytes([packet[22], packet[23]]), 9999);
+    assert_eq!(&packet[28..], b"ping");
+
+    // In: a packet written to the device is delivered to the socket.
+    tun.send(&udp_packet(
+        SocketAddrV4::new(PEER, 9999),
+        SocketAddrV4::new(TUN_ADDR, local_port),
+        b"pong",
+    ))
+    .await
+    .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut reply = [0u8; 16];
+    let (len, from) = socket
+        .recv_from(&mut reply)
+        .expect("the written packet reaches the socket");
+    assert_eq!(&reply[..len], b"pong");
+    assert_eq!(
+        from,
+        std::net::SocketAddr::V4(SocketAddrV4::new(PEER, 9999))
+    );
+}
+
+/// An IPv4/UDP packet (UDP checksum 0, which IPv4 allows).
+fn udp_packet(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + 8 + payload.len();
+    let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    packet[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    packet.extend_from_slice(&src.ip().octets());
+    packet.extend_from_slice(&dst.ip().octets());
+    let checksum = !packet
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>()
+        .to_be_bytes()
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>() as u16;
+    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+    packet.extend_from_slice(&src.port().to_be_bytes());
+    packet.extend_from_slice(&dst.port().to_be_bytes());
+    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    packet
+}
