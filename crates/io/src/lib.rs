@@ -3,9 +3,12 @@
 //! - [`tun`]: the TUN device (`tun-rs`: TUN on Linux, utun on macOS, Wintun on Windows).
 //! - [`udp`]: UDP sockets with batched receive and segmented send (GRO/GSO where the OS has
 //!   them, through `quinn-udp`).
+//! - [`routes`]: the routes that send resource traffic into the TUN device (`net-route`:
+//!   netlink, the macOS routing socket, the Windows IP helper).
 //! - [`clock`]: notices when the machine was suspended, so connections can be reset instead
 //!   of waiting out timers that did not run.
 
 pub mod clock;
+pub mod routes;
 pub mod tun;
 pub mod udp;

@@ -25,6 +25,7 @@ pub enum TunError {
 pub struct Tun {
     device: tun_rs::AsyncDevice,
     name: String,
+    index: u32,
 }
 
 impl std::fmt::Debug for Tun {
@@ -55,11 +56,21 @@ impl Tun {
         }
         let device = builder.build_async().map_err(create_err)?;
         let name = device.name().map_err(create_err)?;
-        Ok(Self { device, name })
+        let index = device.if_index().map_err(create_err)?;
+        Ok(Self {
+            device,
+            name,
+            index,
+        })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The interface index, for routes through the device.
+    pub fn index(&self) -> u32 {
+        self.index
     }
 
     /// Reads one IP packet from the kernel.

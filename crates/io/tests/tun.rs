@@ -103,3 +103,58 @@ fn udp_packet(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     packet.extend_from_slice(payload);
     packet
 }
+
+#[tokio::test]
+async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
+    use std::collections::BTreeSet;
+
+    use ember_io::routes::{Prefix, Routes};
+
+    let mut testbed = match Testbed::new() {
+        Ok(testbed) => testbed,
+        Err(Error::NotRoot) => return eprintln!("SKIPPED: routes need root"),
+        Err(e) => panic!("{e}"),
+    };
+    let host = testbed.add_public_host("routes").unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    let (tun, mut routes) = testbed
+        .in_ns(&host.ns, move || {
+            let _entered = runtime.enter();
+            let tun = Tun::create(&TunConfig {
+                name: "ember0".into(),
+                mtu: DEFAULT_MTU,
+                ipv4: Some((TUN_ADDR, 32)),
+                ipv6: None,
+            })
+            .unwrap();
+            let routes = Routes::new(tun.index()).unwrap();
+            (tun, routes)
+        })
+        .unwrap();
+    let show = || {
+        let output = testbed
+            .exec(&host.ns, "ip", &["route", "show", "dev", "ember0"])
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let prefix = |text: &str, len| Prefix::new(text.parse().unwrap(), len).unwrap();
+
+    let wanted = BTreeSet::from([prefix("10.20.0.0", 16), prefix("100.96.0.0", 11)]);
+    routes.apply(&wanted).await.unwrap();
+    let table = show();
+    assert!(
+        table.contains("10.20.0.0/16") && table.contains("100.96.0.0/11"),
+        "{table}"
+    );
+
+    let wanted = BTreeSet::from([prefix("100.96.0.0", 11), prefix("192.0.2.7", 32)]);
+    routes.apply(&wanted).await.unwrap();
+    let table = show();
+    assert!(!table.contains("10.20.0.0/16"), "{table}");
+    assert!(table.contains("192.0.2.7"), "{table}");
+    assert_eq!(routes.installed(), &wanted);
+
+    routes.clear().await.unwrap();
+    assert_eq!(show().trim(), "", "no route of ours is left");
+    drop(tun);
+}

@@ -1,0 +1,159 @@
+//! Routes into the TUN device: only resource prefixes and the proxy ranges (split tunnel),
+//! kept in step with a wanted set so the table never holds a stale route of ours.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+
+/// A destination prefix, host bits cleared so equal networks compare equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Prefix {
+    /// `None` when `len` is longer than the address.
+    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
+        let addr = match addr {
+            IpAddr::V4(v4) if len <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::from((u32::from(v4) & mask).to_be_bytes())
+            }
+            IpAddr::V6(v6) if len <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::from((u128::from(v6) & mask).to_be_bytes())
+            }
+            _ => return None,
+        };
+        Some(Self { addr, len })
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub fn len(&self) -> u8 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {attempted} route changes failed; first: {first}")]
+pub struct RoutesError {
+    pub attempted: usize,
+    pub failed: usize,
+    pub first: io::Error,
+}
+
+/// The routes this process installed through one interface.
+pub struct Routes {
+    handle: net_route::Handle,
+    interface: u32,
+    installed: BTreeSet<Prefix>,
+}
+
+impl fmt::Debug for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Routes")
+            .field("interface", &self.interface)
+            .field("installed", &self.installed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routes {
+    /// Call inside a tokio runtime (the handle keeps a netlink task on Linux).
+    pub fn new(interface: u32) -> io::Result<Self> {
+        Ok(Self {
+            handle: net_route::Handle::new()?,
+            interface,
+            installed: BTreeSet::new(),
+        })
+    }
+
+    pub fn installed(&self) -> &BTreeSet<Prefix> {
+        &self.installed
+    }
+
+    /// Adds what is missing and removes what is no longer wanted. Every change is attempted
+    /// even when one fails; the routes that worked are kept track of either way.
+    pub async fn apply(&mut self, wanted: &BTreeSet<Prefix>) -> Result<(), RoutesError> {
+        let stale: Vec<Prefix> = self.installed.difference(wanted).copied().collect();
+        let missing: Vec<Prefix> = wanted.difference(&self.installed).copied().collect();
+        let attempted = stale.len() + missing.len();
+        let mut errors = Vec::new();
+        for prefix in stale {
+            match self.handle.delete(&self.route(prefix)).await {
+                Ok(()) => {
+                    self.installed.remove(&prefix);
+                }
+                // Gone already (the interface went down, someone removed it): fine.
+                Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(3) => {
+                    self.installed.remove(&prefix);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        for prefix in missing {
+            match self.handle.add(&self.route(prefix)).await {
+                Ok(()) => {
+                    self.installed.insert(prefix);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        tracing::debug!(routes = self.installed.len(), "Routes applied");
+        let failed = errors.len();
+        match errors.into_iter().next() {
+            None => Ok(()),
+            Some(first) => Err(RoutesError {
+                attempted,
+                failed,
+                first,
+            }),
+        }
+    }
+
+    /// Removes every route this process added.
+    pub async fn clear(&mut self) -> Result<(), RoutesError> {
+        self.apply(&BTreeSet::new()).await
+    }
+
+    fn route(&self, prefix: Prefix) -> net_route::Route {
+        net_route::Route::new(prefix.addr, prefix.len).with_ifindex(self.interface)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_normalised_so_equal_networks_compare_equal() {
+        let a = Prefix::new("10.1.2.3".parse().unwrap(), 16).unwrap();
+        let b = Prefix::new("10.1.0.0".parse().unwrap(), 16).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "10.1.0.0/16");
+        let v6 = Prefix::new("fd00:2021:1111:8000::abcd".parse().unwrap(), 107).unwrap();
+        assert_eq!(v6.to_string(), "fd00:2021:1111:8000::/107");
+        assert_eq!(
+            Prefix::new("0.0.0.0".parse().unwrap(), 0)
+                .unwrap()
+                .to_string(),
+            "0.0.0.0/0"
+        );
+        assert!(Prefix::new("10.0.0.0".parse().unwrap(), 33).is_none());
+    }
+}
