@@ -3,12 +3,6 @@
 //! `ember-tunnel run` is the daemon (started by systemd, launchd or the Windows service
 //! manager); `ember-tunnel status` is a small client of the same IPC for scripts and tests.
 
-mod platform;
-mod server;
-mod service;
-mod settings;
-mod status;
-
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -17,8 +11,9 @@ use ember_ipc::Endpoint;
 use ember_ipc::transport::{AccessPolicy, Listener};
 use tokio::sync::watch;
 
-use crate::service::Service;
-use crate::settings::SettingsStore;
+use ember_tunnel_service::service::Service;
+use ember_tunnel_service::settings::{self, SettingsStore};
+use ember_tunnel_service::{platform, server, status};
 
 #[derive(Debug, Parser)]
 #[command(name = "ember-tunnel", version, about = "Ember's tunnel service")]
@@ -86,6 +81,8 @@ async fn run(args: RunArgs) -> Result<()> {
     if let Some(problem) = settings_problem {
         tracing::warn!("Using default settings: {problem}");
     }
+
+    platform::recover_after_crash(&args.state_dir);
 
     let group = platform::service_group();
     if group.is_none() {

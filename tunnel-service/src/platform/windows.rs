@@ -50,3 +50,6 @@ pub async fn shutdown_signal() -> &'static str {
 }
 
 pub fn notify_ready() {}
+
+/// Windows keeps no state of ours outside the service's own folders yet.
+pub fn recover_after_crash(_state_dir: &Path) {}

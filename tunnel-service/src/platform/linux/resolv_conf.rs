@@ -1,0 +1,234 @@
+//! `/etc/resolv.conf` as the way to point the system at the stub resolver when
+//! systemd-resolved is not running. What was there before is backed up to the state folder
+//! first and put back on stop — and at the next start, should the service have crashed,
+//! because broken DNS after a crash is what users of such clients hate most.
+
+use std::io::{self, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+const MARKER: &str = "# Written by Ember's tunnel service; restored when it stops.";
+const BACKUP_FILE: &str = "resolv.conf.before-ember";
+
+#[derive(Debug, Clone)]
+pub struct ResolvConf {
+    path: PathBuf,
+    backup: PathBuf,
+}
+
+/// What the file was before: a symlink (systemd-resolved, resolvconf) or a plain file.
+#[derive(Debug, PartialEq, Eq)]
+enum Original {
+    Symlink(PathBuf),
+    File(String),
+}
+
+impl ResolvConf {
+    pub fn new(path: impl Into<PathBuf>, state_dir: &Path) -> Self {
+        Self {
+            path: path.into(),
+            backup: state_dir.join(BACKUP_FILE),
+        }
+    }
+
+    /// Puts back what was there before Ember. `true` when there was something to restore.
+    pub fn restore(&self) -> io::Result<bool> {
+        let text = match std::fs::read_to_string(&self.backup) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match parse_backup(&text) {
+            Some(Original::Symlink(target)) => {
+                let temp = self.temp_path();
+                let _ = std::fs::remove_file(&temp);
+                std::os::unix::fs::symlink(&target, &temp)?;
+                std::fs::rename(&temp, &self.path)?;
+            }
+            Some(Original::File(contents)) => write_atomically(&self.path, &contents, 0o644)?,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a backup Ember wrote", self.backup.display()),
+                ));
+            }
+        }
+        std::fs::remove_file(&self.backup)?;
+        Ok(true)
+    }
+
+    /// Points the system at `servers` and returns the nameservers it used before, for the
+    /// stub to forward other names to. `search` and `options` lines are kept.
+    pub fn activate(&self, servers: &[IpAddr]) -> io::Result<Vec<IpAddr>> {
+        // A backup still in place means our file is too: never back up our own file.
+        self.restore()?;
+        let original = match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                Original::Symlink(std::fs::read_link(&self.path)?)
+            }
+            Ok(_) => Original::File(std::fs::read_to_string(&self.path)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Original::File(String::new()),
+            Err(e) => return Err(e),
+        };
+        // Through a symlink the contents are the target's.
+        let current = std::fs::read_to_string(&self.path).unwrap_or_default();
+        if let Some(dir) = self.backup.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_atomically(&self.backup, &format_backup(&original), 0o600)?;
+
+        let upstream: Vec<IpAddr> = nameservers(&current)
+            .into_iter()
+            .filter(|ip| !servers.contains(ip))
+            .collect();
+        let mut ours = format!("{MARKER}\n");
+        for server in servers {
+            ours += &format!("nameserver {server}\n");
+        }
+        for line in current.lines() {
+            let line = line.trim();
+            if line.starts_with("search ") || line.starts_with("options ") {
+                ours += line;
+                ours.push('\n');
+            }
+        }
+        write_atomically(&self.path, &ours, 0o644)?;
+        Ok(upstream)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.path.with_file_name(".resolv.conf.ember-tmp")
+    }
+}
+
+/// The `nameserver` addresses of a resolv.conf (scoped IPv6 addresses are skipped).
+pub fn nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse().ok())
+        .collect()
+}
+
+fn format_backup(original: &Original) -> String {
+    match original {
+        Original::Symlink(target) => format!("symlink\n{}", target.display()),
+        Original::File(contents) => format!("file\n{contents}"),
+    }
+}
+
+fn parse_backup(text: &str) -> Option<Original> {
+    let (kind, rest) = text.split_once('\n')?;
+    match kind {
+        "symlink" => Some(Original::Symlink(PathBuf::from(rest))),
+        "file" => Some(Original::File(rest.to_owned())),
+        _ => None,
+    }
+}
+
+fn write_atomically(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let temp = path.with_file_name(format!(
+        ".{}.ember-tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&temp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STUB: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(100, 100, 111, 1));
+    const ORIGINAL: &str = "# from DHCP\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch corp.example\noptions edns0\n";
+
+    fn setup() -> (tempfile::TempDir, ResolvConf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        let resolv = ResolvConf::new(
+            dir.path().join("etc/resolv.conf"),
+            &dir.path().join("state"),
+        );
+        (dir, resolv)
+    }
+
+    #[test]
+    fn activate_points_at_the_stub_and_keeps_search_and_options() {
+        let (_dir, resolv) = setup();
+        std::fs::write(&resolv.path, ORIGINAL).unwrap();
+        let upstream = resolv.activate(&[STUB]).unwrap();
+        assert_eq!(
+            upstream,
+            vec![
+                "192.0.2.53".parse::<IpAddr>().unwrap(),
+                "2001:db8::53".parse().unwrap()
+            ]
+        );
+        let ours = std::fs::read_to_string(&resolv.path).unwrap();
+        assert_eq!(nameservers(&ours), vec![STUB]);
+        assert!(
+            ours.contains("search corp.example") && ours.contains("options edns0"),
+            "{ours}"
+        );
+    }
+
+    #[test]
+    fn restore_puts_back_the_original_file_exactly() {
+        let (_dir, resolv) = setup();
+        std::fs::write(&resolv.path, ORIGINAL).unwrap();
+        resolv.activate(&[STUB]).unwrap();
+        assert!(resolv.restore().unwrap());
+        assert_eq!(std::fs::read_to_string(&resolv.path).unwrap(), ORIGINAL);
+        assert!(!resolv.restore().unwrap(), "nothing left to restore");
+    }
+
+    #[test]
+    fn a_symlinked_resolv_conf_comes_back_as_the_same_symlink() {
+        let (dir, resolv) = setup();
+        let target = dir.path().join("stub-resolv.conf");
+        std::fs::write(&target, "nameserver 127.0.0.53\n").unwrap();
+        std::os::unix::fs::symlink(&target, &resolv.path).unwrap();
+
+        let upstream = resolv.activate(&[STUB]).unwrap();
+        assert_eq!(upstream, vec!["127.0.0.53".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "nameserver 127.0.0.53\n",
+            "the target is untouched"
+        );
+        resolv.restore().unwrap();
+        assert_eq!(std::fs::read_link(&resolv.path).unwrap(), target);
+    }
+
+    #[test]
+    fn after_a_crash_the_next_start_restores_and_never_backs_up_our_own_file() {
+        let (dir, resolv) = setup();
+        std::fs::write(&resolv.path, ORIGINAL).unwrap();
+        resolv.activate(&[STUB]).unwrap();
+        // The service died here; a new one starts with a fresh manager.
+        let next = ResolvConf::new(resolv.path.clone(), &dir.path().join("state"));
+        let upstream = next.activate(&[STUB]).unwrap();
+        assert_eq!(
+            upstream.len(),
+            2,
+            "upstream comes from the original, not from our file"
+        );
+        next.restore().unwrap();
+        assert_eq!(std::fs::read_to_string(&resolv.path).unwrap(), ORIGINAL);
+    }
+
+    #[test]
+    fn a_corrupt_backup_is_an_error_not_a_guess() {
+        let (dir, resolv) = setup();
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        std::fs::write(dir.path().join("state").join(BACKUP_FILE), "garbage").unwrap();
+        assert!(resolv.restore().is_err());
+    }
+}
