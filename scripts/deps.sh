@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 BUILD_PACKAGES=(build-essential pkg-config libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev)
 # GUI tests: a headless X server, a D-Bus session, a tray host, WebDriver for WebKitGTK.
 GUI_TEST_PACKAGES=(xvfb xauth dbus dbus-x11 imagemagick webkit2gtk-driver haskell-status-notifier-item-utils
-  xdg-utils desktop-file-utils libglib2.0-bin fonts-dejavu-core util-linux procps)
+  xdg-utils desktop-file-utils libglib2.0-bin fonts-dejavu-core util-linux procps
+  gnome-keyring libsecret-tools dunst libnotify-bin)
 # Network tests: namespaces, NAT routers, loss, the real relay, throughput.
 NETWORK_TEST_PACKAGES=(iproute2 nftables conntrack coturn iperf3 curl)
 

@@ -16,6 +16,7 @@ use ember_protocol::ipc::{
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::notifications::{Notification, NotificationGate};
 use crate::sign_in::{self, PendingSignIn};
 use crate::view::{AppError, AppView, ServiceStatus};
 
@@ -31,6 +32,8 @@ pub trait Desktop: Send + 'static {
     /// Shows a changed view in the window and the tray.
     fn show_view(&self, view: &AppView);
     fn open_browser(&self, url: &str) -> Result<(), String>;
+    /// Shows a notification; must not block.
+    fn notify(&self, notification: Notification);
 }
 
 #[derive(Debug)]
@@ -99,6 +102,7 @@ pub struct Controller<D> {
     next_request_id: u64,
     awaiting_reply: HashMap<u64, oneshot::Sender<Result<(), AppError>>>,
     pending_sign_in: Option<PendingSignIn>,
+    notifications: NotificationGate,
 }
 
 impl<D: Desktop> Controller<D> {
@@ -113,6 +117,7 @@ impl<D: Desktop> Controller<D> {
             next_request_id: 0,
             awaiting_reply: HashMap::new(),
             pending_sign_in: None,
+            notifications: NotificationGate::default(),
         };
         let handle = ControllerHandle {
             commands: commands_tx,
@@ -140,6 +145,11 @@ impl<D: Desktop> Controller<D> {
                         return;
                     };
                     tracing::warn!("Lost the tunnel service: {lost}");
+                    self.notify(Notification {
+                        key: "service-stopped".into(),
+                        title: "The tunnel service stopped".into(),
+                        body: format!("{lost}. Ember reconnects as soon as it is back."),
+                    });
                     self.set_view(ServiceStatus::NotRunning { detail: lost }, None);
                 }
                 Err(e) => {
@@ -306,6 +316,12 @@ impl<D: Desktop> Controller<D> {
         }
     }
 
+    fn notify(&mut self, notification: Notification) {
+        if self.notifications.admit(&notification.key, Instant::now()) {
+            self.desktop.notify(notification);
+        }
+    }
+
     fn set_view(&mut self, service: ServiceStatus, state: Option<ViewState>) {
         let view = AppView { service, state };
         if *self.view.borrow() == view {
@@ -349,6 +365,7 @@ mod tests {
     struct FakeDesktop {
         views: Arc<Mutex<Vec<AppView>>>,
         opened: Arc<Mutex<Vec<String>>>,
+        notified: Arc<Mutex<Vec<Notification>>>,
     }
 
     impl Desktop for FakeDesktop {
@@ -358,6 +375,9 @@ mod tests {
         fn open_browser(&self, url: &str) -> Result<(), String> {
             self.opened.lock().unwrap().push(url.to_owned());
             Ok(())
+        }
+        fn notify(&self, notification: Notification) {
+            self.notified.lock().unwrap().push(notification);
         }
     }
 
@@ -437,6 +457,10 @@ mod tests {
             matches!(v.service, ServiceStatus::NotRunning { .. }) && v.state.is_none()
         })
         .await;
+        assert!(
+            desktop.notified.lock().unwrap().is_empty(),
+            "no notification for a service that never ran"
+        );
 
         let (_stop, stop_rx) = oneshot::channel();
         tokio::spawn(scripted_service(endpoint, stop_rx));
@@ -449,8 +473,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stopping_service_is_shown_as_not_running_with_its_reason() {
-        let (handle, _desktop, endpoint, _dir) = start();
+    async fn a_stopping_service_is_shown_as_not_running_with_its_reason_and_a_notification() {
+        let (handle, desktop, endpoint, _dir) = start();
         let (stop, stop_rx) = oneshot::channel();
         tokio::spawn(scripted_service(endpoint, stop_rx));
         until(&handle, "connected", |v| v.state.is_some()).await;
@@ -467,6 +491,9 @@ mod tests {
             None,
             "no stale state after the service left"
         );
+        let notified = desktop.notified.lock().unwrap().clone();
+        assert_eq!(notified.len(), 1);
+        assert_eq!(notified[0].title, "The tunnel service stopped");
     }
 
     #[tokio::test]

@@ -51,6 +51,10 @@ impl<R: Runtime> Desktop for TauriDesktop<R> {
         }
     }
 
+    fn notify(&self, notification: crate::notifications::Notification) {
+        crate::notifications::show(notification);
+    }
+
     fn open_browser(&self, url: &str) -> Result<(), String> {
         self.app
             .opener()

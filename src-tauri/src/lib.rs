@@ -10,7 +10,9 @@ pub mod bindings;
 pub mod commands;
 pub mod controller;
 pub mod desktop;
+pub mod notifications;
 pub mod sign_in;
+pub mod token_store;
 pub mod tray;
 pub mod view;
 

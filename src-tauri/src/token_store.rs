@@ -1,0 +1,185 @@
+//! Where the user's portal token lives between runs: the OS keychain (Secret Service on Linux,
+//! Credential Manager on Windows, Keychain on macOS) through `keyring`.
+//!
+//! Signing in never depends on the keychain working: when it is locked or missing, the token
+//! is kept in memory for this run and the user is told once (ARCHITECTURE §4).
+
+use std::sync::Mutex;
+
+use ember_protocol::SecretToken;
+
+const SERVICE: &str = "dev.ember.client";
+const ACCOUNT: &str = "portal-token";
+
+#[derive(Debug, thiserror::Error)]
+#[error("the keychain is not available: {0}")]
+pub struct StoreError(pub String);
+
+/// A place that keeps one token across runs.
+pub trait TokenStore: Send + Sync + 'static {
+    fn load(&self) -> Result<Option<SecretToken>, StoreError>;
+    fn save(&self, token: &SecretToken) -> Result<(), StoreError>;
+    /// Deleting what is not there is not an error.
+    fn delete(&self) -> Result<(), StoreError>;
+}
+
+/// The OS keychain.
+#[derive(Debug, Default)]
+pub struct Keychain;
+
+impl Keychain {
+    fn entry(&self) -> Result<keyring::Entry, StoreError> {
+        keyring::Entry::new(SERVICE, ACCOUNT).map_err(|e| StoreError(e.to_string()))
+    }
+}
+
+impl TokenStore for Keychain {
+    fn load(&self) -> Result<Option<SecretToken>, StoreError> {
+        match self.entry()?.get_password() {
+            Ok(token) => Ok(Some(SecretToken::new(token))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(StoreError(e.to_string())),
+        }
+    }
+
+    fn save(&self, token: &SecretToken) -> Result<(), StoreError> {
+        self.entry()?
+            .set_password(token.expose())
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn delete(&self) -> Result<(), StoreError> {
+        match self.entry()?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(StoreError(e.to_string())),
+        }
+    }
+}
+
+/// Where a token ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    InKeychain,
+    /// Only until the app quits. `notice` is set the first time, for the user.
+    ThisRunOnly {
+        notice: Option<String>,
+    },
+}
+
+/// The token of the signed-in user, kept in a [`TokenStore`] when it works and in memory
+/// otherwise.
+#[derive(Debug)]
+pub struct TokenVault<S> {
+    store: S,
+    in_memory: Mutex<Option<SecretToken>>,
+    told_user: Mutex<bool>,
+}
+
+impl<S: TokenStore> TokenVault<S> {
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            in_memory: Mutex::new(None),
+            told_user: Mutex::new(false),
+        }
+    }
+
+    pub fn remember(&self, token: SecretToken) -> Kept {
+        let result = self.store.save(&token);
+        if let Ok(mut memory) = self.in_memory.lock() {
+            *memory = Some(token);
+        }
+        match result {
+            Ok(()) => Kept::InKeychain,
+            Err(e) => {
+                tracing::warn!("Keeping the token for this run only: {e}");
+                let mut told = self.told_user.lock().unwrap_or_else(|p| p.into_inner());
+                let notice = (!*told).then(|| {
+                    "Ember could not use the system keychain, so you will need to sign in again \
+                     the next time you start it."
+                        .to_owned()
+                });
+                *told = true;
+                Kept::ThisRunOnly { notice }
+            }
+        }
+    }
+
+    /// The token from this run, else from the keychain.
+    pub fn recall(&self) -> Option<SecretToken> {
+        if let Some(token) = self.in_memory.lock().ok().and_then(|m| m.clone()) {
+            return Some(token);
+        }
+        match self.store.load() {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!("Cannot read the token from the keychain: {e}");
+                None
+            }
+        }
+    }
+
+    /// Forgets the token everywhere (sign-out, revoked, expired).
+    pub fn forget(&self) {
+        if let Ok(mut memory) = self.in_memory.lock() {
+            *memory = None;
+        }
+        if let Err(e) = self.store.delete() {
+            tracing::warn!("Cannot delete the token from the keychain: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A keychain that is locked: every call fails.
+    struct LockedKeychain;
+
+    impl TokenStore for LockedKeychain {
+        fn load(&self) -> Result<Option<SecretToken>, StoreError> {
+            Err(StoreError("locked".into()))
+        }
+        fn save(&self, _: &SecretToken) -> Result<(), StoreError> {
+            Err(StoreError("locked".into()))
+        }
+        fn delete(&self) -> Result<(), StoreError> {
+            Err(StoreError("locked".into()))
+        }
+    }
+
+    #[test]
+    fn a_locked_keychain_keeps_the_user_signed_in_for_this_run_and_says_so_once() {
+        let vault = TokenVault::new(LockedKeychain);
+        let first = vault.remember(SecretToken::new("t1"));
+        assert!(matches!(first, Kept::ThisRunOnly { notice: Some(_) }));
+        assert_eq!(
+            vault.remember(SecretToken::new("t2")),
+            Kept::ThisRunOnly { notice: None }
+        );
+        assert_eq!(vault.recall(), Some(SecretToken::new("t2")));
+        vault.forget();
+        assert_eq!(vault.recall(), None);
+    }
+
+    /// Runs against the real Secret Service when one is reachable. `scripts/test.sh` runs it in
+    /// a D-Bus session with an unlocked gnome-keyring and sets `EMBER_REQUIRE_KEYCHAIN=1`, so
+    /// there it cannot skip.
+    #[test]
+    fn the_real_keychain_keeps_deletes_and_tolerates_missing_entries() {
+        let required = std::env::var_os("EMBER_REQUIRE_KEYCHAIN").is_some();
+        let keychain = Keychain;
+        if let Err(e) = keychain.delete() {
+            assert!(!required, "the keychain should be available here: {e}");
+            eprintln!("SKIPPED: no usable keychain in this environment ({e})");
+            return;
+        }
+        let token = SecretToken::new("a-token-for-the-keychain-test");
+        keychain.save(&token).unwrap();
+        assert_eq!(keychain.load().unwrap(), Some(token));
+        keychain.delete().unwrap();
+        assert_eq!(keychain.load().unwrap(), None);
+        keychain.delete().unwrap();
+    }
+}
