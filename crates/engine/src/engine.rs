@@ -1,0 +1,1505 @@
+//! The engine: connections to peers over one UDP socket per address family.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use is::stun::{Class, Method, StunMessage, StunMessageBuilder, StunPacket, TransId};
+use is::{
+    Candidate, DefaultSha1HmacProvider, IceAgent, IceAgentEvent, IceCreds, Protocol,
+    Sha1HmacProvider,
+};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tracing::{debug, info, trace, warn};
+
+use crate::buffer::PacketBuffer;
+use crate::policy::{KeepaliveSender, LivenessPolicy};
+use crate::turn::{RelayConfig, RelayId, TurnClient, TurnOutput};
+use crate::wire::{Datagram, classify};
+use crate::{clock, error::EngineError};
+
+/// Largest datagram the engine produces or accepts.
+const MAX_DATAGRAM: usize = 65_535;
+/// boringtun's timers only need a coarse tick while a handshake or keepalive may be due.
+const WG_TICK: Duration = Duration::from_secs(1);
+/// How long after WireGuard activity its timers are ticked (keepalive 10 s + slack).
+const WG_HOT: Duration = Duration::from_secs(12);
+/// A session older than this is rejected by WireGuard anyway (REJECT_AFTER_TIME is 180 s).
+const WG_STALE_SESSION: Duration = Duration::from_secs(170);
+/// Copies kept of packets sent on a path that is being validated after idle.
+const MAX_RESUME_COPIES: usize = 128;
+
+/// A peer: the gateway (on a client) or the client device (on a gateway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(pub u64);
+
+/// Which end of a tunnel this engine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The user's device: ICE-controlling, WireGuard initiator, sends idle keepalives.
+    Client,
+    /// The far end in the customer's network.
+    Gateway,
+}
+
+/// ICE username fragment and password, as handed out by the portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceCredentials {
+    pub ufrag: String,
+    pub pwd: String,
+}
+
+/// Everything the portal hands out to connect to one peer.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub peer: PeerId,
+    pub peer_public_key: [u8; 32],
+    pub preshared_key: [u8; 32],
+    pub local_ice: IceCredentials,
+    pub remote_ice: IceCredentials,
+}
+
+/// Static configuration of an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub role: Role,
+    /// This device's WireGuard private key.
+    pub private_key: [u8; 32],
+    /// Seed for every random choice the engine makes itself (WireGuard indexes, ICE tie
+    /// breaker, TURN transaction IDs).
+    pub seed: u64,
+    pub policy: LivenessPolicy,
+    /// Packets buffered per connection while it is not up.
+    pub buffer_capacity: usize,
+}
+
+impl EngineConfig {
+    #[must_use]
+    pub fn new(role: Role, private_key: [u8; 32], seed: u64) -> Self {
+        Self {
+            role,
+            private_key,
+            seed,
+            policy: LivenessPolicy::ember(),
+            buffer_capacity: PacketBuffer::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// State of a connection (ARCHITECTURE §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connecting,
+    Active,
+    Idle,
+    Broken,
+}
+
+/// Why a connection was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// No working path within the policy's connect timeout.
+    ConnectTimeout,
+    /// Probes of the path went unanswered.
+    PathDead,
+    /// An idle peer stopped sending its keepalives.
+    PeerSilent,
+    /// `reset` was called (network change).
+    Reset,
+    /// The peer was removed or given a new grant.
+    Replaced,
+}
+
+/// What the engine tells its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Packets wait for a peer that has no connection: ask the portal for a grant.
+    ConnectionNeeded { peer: PeerId },
+    /// A local candidate to signal to the peer (SDP `candidate:` string).
+    LocalCandidate { peer: PeerId, candidate: String },
+    /// A connection changed state.
+    StateChanged {
+        peer: PeerId,
+        from: ConnectionState,
+        to: ConnectionState,
+    },
+    /// A connection is `Broken` and removed; its unsent packets are kept for the next one.
+    ConnectionFailed { peer: PeerId, reason: FailureReason },
+    /// A relay allocation is ready (or was renewed with a new address).
+    RelayReady {
+        relay: RelayId,
+        relayed: SocketAddr,
+        server_reflexive: SocketAddr,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The local socket to send from.
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub payload: Vec<u8>,
+    /// Sent to a TURN server on behalf of a peer (wrapped in ChannelData or a Send indication).
+    pub relayed: bool,
+}
+
+/// Which way a connection's packets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathInfo {
+    /// Local candidate: a host address or a relayed address of one of our allocations.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Through one of our relays.
+    pub relayed: bool,
+}
+
+/// What the tray app shows about a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStats {
+    pub state: ConnectionState,
+    pub path: Option<PathInfo>,
+    pub rtt: Option<Duration>,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Time since the last WireGuard handshake (as boringtun's clock sees it).
+    pub last_handshake: Option<Duration>,
+}
+
+/// The sans-IO connection engine. See the crate documentation for the contract.
+///
+/// Methods: getters (`stats`, `state`); inputs `handle_*` and `reset` (all take `now` last);
+/// outputs, to drain after every input in this order: `poll_transmit`, `poll_packet`,
+/// `poll_event`, then `poll_timeout`.
+pub struct Engine {
+    role: Role,
+    policy: LivenessPolicy,
+    buffer_capacity: usize,
+    private_key: StaticSecret,
+    public_key: PublicKey,
+    rng: ChaCha20Rng,
+    epoch: Instant,
+    sockets: Vec<SocketAddr>,
+    connections: BTreeMap<PeerId, Connection>,
+    pending: BTreeMap<PeerId, PacketBuffer>,
+    index_to_peer: HashMap<u32, PeerId>,
+    next_index: u32,
+    relays: BTreeMap<RelayId, TurnClient>,
+    out: Outputs,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("role", &self.role)
+            .field("policy", &self.policy.name)
+            .field("connections", &self.connections.len())
+            .field("relays", &self.relays.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Outputs {
+    transmits: VecDeque<Transmit>,
+    packets: VecDeque<(PeerId, Vec<u8>)>,
+    events: VecDeque<Event>,
+}
+
+struct Connection {
+    peer: PeerId,
+    peer_public: PublicKey,
+    preshared_key: [u8; 32],
+    index: u32,
+    local_creds: IceCredentials,
+    remote_creds: IceCredentials,
+    ice: Option<IceAgent>,
+    tie_breaker: u64,
+    tunn: Box<Tunn>,
+    state: ConnectionState,
+    created: Instant,
+    path: Option<PathInfo>,
+    handshake_started: bool,
+    buffer: PacketBuffer,
+    resume_copies: VecDeque<Vec<u8>>,
+    /// Last authenticated packet from the peer (WireGuard, probe response or keepalive).
+    last_rx: Instant,
+    /// Last datagram we sent to the peer.
+    last_tx: Instant,
+    /// Last application packet either way.
+    last_app: Instant,
+    /// First packet sent since the peer was last heard.
+    unanswered_since: Option<Instant>,
+    probe: Option<Probe>,
+    last_probe: Instant,
+    wg_hot_until: Instant,
+    next_wg_tick: Instant,
+    rtt: Option<Duration>,
+    stats: Counters,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    tx_packets: u64,
+    tx_bytes: u64,
+    rx_packets: u64,
+    rx_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Probe {
+    trans_id: TransId,
+    started: Instant,
+    attempt: u32,
+    misses_allowed: u32,
+    deadline: Instant,
+}
+
+impl Engine {
+    /// A new engine. `now` is the origin of its coalesced idle timers.
+    #[must_use]
+    pub fn new(config: EngineConfig, now: Instant) -> Self {
+        let private_key = StaticSecret::from(config.private_key);
+        let public_key = PublicKey::from(&private_key);
+        let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
+        let next_index = rng.next_u32() & 0x00ff_ffff;
+        Self {
+            role: config.role,
+            policy: config.policy,
+            buffer_capacity: config.buffer_capacity,
+            private_key,
+            public_key,
+            rng,
+            epoch: now,
+            sockets: Vec::new(),
+            connections: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            index_to_peer: HashMap::new(),
+            next_index,
+            relays: BTreeMap::new(),
+            out: Outputs::default(),
+            scratch: vec![0; MAX_DATAGRAM + 256],
+        }
+    }
+
+    /// This engine's WireGuard public key.
+    #[must_use]
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key.to_bytes()
+    }
+
+    #[must_use]
+    pub fn policy(&self) -> &LivenessPolicy {
+        &self.policy
+    }
+
+    /// State of the connection to `peer`, if there is one.
+    #[must_use]
+    pub fn state(&self, peer: PeerId) -> Option<ConnectionState> {
+        self.connections.get(&peer).map(|c| c.state)
+    }
+
+    /// Peers with a connection.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.connections.keys().copied()
+    }
+
+    /// Statistics of the connection to `peer`.
+    #[must_use]
+    pub fn stats(&self, peer: PeerId) -> Option<ConnectionStats> {
+        let c = self.connections.get(&peer)?;
+        clock::sync(self.epoch, c.last_tx.max(c.last_rx));
+        Some(ConnectionStats {
+            state: c.state,
+            path: c.path,
+            rtt: c.rtt,
+            tx_packets: c.stats.tx_packets,
+            tx_bytes: c.stats.tx_bytes,
+            rx_packets: c.stats.rx_packets,
+            rx_bytes: c.stats.rx_bytes,
+            last_handshake: c.tunn.time_since_last_handshake(),
+        })
+    }
+
+    /// The local sockets (one per address family): the host candidates.
+    pub fn handle_local_addresses(&mut self, sockets: &[SocketAddr], now: Instant) {
+        self.sockets = sockets.to_vec();
+        for relay in self.relays.values_mut() {
+            relay.rebase(&self.sockets, now);
+        }
+        self.drain_relays(now);
+    }
+
+    /// The relays the portal gives. Known relays keep their allocation and take the new
+    /// credentials for the next refresh; new ones are allocated; missing ones are released.
+    pub fn handle_relays(&mut self, relays: Vec<RelayConfig>, now: Instant) {
+        let keep: Vec<RelayId> = relays.iter().map(|r| r.id).collect();
+        self.relays.retain(|id, relay| {
+            let stays = keep.contains(id);
+            if !stays {
+                debug!(relay = ?id, "Relay removed");
+                relay.release(now);
+            }
+            stays
+        });
+        for config in relays {
+            match self.relays.get_mut(&config.id) {
+                Some(existing) => existing.update_credentials(config),
+                None => {
+                    let seed = self.rng.next_u64();
+                    let client = TurnClient::new(config, &self.sockets, seed, now);
+                    self.relays.insert(client.id(), client);
+                }
+            }
+        }
+        self.drain_relays(now);
+    }
+
+    /// A grant for `peer`: starts a connection (replacing any existing one).
+    pub fn handle_grant(&mut self, grant: Grant, now: Instant) -> Result<(), EngineError> {
+        if grant.local_ice.ufrag.is_empty() || grant.remote_ice.ufrag.is_empty() {
+            return Err(EngineError::BadGrant("empty ICE username fragment"));
+        }
+        if self.connections.contains_key(&grant.peer) {
+            self.fail(grant.peer, FailureReason::Replaced, now);
+        }
+        clock::sync(self.epoch, now);
+        let index = self.allocate_index();
+        let peer_public = PublicKey::from(grant.peer_public_key);
+        let tunn = Tunn::new(
+            self.private_key.clone(),
+            peer_public,
+            Some(grant.preshared_key),
+            None,
+            index,
+            None,
+        );
+        let tie_breaker = self.rng.next_u64();
+        let mut agent = IceAgent::new(IceCreds {
+            ufrag: grant.local_ice.ufrag.clone(),
+            pass: grant.local_ice.pwd.clone(),
+        });
+        agent.set_remote_credentials(IceCreds {
+            ufrag: grant.remote_ice.ufrag.clone(),
+            pass: grant.remote_ice.pwd.clone(),
+        });
+        agent.set_controlling(self.role == Role::Client);
+        agent.set_control_tie_breaker(tie_breaker);
+        agent.set_initial_stun_rto(self.policy.ice_initial_rto);
+        agent.set_max_stun_rto(self.policy.ice_max_rto);
+
+        let mut buffer = PacketBuffer::new(self.buffer_capacity);
+        if let Some(mut waiting) = self.pending.remove(&grant.peer) {
+            for p in waiting.drain() {
+                buffer.push(p);
+            }
+        }
+        let mut conn = Connection {
+            peer: grant.peer,
+            peer_public,
+            preshared_key: grant.preshared_key,
+            index,
+            local_creds: grant.local_ice,
+            remote_creds: grant.remote_ice,
+            ice: Some(agent),
+            tie_breaker,
+            tunn: Box::new(tunn),
+            state: ConnectionState::Connecting,
+            created: now,
+            path: None,
+            handshake_started: false,
+            buffer,
+            resume_copies: VecDeque::new(),
+            last_rx: now,
+            last_tx: now,
+            last_app: now,
+            unanswered_since: None,
+            probe: None,
+            last_probe: now,
+            wg_hot_until: now,
+            next_wg_tick: now + WG_TICK,
+            rtt: None,
+            stats: Counters::default(),
+        };
+        let mut candidates = Vec::new();
+        for &socket in &self.sockets {
+            match Candidate::host(socket, "udp") {
+                Ok(c) => candidates.push(c),
+                Err(e) => warn!(%e, "Host address unusable as a candidate"),
+            }
+        }
+        for relay in self.relays.values() {
+            candidates.extend(relay.candidates());
+        }
+        for c in candidates {
+            add_local_candidate(&mut conn, c, &mut self.out);
+        }
+        if let Some(ice) = conn.ice.as_mut() {
+            ice.handle_timeout(now);
+        }
+        info!(peer = grant.peer.0, "Connecting");
+        self.index_to_peer.insert(index, grant.peer);
+        self.connections.insert(grant.peer, conn);
+        self.drain_ice(grant.peer, now);
+        Ok(())
+    }
+
+    /// A candidate the peer signalled (SDP `candidate:` string).
+    pub fn handle_remote_candidate(
+        &mut self,
+        peer: PeerId,
+        candidate: &str,
+        now: Instant,
+    ) -> Result<(), EngineError> {
+        let conn = self
+            .connections
+            .get_mut(&peer)
+            .ok_or(EngineError::UnknownPeer(peer))?;
+        let parsed = Candidate::from_sdp_string(candidate)
+            .map_err(|e| EngineError::BadCandidate(e.to_string()))?;
+        for relay in self.relays.values_mut() {
+            relay.create_permission(parsed.addr(), now);
+        }
+        if let Some(ice) = conn.ice.as_mut() {
+            ice.add_remote_candidate(parsed);
+        }
+        self.drain_ice(peer, now);
+        self.drain_relays(now);
+        Ok(())
+    }
+
+    /// Removes the connection to `peer` without reporting it broken (grant revoked).
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        if let Some(c) = self.connections.remove(&peer) {
+            self.index_to_peer.remove(&c.index);
+        }
+        self.pending.remove(&peer);
+    }
+
+    /// Network change: drops every connection and allocation and starts over. Unsent packets
+    /// are kept and `ConnectionNeeded` is emitted for their peers.
+    pub fn reset(&mut self, now: Instant) {
+        info!("Reset");
+        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+        for peer in peers {
+            self.fail(peer, FailureReason::Reset, now);
+        }
+        let configs: Vec<RelayConfig> = self.relays.values().map(|r| r.config().clone()).collect();
+        self.relays.clear();
+        self.handle_relays(configs, now);
+    }
+
+    /// An IP packet from the TUN side for `peer`.
+    pub fn handle_tun_packet(&mut self, peer: PeerId, packet: &[u8], now: Instant) {
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            let buffer = self
+                .pending
+                .entry(peer)
+                .or_insert_with(|| PacketBuffer::new(self.buffer_capacity));
+            let first = buffer.is_empty();
+            buffer.push(packet.to_vec());
+            if first {
+                debug!(peer = peer.0, "Packet for a peer without connection");
+                self.out.events.push_back(Event::ConnectionNeeded { peer });
+            }
+            return;
+        };
+        match conn.state {
+            ConnectionState::Connecting | ConnectionState::Broken => {
+                conn.buffer.push(packet.to_vec());
+            }
+            ConnectionState::Idle => {
+                clock::sync(self.epoch, now);
+                if conn
+                    .tunn
+                    .time_since_last_handshake()
+                    .is_none_or(|t| t >= WG_STALE_SESSION)
+                {
+                    refresh_tunnel(
+                        conn,
+                        &self.private_key,
+                        &mut self.index_to_peer,
+                        &mut self.next_index,
+                        &mut self.rng,
+                    );
+                }
+                set_state(conn, ConnectionState::Active, &mut self.out);
+                conn.last_app = now;
+                if self.policy.probe_on_resume && conn.probe.is_none() {
+                    start_probe(
+                        conn,
+                        &self.policy,
+                        self.policy.active_misses,
+                        &mut self.relays,
+                        &mut self.out,
+                        now,
+                    );
+                }
+                conn.resume_copies.push_back(packet.to_vec());
+                self.encapsulate(peer, packet, now);
+            }
+            ConnectionState::Active => {
+                conn.last_app = now;
+                if conn.probe.is_some() && conn.resume_copies.len() < MAX_RESUME_COPIES {
+                    conn.resume_copies.push_back(packet.to_vec());
+                }
+                self.encapsulate(peer, packet, now);
+            }
+        }
+    }
+
+    /// A datagram that arrived on local socket `local` from `from`.
+    pub fn handle_network_packet(
+        &mut self,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) {
+        match classify(data) {
+            Datagram::Stun => {
+                if let Some(id) = self.relay_at(from) {
+                    self.handle_from_relay(id, local, from, data, now);
+                    return;
+                }
+                self.handle_peer_stun(local, from, data, now);
+            }
+            Datagram::ChannelData => {
+                let Some(id) = self.relay_at(from) else {
+                    trace!(%from, "ChannelData from a non-relay; dropped");
+                    return;
+                };
+                self.handle_from_relay(id, local, from, data, now);
+            }
+            Datagram::WireGuard => self.handle_wireguard(local, from, data, now),
+            Datagram::Unknown => trace!(%from, len = data.len(), "Unknown datagram; dropped"),
+        }
+    }
+
+    /// Time has passed: runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for relay in self.relays.values_mut() {
+            relay.handle_timeout(now);
+        }
+        self.drain_relays(now);
+        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+        for peer in peers {
+            self.connection_timeout(peer, now);
+        }
+    }
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next decrypted IP packet for the TUN side, with the peer it came from.
+    #[must_use]
+    pub fn poll_packet(&mut self) -> Option<(PeerId, Vec<u8>)> {
+        self.out.packets.pop_front()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// When to call `handle_timeout` next, and why.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<(Instant, &'static str)> {
+        let mut best: Option<(Instant, &'static str)> = None;
+        let mut consider = |t: Option<Instant>, reason: &'static str| {
+            if let Some(t) = t
+                && best.is_none_or(|(b, _)| t < b)
+            {
+                best = Some((t, reason));
+            }
+        };
+        for relay in self.relays.values() {
+            let (t, reason) = relay.poll_timeout();
+            consider(t.map(|t| self.align_idle(t)), reason);
+        }
+        for conn in self.connections.values_mut() {
+            for (t, reason) in conn_deadlines(conn, &self.policy, self.role) {
+                let t = if is_idle_timer(reason) {
+                    align(self.epoch, &self.policy, t)
+                } else {
+                    t
+                };
+                consider(Some(t), reason);
+            }
+        }
+        best
+    }
+
+    fn align_idle(&self, t: Instant) -> Instant {
+        align(self.epoch, &self.policy, t)
+    }
+
+    fn allocate_index(&mut self) -> u32 {
+        allocate_index(&mut self.next_index, &self.index_to_peer)
+    }
+
+    fn relay_at(&self, server: SocketAddr) -> Option<RelayId> {
+        self.relays
+            .values()
+            .find(|r| r.server() == server)
+            .map(TurnClient::id)
+    }
+
+    fn encapsulate(&mut self, peer: PeerId, packet: &[u8], now: Instant) {
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        clock::sync(self.epoch, now);
+        match conn.tunn.encapsulate(packet, &mut self.scratch) {
+            TunnResult::WriteToNetwork(bytes) => {
+                if !packet.is_empty() {
+                    conn.stats.tx_packets += 1;
+                    conn.stats.tx_bytes += packet.len() as u64;
+                }
+                let bytes = bytes.to_vec();
+                send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
+            }
+            TunnResult::Done => {}
+            TunnResult::Err(e) => debug!(peer = peer.0, ?e, "Encapsulation failed"),
+            TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+        }
+        conn.wg_hot_until = now + WG_HOT;
+        self.drain_relays(now);
+    }
+
+    fn handle_wireguard(&mut self, local: SocketAddr, from: SocketAddr, data: &[u8], now: Instant) {
+        let Some(peer) = self.wireguard_peer(data) else {
+            trace!(%from, "WireGuard packet for no known session; dropped");
+            return;
+        };
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        clock::sync(self.epoch, now);
+        let mut authenticated = false;
+        let mut delivered: Vec<Vec<u8>> = Vec::new();
+        let mut replies: Vec<Vec<u8>> = Vec::new();
+        let mut datagram: &[u8] = data;
+        loop {
+            match conn
+                .tunn
+                .decapsulate(Some(from.ip()), datagram, &mut self.scratch)
+            {
+                TunnResult::Done => {
+                    authenticated |= datagram.len() == data.len() && !datagram.is_empty();
+                    break;
+                }
+                TunnResult::Err(e) => {
+                    trace!(peer = peer.0, ?e, "WireGuard packet rejected");
+                    break;
+                }
+                TunnResult::WriteToNetwork(bytes) => {
+                    authenticated = true;
+                    replies.push(bytes.to_vec());
+                }
+                TunnResult::WriteToTunnelV4(bytes, _) | TunnResult::WriteToTunnelV6(bytes, _) => {
+                    authenticated = true;
+                    if !bytes.is_empty() {
+                        delivered.push(bytes.to_vec());
+                    }
+                    break;
+                }
+            }
+            datagram = &[];
+        }
+        if !authenticated {
+            return;
+        }
+        // Cookie replies and rate-limited handshakes also produce WriteToNetwork; an
+        // authenticated path is only assumed when a session exists or data decrypted.
+        let relayed = self
+            .relays
+            .values()
+            .any(|r| r.relayed_address() == Some(local));
+        let new_path = PathInfo {
+            local,
+            remote: from,
+            relayed,
+        };
+        if conn.path != Some(new_path) {
+            if conn.path.is_some() {
+                info!(
+                    peer = peer.0,
+                    relayed, "Path follows the peer to a new address"
+                );
+            }
+            conn.path = Some(new_path);
+        }
+        heard_from_peer(conn, now);
+        conn.wg_hot_until = now + WG_HOT;
+        for reply in replies {
+            send_on_path(conn, reply, &mut self.relays, &mut self.out, now);
+        }
+        for packet in delivered {
+            conn.stats.rx_packets += 1;
+            conn.stats.rx_bytes += packet.len() as u64;
+            conn.last_app = now;
+            if conn.state == ConnectionState::Idle {
+                set_state(conn, ConnectionState::Active, &mut self.out);
+            }
+            self.out.packets.push_back((peer, packet));
+        }
+        self.after_wireguard(peer, now);
+        self.drain_relays(now);
+    }
+
+    /// Which peer a WireGuard datagram belongs to: by receiver index, or for a handshake
+    /// initiation by the sender's static key.
+    fn wireguard_peer(&self, data: &[u8]) -> Option<PeerId> {
+        match Tunn::parse_incoming_packet(data).ok()? {
+            Packet::HandshakeInit(init) => {
+                let half = parse_handshake_anon(&self.private_key, &self.public_key, &init).ok()?;
+                self.connections
+                    .values()
+                    .find(|c| c.peer_public.as_bytes() == &half.peer_static_public)
+                    .map(|c| c.peer)
+            }
+            Packet::HandshakeResponse(p) => self.index_to_peer.get(&(p.receiver_idx >> 8)).copied(),
+            Packet::PacketCookieReply(p) => self.index_to_peer.get(&(p.receiver_idx >> 8)).copied(),
+            Packet::PacketData(p) => self.index_to_peer.get(&(p.receiver_idx >> 8)).copied(),
+        }
+    }
+
+    /// Promotes a connecting connection whose WireGuard session is up.
+    fn after_wireguard(&mut self, peer: PeerId, now: Instant) {
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        if conn.state != ConnectionState::Connecting
+            || conn.tunn.time_since_last_handshake().is_none()
+        {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(conn.created);
+        info!(peer = peer.0, ?elapsed, path = ?conn.path, "Connection established");
+        conn.rtt = conn
+            .ice
+            .as_ref()
+            .and_then(IceAgent::nominated_pair_rtt)
+            .or(conn.rtt);
+        // From here on the engine's own liveness policy watches the path.
+        conn.ice = None;
+        conn.last_app = now;
+        set_state(conn, ConnectionState::Active, &mut self.out);
+        let queued: Vec<Vec<u8>> = conn.buffer.drain().collect();
+        for packet in queued {
+            if let Some(c) = self.connections.get_mut(&peer) {
+                c.last_app = now;
+            }
+            self.encapsulate(peer, &packet, now);
+        }
+    }
+
+    fn handle_peer_stun(&mut self, local: SocketAddr, from: SocketAddr, data: &[u8], now: Instant) {
+        let Ok(message) = StunMessage::parse(data) else {
+            trace!(%from, "Malformed STUN; dropped");
+            return;
+        };
+        if message.method() != Method::Binding {
+            trace!(%from, "Unexpected STUN method from a peer; dropped");
+            return;
+        }
+        match message.class() {
+            Class::Request | Class::Indication => {
+                let Some((local_ufrag, _)) = message.split_username() else {
+                    return;
+                };
+                let Some(peer) = self
+                    .connections
+                    .values()
+                    .find(|c| c.local_creds.ufrag == local_ufrag)
+                    .map(|c| c.peer)
+                else {
+                    trace!("STUN for unknown ufrag; dropped");
+                    return;
+                };
+                self.stun_for_connection(peer, local, from, message, now);
+            }
+            Class::Success | Class::Failure => {
+                let trans_id = message.trans_id();
+                let owner = self.connections.values().find(|c| {
+                    c.probe.as_ref().is_some_and(|p| p.trans_id == trans_id)
+                        || c.ice
+                            .as_ref()
+                            .is_some_and(|ice| ice.accepts_message(&message))
+                });
+                let Some(peer) = owner.map(|c| c.peer) else {
+                    trace!("STUN response for no transaction of ours; dropped");
+                    return;
+                };
+                self.stun_for_connection(peer, local, from, message, now);
+            }
+            Class::Unknown => {}
+        }
+    }
+
+    fn stun_for_connection(
+        &mut self,
+        peer: PeerId,
+        local: SocketAddr,
+        from: SocketAddr,
+        message: StunMessage<'_>,
+        now: Instant,
+    ) {
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        let hmac =
+            |key: &[u8], payloads: &[&[u8]]| DefaultSha1HmacProvider.sha1_hmac(key, payloads);
+        if let Some(ice) = conn.ice.as_mut() {
+            if message.class() != Class::Indication {
+                ice.handle_packet(
+                    now,
+                    StunPacket {
+                        proto: Protocol::Udp,
+                        source: from,
+                        destination: local,
+                        message,
+                    },
+                );
+                self.drain_ice(peer, now);
+            }
+            return;
+        }
+        match message.class() {
+            Class::Indication => {
+                if message.verify(conn.local_creds.pwd.as_bytes(), hmac) {
+                    trace!(peer = peer.0, "Idle keepalive received");
+                    conn.last_rx = now;
+                }
+            }
+            Class::Request => {
+                if !message.verify(conn.local_creds.pwd.as_bytes(), hmac) {
+                    trace!(peer = peer.0, "Binding request failed integrity; dropped");
+                    return;
+                }
+                let reply = StunMessage::binding_reply(message.trans_id(), from);
+                let mut buf = [0u8; 256];
+                let Ok(n) = reply.to_bytes(Some(conn.local_creds.pwd.as_bytes()), &mut buf, hmac)
+                else {
+                    return;
+                };
+                let path = PathInfo {
+                    local,
+                    remote: from,
+                    relayed: self
+                        .relays
+                        .values()
+                        .any(|r| r.relayed_address() == Some(local)),
+                };
+                send_on(path, buf[..n].to_vec(), &mut self.relays, &mut self.out);
+                self.drain_relays(now);
+            }
+            Class::Success => {
+                let Some(probe) = conn.probe.as_ref() else {
+                    return;
+                };
+                if probe.trans_id != message.trans_id()
+                    || !message.verify(conn.remote_creds.pwd.as_bytes(), hmac)
+                {
+                    return;
+                }
+                if probe.attempt == 0 {
+                    let sample = now.saturating_duration_since(probe.started);
+                    conn.rtt = Some(conn.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
+                }
+                trace!(peer = peer.0, rtt = ?conn.rtt, "Probe answered");
+                conn.probe = None;
+                heard_from_peer(conn, now);
+            }
+            Class::Failure | Class::Unknown => {}
+        }
+    }
+
+    fn handle_from_relay(
+        &mut self,
+        id: RelayId,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) {
+        let Some(relay) = self.relays.get_mut(&id) else {
+            return;
+        };
+        let inner = relay.handle_packet(local, from, data, now);
+        self.drain_relays(now);
+        if let Some((relayed, peer_addr, payload)) = inner {
+            match classify(&payload) {
+                Datagram::Stun => self.handle_peer_stun(relayed, peer_addr, &payload, now),
+                Datagram::WireGuard => self.handle_wireguard(relayed, peer_addr, &payload, now),
+                Datagram::ChannelData | Datagram::Unknown => {
+                    trace!("Unexpected payload inside a relayed datagram; dropped");
+                }
+            }
+        }
+    }
+
+    /// Moves the TURN clients' outputs into the engine's.
+    fn drain_relays(&mut self, now: Instant) {
+        let mut new_candidates = Vec::new();
+        for relay in self.relays.values_mut() {
+            while let Some(output) = relay.poll_output() {
+                match output {
+                    TurnOutput::Transmit(t) => self.out.transmits.push_back(t),
+                    TurnOutput::Allocated {
+                        relayed,
+                        server_reflexive,
+                    } => {
+                        self.out.events.push_back(Event::RelayReady {
+                            relay: relay.id(),
+                            relayed,
+                            server_reflexive,
+                        });
+                        new_candidates.extend(relay.candidates());
+                    }
+                }
+            }
+        }
+        if new_candidates.is_empty() {
+            return;
+        }
+        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+        for peer in peers {
+            if let Some(conn) = self.connections.get_mut(&peer) {
+                if conn.ice.is_none() {
+                    continue;
+                }
+                for c in &new_candidates {
+                    add_local_candidate(conn, c.clone(), &mut self.out);
+                }
+            }
+            self.drain_ice(peer, now);
+        }
+    }
+
+    /// Moves an ICE agent's outputs into the engine's and acts on its events.
+    fn drain_ice(&mut self, peer: PeerId, now: Instant) {
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        let Some(ice) = conn.ice.as_mut() else {
+            return;
+        };
+        let mut sends = Vec::new();
+        while let Some(t) = ice.poll_transmit() {
+            sends.push((t.source, t.destination, Vec::from(t.contents)));
+        }
+        let mut nominated = None;
+        while let Some(event) = ice.poll_event() {
+            match event {
+                IceAgentEvent::NominatedSend {
+                    source,
+                    destination,
+                    ..
+                } => nominated = Some((source, destination)),
+                IceAgentEvent::IceConnectionStateChange(s) => {
+                    debug!(peer = peer.0, state = ?s, "ICE state");
+                }
+                IceAgentEvent::DiscoveredRecv { .. } | IceAgentEvent::IceRestart(_) => {}
+            }
+        }
+        for (source, destination, payload) in sends {
+            let relayed = self
+                .relays
+                .values()
+                .any(|r| r.relayed_address() == Some(source));
+            let path = PathInfo {
+                local: source,
+                remote: destination,
+                relayed,
+            };
+            send_on(path, payload, &mut self.relays, &mut self.out);
+        }
+        if let Some((source, destination)) = nominated {
+            let relayed = self
+                .relays
+                .values()
+                .any(|r| r.relayed_address() == Some(source));
+            debug!(peer = peer.0, %source, %destination, relayed, "ICE nominated a pair");
+            conn.path = Some(PathInfo {
+                local: source,
+                remote: destination,
+                relayed,
+            });
+            if self.role == Role::Client && !conn.handshake_started {
+                conn.handshake_started = true;
+                clock::sync(self.epoch, now);
+                if let TunnResult::WriteToNetwork(bytes) = conn
+                    .tunn
+                    .format_handshake_initiation(&mut self.scratch, false)
+                {
+                    let bytes = bytes.to_vec();
+                    send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
+                }
+                conn.wg_hot_until = now + WG_HOT;
+            }
+        }
+        self.drain_relays_transmits_only();
+    }
+
+    fn drain_relays_transmits_only(&mut self) {
+        for relay in self.relays.values_mut() {
+            while let Some(output) = relay.poll_output() {
+                if let TurnOutput::Transmit(t) = output {
+                    self.out.transmits.push_back(t);
+                }
+            }
+        }
+    }
+
+    fn connection_timeout(&mut self, peer: PeerId, now: Instant) {
+        let policy = self.policy.clone();
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        // ICE while connecting.
+        if let Some(ice) = conn.ice.as_mut()
+            && ice.poll_timeout().is_some_and(|t| t <= now)
+        {
+            ice.handle_timeout(now);
+            self.drain_ice(peer, now);
+        }
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        if conn.state == ConnectionState::Connecting && now >= conn.created + policy.connect_timeout
+        {
+            self.fail(peer, FailureReason::ConnectTimeout, now);
+            return;
+        }
+        // WireGuard timers.
+        if now >= conn.next_wg_tick {
+            conn.next_wg_tick = next_tick(self.epoch, now);
+            if now < conn.wg_hot_until || conn.state == ConnectionState::Connecting {
+                clock::sync(self.epoch, now);
+                match conn.tunn.update_timers(&mut self.scratch) {
+                    TunnResult::WriteToNetwork(bytes) => {
+                        let bytes = bytes.to_vec();
+                        send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
+                    }
+                    TunnResult::Err(e) => debug!(peer = peer.0, ?e, "WireGuard timer"),
+                    _ => {}
+                }
+            }
+        }
+        if conn.state == ConnectionState::Connecting {
+            return;
+        }
+        // Probe retransmissions and misses.
+        if let Some(probe) = conn.probe.as_mut()
+            && now >= probe.deadline
+        {
+            probe.attempt += 1;
+            if probe.attempt >= probe.misses_allowed {
+                info!(peer = peer.0, "Path does not answer probes");
+                self.fail(peer, FailureReason::PathDead, now);
+                return;
+            }
+            probe.deadline = now + policy.probe_timeout(probe.attempt, conn.rtt);
+            let trans_id = probe.trans_id;
+            send_probe(conn, trans_id, &mut self.relays, &mut self.out);
+        }
+        match conn.state {
+            ConnectionState::Active => {
+                if now >= conn.last_app + policy.idle_after {
+                    set_state(conn, ConnectionState::Idle, &mut self.out);
+                    conn.resume_copies.clear();
+                } else if conn.probe.is_none() {
+                    let periodic = policy
+                        .active_probe_interval
+                        .is_some_and(|i| now >= conn.last_probe + i);
+                    let silent = silence_deadline(conn, &policy).is_some_and(|t| now >= t);
+                    if periodic || silent {
+                        start_probe(
+                            conn,
+                            &policy,
+                            policy.active_misses,
+                            &mut self.relays,
+                            &mut self.out,
+                            now,
+                        );
+                    }
+                }
+            }
+            ConnectionState::Idle => {
+                if conn.probe.is_none()
+                    && let Some(t) = idle_probe_deadline(conn, &policy)
+                    && now >= align(self.epoch, &policy, t)
+                {
+                    start_probe(
+                        conn,
+                        &policy,
+                        policy.idle_misses,
+                        &mut self.relays,
+                        &mut self.out,
+                        now,
+                    );
+                }
+                if let Some(t) = idle_keepalive_deadline(conn, &policy, self.role)
+                    && now >= align(self.epoch, &policy, t)
+                {
+                    send_keepalive(conn, &mut self.relays, &mut self.out, now);
+                }
+                if let Some(t) = peer_silent_deadline(conn, &policy, self.role)
+                    && now >= align(self.epoch, &policy, t)
+                {
+                    info!(peer = peer.0, "Idle peer went silent");
+                    self.fail(peer, FailureReason::PeerSilent, now);
+                    return;
+                }
+            }
+            ConnectionState::Connecting | ConnectionState::Broken => {}
+        }
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        if let Some(t) = wg_keepalive_deadline(conn, &policy)
+            && now >= t
+        {
+            trace!(peer = peer.0, "WireGuard keepalive");
+            self.encapsulate(peer, &[], now);
+        }
+        self.drain_relays(now);
+    }
+
+    /// Reports a connection broken and removes it, keeping its unsent packets.
+    fn fail(&mut self, peer: PeerId, reason: FailureReason, _now: Instant) {
+        let Some(mut conn) = self.connections.remove(&peer) else {
+            return;
+        };
+        self.index_to_peer.remove(&conn.index);
+        set_state(&mut conn, ConnectionState::Broken, &mut self.out);
+        info!(peer = peer.0, ?reason, "Connection broken");
+        self.out
+            .events
+            .push_back(Event::ConnectionFailed { peer, reason });
+        let mut keep = PacketBuffer::new(self.buffer_capacity);
+        for p in conn.resume_copies.drain(..) {
+            keep.push(p);
+        }
+        for p in conn.buffer.drain() {
+            keep.push(p);
+        }
+        if !keep.is_empty() && reason != FailureReason::Replaced {
+            self.pending.insert(peer, keep);
+            self.out.events.push_back(Event::ConnectionNeeded { peer });
+        } else if !keep.is_empty() {
+            self.pending.insert(peer, keep);
+        }
+    }
+}
+
+fn allocate_index(next: &mut u32, used: &HashMap<u32, PeerId>) -> u32 {
+    loop {
+        let candidate = *next & 0x00ff_ffff;
+        *next = next.wrapping_add(1);
+        if !used.contains_key(&candidate) {
+            return candidate;
+        }
+    }
+}
+
+/// A fresh WireGuard state for the same peer (after a long idle, instead of letting
+/// boringtun expire the old one).
+fn refresh_tunnel(
+    conn: &mut Connection,
+    private_key: &StaticSecret,
+    index_to_peer: &mut HashMap<u32, PeerId>,
+    next_index: &mut u32,
+    rng: &mut ChaCha20Rng,
+) {
+    index_to_peer.remove(&conn.index);
+    let index = allocate_index(next_index, index_to_peer);
+    let _ = rng.next_u32();
+    conn.index = index;
+    index_to_peer.insert(index, conn.peer);
+    conn.tunn = Box::new(Tunn::new(
+        private_key.clone(),
+        conn.peer_public,
+        Some(conn.preshared_key),
+        None,
+        index,
+        None,
+    ));
+    debug!(peer = conn.peer.0, "Fresh WireGuard state after idle");
+}
+
+fn add_local_candidate(conn: &mut Connection, candidate: Candidate, out: &mut Outputs) {
+    let Some(ice) = conn.ice.as_mut() else {
+        return;
+    };
+    if let Some(added) = ice.add_local_candidate(candidate) {
+        out.events.push_back(Event::LocalCandidate {
+            peer: conn.peer,
+            candidate: added.to_sdp_string(),
+        });
+    }
+}
+
+fn set_state(conn: &mut Connection, to: ConnectionState, out: &mut Outputs) {
+    let from = conn.state;
+    if from == to {
+        return;
+    }
+    conn.state = to;
+    debug!(peer = conn.peer.0, ?from, ?to, "Connection state");
+    out.events.push_back(Event::StateChanged {
+        peer: conn.peer,
+        from,
+        to,
+    });
+}
+
+fn heard_from_peer(conn: &mut Connection, now: Instant) {
+    conn.last_rx = now;
+    conn.unanswered_since = None;
+    conn.resume_copies.clear();
+    conn.probe = None;
+}
+
+fn send_on_path(
+    conn: &mut Connection,
+    payload: Vec<u8>,
+    relays: &mut BTreeMap<RelayId, TurnClient>,
+    out: &mut Outputs,
+    now: Instant,
+) {
+    let Some(path) = conn.path else {
+        trace!(peer = conn.peer.0, "No path yet; datagram dropped");
+        return;
+    };
+    conn.last_tx = now;
+    if conn.unanswered_since.is_none() {
+        conn.unanswered_since = Some(now);
+    }
+    send_on(path, payload, relays, out);
+}
+
+fn send_on(
+    path: PathInfo,
+    payload: Vec<u8>,
+    relays: &mut BTreeMap<RelayId, TurnClient>,
+    out: &mut Outputs,
+) {
+    if path.relayed {
+        if let Some(relay) = relays
+            .values_mut()
+            .find(|r| r.relayed_address() == Some(path.local))
+        {
+            relay.send_to_peer(path.remote, &payload);
+        }
+        return;
+    }
+    out.transmits.push_back(Transmit {
+        src: path.local,
+        dst: path.remote,
+        payload,
+        relayed: false,
+    });
+}
+
+fn start_probe(
+    conn: &mut Connection,
+    policy: &LivenessPolicy,
+    misses: u32,
+    relays: &mut BTreeMap<RelayId, TurnClient>,
+    out: &mut Outputs,
+    now: Instant,
+) {
+    let trans_id = TransId::new();
+    conn.probe = Some(Probe {
+        trans_id,
+        started: now,
+        attempt: 0,
+        misses_allowed: misses.max(1),
+        deadline: now + policy.probe_timeout(0, conn.rtt),
+    });
+    conn.last_probe = now;
+    trace!(peer = conn.peer.0, "Probe");
+    send_probe(conn, trans_id, relays, out);
+}
+
+fn send_probe(
+    conn: &mut Connection,
+    trans_id: TransId,
+    relays: &mut BTreeMap<RelayId, TurnClient>,
+    out: &mut Outputs,
+) {
+    let Some(path) = conn.path else {
+        return;
+    };
+    if let Some(bytes) = probe_bytes(conn, trans_id) {
+        send_on(path, bytes, relays, out);
+    }
+}
+
+fn probe_bytes(conn: &Connection, trans_id: TransId) -> Option<Vec<u8>> {
+    let username = format!("{}:{}", conn.remote_creds.ufrag, conn.local_creds.ufrag);
+    let message =
+        StunMessage::binding_request(&username, trans_id, true, conn.tie_breaker, 1, false);
+    let mut buf = [0u8; 512];
+    let hmac = |key: &[u8], payloads: &[&[u8]]| DefaultSha1HmacProvider.sha1_hmac(key, payloads);
+    let n = message
+        .to_bytes(Some(conn.remote_creds.pwd.as_bytes()), &mut buf, hmac)
+        .ok()?;
+    Some(buf[..n].to_vec())
+}
+
+fn send_keepalive(
+    conn: &mut Connection,
+    relays: &mut BTreeMap<RelayId, TurnClient>,
+    out: &mut Outputs,
+    now: Instant,
+) {
+    let Some(path) = conn.path else {
+        return;
+    };
+    let username = format!("{}:{}", conn.remote_creds.ufrag, conn.local_creds.ufrag);
+    let message = StunMessageBuilder::new()
+        .binding()
+        .indication()
+        .username(&username)
+        .build(TransId::new());
+    let mut buf = [0u8; 256];
+    let hmac = |key: &[u8], payloads: &[&[u8]]| DefaultSha1HmacProvider.sha1_hmac(key, payloads);
+    let Ok(n) = message.to_bytes(Some(conn.remote_creds.pwd.as_bytes()), &mut buf, hmac) else {
+        return;
+    };
+    trace!(peer = conn.peer.0, "Idle keepalive");
+    conn.last_tx = now;
+    send_on(path, buf[..n].to_vec(), relays, out);
+}
+
+/// When an active connection's silence calls for a probe.
+fn silence_deadline(conn: &Connection, policy: &LivenessPolicy) -> Option<Instant> {
+    let silence = policy.probe_after_silence?;
+    let since = conn.unanswered_since?;
+    let silence = conn.rtt.map_or(silence, |rtt| silence.max(rtt * 4));
+    Some(since + silence)
+}
+
+fn idle_probe_deadline(conn: &Connection, policy: &LivenessPolicy) -> Option<Instant> {
+    policy.idle_probe_interval.map(|i| conn.last_probe + i)
+}
+
+fn idle_keepalive_deadline(
+    conn: &Connection,
+    policy: &LivenessPolicy,
+    role: Role,
+) -> Option<Instant> {
+    let interval = policy.idle_keepalive?;
+    if policy.idle_keepalive_sender == KeepaliveSender::Client && role != Role::Client {
+        return None;
+    }
+    Some(conn.last_tx + interval)
+}
+
+fn peer_silent_deadline(conn: &Connection, policy: &LivenessPolicy, role: Role) -> Option<Instant> {
+    let timeout = policy.idle_peer_timeout?;
+    // Only the listening side needs this: the sender notices through resume probes.
+    if policy.idle_keepalive_sender == KeepaliveSender::Client && role == Role::Client {
+        return None;
+    }
+    Some(conn.last_rx + timeout)
+}
+
+fn wg_keepalive_deadline(conn: &Connection, policy: &LivenessPolicy) -> Option<Instant> {
+    if !matches!(conn.state, ConnectionState::Active | ConnectionState::Idle) {
+        return None;
+    }
+    policy.wg_keepalive.map(|k| conn.last_tx + k)
+}
+
+/// The next whole tick after `now`, counted from `epoch`, shared by every connection.
+fn next_tick(epoch: Instant, now: Instant) -> Instant {
+    let since = now.saturating_duration_since(epoch);
+    let ticks = since.as_millis() / WG_TICK.as_millis() + 1;
+    epoch + WG_TICK * u32::try_from(ticks).unwrap_or(u32::MAX)
+}
+
+/// Rounds an idle timer up to the policy's coalescing grid.
+fn align(epoch: Instant, policy: &LivenessPolicy, t: Instant) -> Instant {
+    let Some(grid) = policy.coalesce_idle_timers else {
+        return t;
+    };
+    let since = t.saturating_duration_since(epoch);
+    let grid_ms = grid.as_millis().max(1);
+    let slots = since.as_millis().div_ceil(grid_ms);
+    epoch + Duration::from_millis(u64::try_from(slots * grid_ms).unwrap_or(u64::MAX))
+}
+
+fn is_idle_timer(reason: &str) -> bool {
+    matches!(reason, "idle probe" | "idle keepalive" | "idle peer silent")
+}
+
+/// Every deadline of one connection, with its reason.
+fn conn_deadlines(
+    conn: &mut Connection,
+    policy: &LivenessPolicy,
+    role: Role,
+) -> Vec<(Instant, &'static str)> {
+    let mut d = Vec::with_capacity(6);
+    if let Some(ice) = conn.ice.as_mut()
+        && let Some(t) = ice.poll_timeout()
+    {
+        d.push((t, "ice"));
+    }
+    match conn.state {
+        ConnectionState::Connecting => {
+            d.push((conn.created + policy.connect_timeout, "connect timeout"));
+            d.push((conn.next_wg_tick, "wireguard timers"));
+        }
+        ConnectionState::Active => {
+            d.push((conn.last_app + policy.idle_after, "idle threshold"));
+            if let Some(p) = &conn.probe {
+                d.push((p.deadline, "probe retransmit"));
+            } else {
+                if let Some(i) = policy.active_probe_interval {
+                    d.push((conn.last_probe + i, "active probe"));
+                }
+                if let Some(t) = silence_deadline(conn, policy) {
+                    d.push((t, "path silent"));
+                }
+            }
+        }
+        ConnectionState::Idle => {
+            if let Some(p) = &conn.probe {
+                d.push((p.deadline, "probe retransmit"));
+            } else if let Some(t) = idle_probe_deadline(conn, policy) {
+                d.push((t, "idle probe"));
+            }
+            if let Some(t) = idle_keepalive_deadline(conn, policy, role) {
+                d.push((t, "idle keepalive"));
+            }
+            if let Some(t) = peer_silent_deadline(conn, policy, role) {
+                d.push((t, "idle peer silent"));
+            }
+        }
+        ConnectionState::Broken => {}
+    }
+    if matches!(conn.state, ConnectionState::Active | ConnectionState::Idle) {
+        if let Some(t) = wg_keepalive_deadline(conn, policy) {
+            d.push((t, "wireguard keepalive"));
+        }
+        if conn.next_wg_tick < conn.wg_hot_until {
+            d.push((conn.next_wg_tick, "wireguard timers"));
+        }
+    }
+    d
+}
