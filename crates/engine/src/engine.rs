@@ -902,7 +902,7 @@ impl Engine {
                         .values()
                         .any(|r| r.relayed_address() == Some(local)),
                 };
-                send_on(path, buf[..n].to_vec(), &mut self.relays, &mut self.out);
+                send_on(path, buf[..n].to_vec(), &mut self.relays, &mut self.out, now);
                 self.drain_relays(now);
             }
             Class::Success => {
@@ -1024,7 +1024,7 @@ impl Engine {
                 remote: destination,
                 relayed,
             };
-            send_on(path, payload, &mut self.relays, &mut self.out);
+            send_on(path, payload, &mut self.relays, &mut self.out, now);
         }
         if let Some((source, destination)) = nominated {
             let relayed = self
@@ -1113,7 +1113,7 @@ impl Engine {
             }
             probe.deadline = now + policy.probe_timeout(probe.attempt, conn.rtt);
             let trans_id = probe.trans_id;
-            send_probe(conn, trans_id, &mut self.relays, &mut self.out);
+            send_probe(conn, trans_id, &mut self.relays, &mut self.out, now);
         }
         match conn.state {
             ConnectionState::Active => {
@@ -1288,7 +1288,7 @@ fn send_on_path(
     if conn.unanswered_since.is_none() {
         conn.unanswered_since = Some(now);
     }
-    send_on(path, payload, relays, out);
+    send_on(path, payload, relays, out, now);
 }
 
 fn send_on(
@@ -1296,13 +1296,14 @@ fn send_on(
     payload: Vec<u8>,
     relays: &mut BTreeMap<RelayId, TurnClient>,
     out: &mut Outputs,
+    now: Instant,
 ) {
     if path.relayed {
         if let Some(relay) = relays
             .values_mut()
             .find(|r| r.relayed_address() == Some(path.local))
         {
-            relay.send_to_peer(path.remote, &payload);
+            relay.send_to_peer(path.remote, &payload, now);
         }
         return;
     }
@@ -1332,7 +1333,7 @@ fn start_probe(
     });
     conn.last_probe = now;
     trace!(peer = conn.peer.0, "Probe");
-    send_probe(conn, trans_id, relays, out);
+    send_probe(conn, trans_id, relays, out, now);
 }
 
 fn send_probe(
@@ -1340,12 +1341,13 @@ fn send_probe(
     trans_id: TransId,
     relays: &mut BTreeMap<RelayId, TurnClient>,
     out: &mut Outputs,
+    now: Instant,
 ) {
     let Some(path) = conn.path else {
         return;
     };
     if let Some(bytes) = probe_bytes(conn, trans_id) {
-        send_on(path, bytes, relays, out);
+        send_on(path, bytes, relays, out, now);
     }
 }
 
@@ -1383,7 +1385,7 @@ fn send_keepalive(
     };
     trace!(peer = conn.peer.0, "Idle keepalive");
     conn.last_tx = now;
-    send_on(path, buf[..n].to_vec(), relays, out);
+    send_on(path, buf[..n].to_vec(), relays, out, now);
 }
 
 /// When an active connection's silence calls for a probe.

@@ -198,7 +198,7 @@ impl TurnClient {
     }
 
     /// Sends `payload` to `peer` from our relayed address.
-    pub(crate) fn send_to_peer(&mut self, peer: SocketAddr, payload: &[u8]) {
+    pub(crate) fn send_to_peer(&mut self, peer: SocketAddr, payload: &[u8], now: Instant) {
         let Some(local) = self.local else {
             return;
         };
@@ -212,7 +212,6 @@ impl TurnClient {
                     let channel = self.next_channel;
                     self.next_channel += 1;
                     self.channels.insert(peer, (channel, None));
-                    let now = self.last_sent;
                     self.request(Kind::ChannelBind(peer, channel), now);
                 }
                 Message::new(m::SEND, m::INDICATION, self.tid())
