@@ -28,7 +28,9 @@ const WG_TICK: Duration = Duration::from_secs(1);
 /// How long after WireGuard activity its timers are ticked (keepalive 10 s + slack).
 const WG_HOT: Duration = Duration::from_secs(12);
 /// A session older than this is rejected by WireGuard anyway (REJECT_AFTER_TIME is 180 s).
-const WG_STALE_SESSION: Duration = Duration::from_secs(170);
+const WG_STALE_SESSION: Duration = Duration::from_secs(180);
+/// Silence after which packets sent are copied until the peer is heard again.
+const QUIET_MIN: Duration = Duration::from_millis(100);
 /// Copies kept of packets sent on a path that is being validated after idle.
 const MAX_RESUME_COPIES: usize = 128;
 
@@ -369,6 +371,9 @@ impl Engine {
         if self.connections.contains_key(&grant.peer) {
             self.fail(grant.peer, FailureReason::Replaced, now);
         }
+        for relay in self.relays.values_mut() {
+            relay.check_binding(now);
+        }
         clock::sync(self.epoch, now);
         let index = self.allocate_index();
         let peer_public = PublicKey::from(grant.peer_public_key);
@@ -546,7 +551,11 @@ impl Engine {
             }
             ConnectionState::Active => {
                 conn.last_app = now;
-                if conn.probe.is_some() && conn.resume_copies.len() < MAX_RESUME_COPIES {
+                // Keep a copy while the path is unconfirmed, so a path found dead does not
+                // lose what was sent into it. A healthy two-way flow never copies.
+                let quiet_after = conn.rtt.map_or(QUIET_MIN, |rtt| (rtt * 2).max(QUIET_MIN));
+                let quiet = now.saturating_duration_since(conn.last_rx) >= quiet_after;
+                if (conn.probe.is_some() || quiet) && conn.resume_copies.len() < MAX_RESUME_COPIES {
                     conn.resume_copies.push_back(packet.to_vec());
                 }
                 self.encapsulate(peer, packet, now);
@@ -686,6 +695,22 @@ impl Engine {
             return;
         };
         clock::sync(self.epoch, now);
+        // Only a handshake initiation can open a new session on a stale state.
+        if conn.state == ConnectionState::Idle
+            && data.first() == Some(&1)
+            && conn
+                .tunn
+                .time_since_last_handshake()
+                .is_none_or(|t| t >= WG_STALE_SESSION)
+        {
+            refresh_tunnel(
+                conn,
+                &self.private_key,
+                &mut self.index_to_peer,
+                &mut self.next_index,
+                &mut self.rng,
+            );
+        }
         let mut authenticated = false;
         let mut delivered: Vec<Vec<u8>> = Vec::new();
         let mut replies: Vec<Vec<u8>> = Vec::new();
@@ -902,7 +927,13 @@ impl Engine {
                         .values()
                         .any(|r| r.relayed_address() == Some(local)),
                 };
-                send_on(path, buf[..n].to_vec(), &mut self.relays, &mut self.out, now);
+                send_on(
+                    path,
+                    buf[..n].to_vec(),
+                    &mut self.relays,
+                    &mut self.out,
+                    now,
+                );
                 self.drain_relays(now);
             }
             Class::Success => {
@@ -1179,13 +1210,18 @@ impl Engine {
     }
 
     /// Reports a connection broken and removes it, keeping its unsent packets.
-    fn fail(&mut self, peer: PeerId, reason: FailureReason, _now: Instant) {
+    fn fail(&mut self, peer: PeerId, reason: FailureReason, now: Instant) {
         let Some(mut conn) = self.connections.remove(&peer) else {
             return;
         };
         self.index_to_peer.remove(&conn.index);
         set_state(&mut conn, ConnectionState::Broken, &mut self.out);
         info!(peer = peer.0, ?reason, "Connection broken");
+        if reason == FailureReason::PathDead {
+            for relay in self.relays.values_mut() {
+                relay.check_binding(now);
+            }
+        }
         self.out
             .events
             .push_back(Event::ConnectionFailed { peer, reason });
@@ -1202,6 +1238,7 @@ impl Engine {
         } else if !keep.is_empty() {
             self.pending.insert(peer, keep);
         }
+        self.drain_relays(now);
     }
 }
 

@@ -461,6 +461,12 @@ impl TurnClient {
                     return;
                 }
             }
+            if code == 437 {
+                // Allocation mismatch: our address towards the relay changed under us.
+                debug!(relay = ?self.config.id, "Relay no longer knows our allocation; allocating again");
+                self.reallocate(now);
+                return;
+            }
             warn!(relay = ?self.config.id, code, kind = ?f.kind, "Relay refused a request");
             self.request_failed(&f.kind, now);
             return;
@@ -525,10 +531,32 @@ impl TurnClient {
                 ) && a.server_reflexive != srflx
                 {
                     debug!(relay = ?self.config.id, "Our address towards the relay changed; allocating again");
-                    self.allocation = None;
-                    self.request(Kind::Allocate, now);
+                    self.reallocate(now);
                 }
             }
+        }
+    }
+
+    /// Checks our server-reflexive address now (before a connection gathers candidates, or
+    /// when a path died): a changed address means a new allocation.
+    pub(crate) fn check_binding(&mut self, now: Instant) {
+        if self.allocation.is_some()
+            && !self.pending(|k| matches!(k, Kind::Binding | Kind::Allocate))
+        {
+            self.request(Kind::Binding, now);
+        }
+    }
+
+    fn reallocate(&mut self, now: Instant) {
+        self.allocation = None;
+        self.channels.clear();
+        for t in self.permissions.values_mut() {
+            *t = None;
+        }
+        self.in_flight
+            .retain(|_, f| matches!(f.kind, Kind::Allocate));
+        if self.in_flight.is_empty() {
+            self.request(Kind::Allocate, now);
         }
     }
 

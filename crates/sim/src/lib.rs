@@ -137,7 +137,10 @@ impl Nat {
     fn inbound(&mut self, src: SocketAddr, dst_port: u16, now: Instant) -> Option<SocketAddr> {
         self.expire(now);
         let filtering = self.config.filtering;
-        let entry = self.entries.iter_mut().find(|e| e.external_port == dst_port)?;
+        let entry = self
+            .entries
+            .iter_mut()
+            .find(|e| e.external_port == dst_port)?;
         let allowed = match filtering {
             Filtering::EndpointIndependent => true,
             Filtering::AddressDependent => entry.contacted.iter().any(|c| c.ip() == src.ip()),
@@ -274,7 +277,9 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("hosts", &self.hosts).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -312,8 +317,12 @@ impl Sim {
     pub fn add_relay(&mut self) -> usize {
         let n = self.relays.len();
         let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 + n as u8));
-        self.relays.push(TurnServer::new(SocketAddr::new(ip, 3478), "ember"));
-        let creds = (format!("user-{}", self.relay_generation), self.relay_password.clone());
+        self.relays
+            .push(TurnServer::new(SocketAddr::new(ip, 3478), "ember"));
+        let creds = (
+            format!("user-{}", self.relay_generation),
+            self.relay_password.clone(),
+        );
         self.relays[n].add_credentials(&creds.0, &creds.1);
         n
     }
@@ -397,7 +406,10 @@ impl Sim {
         self.relay_generation += 1;
         self.relay_password = format!("secret-{}", self.relay_generation);
         for r in &mut self.relays {
-            r.replace_credentials(&format!("user-{}", self.relay_generation), &format!("secret-{}", self.relay_generation));
+            r.replace_credentials(
+                &format!("user-{}", self.relay_generation),
+                &format!("secret-{}", self.relay_generation),
+            );
         }
         let configs = self.relay_configs();
         let now = self.now;
@@ -454,7 +466,9 @@ impl Sim {
     /// An application packet from `from`'s TUN side towards `to`.
     pub fn send_app(&mut self, from: HostId, to: HostId, packet: &[u8]) {
         let now = self.now;
-        self.hosts[from.0].engine.handle_tun_packet(to.peer(), packet, now);
+        self.hosts[from.0]
+            .engine
+            .handle_tun_packet(to.peer(), packet, now);
         self.drain(from);
     }
 
@@ -541,7 +555,11 @@ impl Sim {
             let at = at.max(self.now);
             if at == self.now {
                 same_instant += 1;
-                assert!(same_instant < 100_000, "simulation livelock at {:?}", self.elapsed());
+                assert!(
+                    same_instant < 100_000,
+                    "simulation livelock at {:?}",
+                    self.elapsed()
+                );
             } else {
                 same_instant = 0;
             }
@@ -622,7 +640,11 @@ impl Sim {
                 transmits.push(t);
             }
             while let Some((from, packet)) = h.engine.poll_packet() {
-                h.delivered.push(Delivery { from, packet, at: now });
+                h.delivered.push(Delivery {
+                    from,
+                    packet,
+                    at: now,
+                });
             }
             while let Some(e) = h.engine.poll_event() {
                 events.push(e);

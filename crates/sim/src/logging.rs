@@ -23,8 +23,10 @@ impl<S: Subscriber> Layer<S> for PanicOnError {
 #[must_use]
 pub fn fail_on_error() -> tracing::subscriber::DefaultGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let subscriber = Registry::default()
-        .with(PanicOnError)
-        .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter));
+    let subscriber = Registry::default().with(PanicOnError).with(
+        tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(filter),
+    );
     tracing::subscriber::set_default(subscriber)
 }

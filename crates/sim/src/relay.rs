@@ -57,7 +57,8 @@ impl TurnServer {
     }
 
     pub fn add_credentials(&mut self, user: &str, password: &str) {
-        self.credentials.insert(user.to_owned(), password.to_owned());
+        self.credentials
+            .insert(user.to_owned(), password.to_owned());
     }
 
     /// New credentials replace the old ones, which stop working at once (expired REST
@@ -171,9 +172,11 @@ impl TurnServer {
             return Vec::new();
         }
         // Long-term credentials: challenge, then check MESSAGE-INTEGRITY.
-        let key = msg
-            .str_attr(m::ATTR_USERNAME)
-            .and_then(|u| self.credentials.get(u).map(|p| m::long_term_key(u, &self.realm, p)));
+        let key = msg.str_attr(m::ATTR_USERNAME).and_then(|u| {
+            self.credentials
+                .get(u)
+                .map(|p| m::long_term_key(u, &self.realm, p))
+        });
         let authentic = key.as_ref().is_some_and(|k| msg.verify(data, k));
         let Some(key) = key.filter(|_| authentic) else {
             let reply = Message::new(msg.method, m::ERROR, msg.tid)
@@ -211,21 +214,40 @@ impl TurnServer {
             m::REFRESH => {
                 let lifetime = msg.u32_attr(m::ATTR_LIFETIME).unwrap_or(DEFAULT_LIFETIME);
                 let Some(i) = self.allocations.iter().position(|a| a.client == from) else {
-                    return vec![(self.addr, from, Message::new(msg.method, m::ERROR, msg.tid).with_error(437, "Allocation Mismatch").encode(Some(&key)))];
+                    return vec![(
+                        self.addr,
+                        from,
+                        Message::new(msg.method, m::ERROR, msg.tid)
+                            .with_error(437, "Allocation Mismatch")
+                            .encode(Some(&key)),
+                    )];
                 };
                 if lifetime == 0 {
                     self.allocations.remove(i);
                 } else {
-                    self.allocations[i].expires = now + Duration::from_secs(u64::from(lifetime.min(3600)));
+                    self.allocations[i].expires =
+                        now + Duration::from_secs(u64::from(lifetime.min(3600)));
                 }
                 ok(&msg).with_u32(m::ATTR_LIFETIME, lifetime.min(3600))
             }
             m::CREATE_PERMISSION | m::CHANNEL_BIND => {
                 let Some(a) = self.allocations.iter_mut().find(|a| a.client == from) else {
-                    return vec![(self.addr, from, Message::new(msg.method, m::ERROR, msg.tid).with_error(437, "Allocation Mismatch").encode(Some(&key)))];
+                    return vec![(
+                        self.addr,
+                        from,
+                        Message::new(msg.method, m::ERROR, msg.tid)
+                            .with_error(437, "Allocation Mismatch")
+                            .encode(Some(&key)),
+                    )];
                 };
                 let Some(peer) = msg.addr_attr(m::ATTR_XOR_PEER_ADDRESS) else {
-                    return vec![(self.addr, from, Message::new(msg.method, m::ERROR, msg.tid).with_error(400, "Bad Request").encode(Some(&key)))];
+                    return vec![(
+                        self.addr,
+                        from,
+                        Message::new(msg.method, m::ERROR, msg.tid)
+                            .with_error(400, "Bad Request")
+                            .encode(Some(&key)),
+                    )];
                 };
                 a.permissions.insert(peer.ip(), now + PERMISSION_LIFETIME);
                 if msg.method == m::CHANNEL_BIND {
@@ -235,7 +257,13 @@ impl TurnServer {
                         .map(|v| u16::from_be_bytes([v[0], v[1]]))
                         .unwrap_or(0);
                     if !(0x4000..=0x7FFE).contains(&channel) {
-                        return vec![(self.addr, from, Message::new(msg.method, m::ERROR, msg.tid).with_error(400, "Bad Request").encode(Some(&key)))];
+                        return vec![(
+                            self.addr,
+                            from,
+                            Message::new(msg.method, m::ERROR, msg.tid)
+                                .with_error(400, "Bad Request")
+                                .encode(Some(&key)),
+                        )];
                     }
                     a.channels.insert(channel, (peer, now + CHANNEL_LIFETIME));
                 }

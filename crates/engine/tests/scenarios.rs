@@ -1,0 +1,306 @@
+//! Scenario tests: two or more engines in the simulated network.
+
+use std::time::Duration;
+
+use ember_engine::{ConnectionState, Event, FailureReason, LivenessPolicy, Role};
+use ember_sim::{HostId, NatConfig, Sim, app_packet, app_seq, logging};
+
+const NAT_TIMEOUT: Duration = Duration::from_secs(120);
+const ONE_WAY: Duration = Duration::from_millis(10);
+
+fn world(client_nat: NatConfig, gateway_nat: NatConfig, seed: u64) -> (Sim, HostId, HostId) {
+    world_with(Some(client_nat), Some(gateway_nat), seed)
+}
+
+fn world_with(
+    client_nat: Option<NatConfig>,
+    gateway_nat: Option<NatConfig>,
+    seed: u64,
+) -> (Sim, HostId, HostId) {
+    let mut sim = Sim::new(seed);
+    sim.add_relay();
+    let c = sim.add_host(
+        "client",
+        Role::Client,
+        LivenessPolicy::ember(),
+        client_nat,
+        ONE_WAY,
+    );
+    let g = sim.add_host(
+        "gateway",
+        Role::Gateway,
+        LivenessPolicy::ember(),
+        gateway_nat,
+        ONE_WAY,
+    );
+    sim.run_for(Duration::from_secs(1));
+    (sim, c, g)
+}
+
+fn delivered_seqs(sim: &Sim, at: HostId, from: HostId) -> Vec<u64> {
+    sim.hosts[at.0]
+        .delivered
+        .iter()
+        .filter(|d| d.from == from.peer())
+        .filter_map(|d| app_seq(&d.packet))
+        .collect()
+}
+
+fn path_relayed(sim: &Sim, at: HostId, peer: HostId) -> Option<bool> {
+    sim.hosts[at.0]
+        .engine
+        .stats(peer.peer())?
+        .path
+        .map(|p| p.relayed)
+}
+
+#[test]
+fn connects_directly_between_two_friendly_nats() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        1,
+    );
+    sim.send_app(c, g, &app_packet(1, 100));
+    let ok = sim.run_until_cond(Duration::from_secs(5), |s| delivered_seqs(s, g, c) == [1]);
+    assert!(ok, "first packet was not delivered");
+    assert_eq!(path_relayed(&sim, c, g), Some(false));
+    assert_eq!(
+        sim.hosts[c.0].engine.state(g.peer()),
+        Some(ConnectionState::Active)
+    );
+}
+
+fn connect(sim: &mut Sim, c: HostId, g: HostId, seq: u64) {
+    sim.send_app(c, g, &app_packet(seq, 100));
+    let ok = sim.run_until_cond(Duration::from_secs(10), |s| {
+        delivered_seqs(s, g, c).contains(&seq)
+    });
+    assert!(ok, "packet {seq} was not delivered");
+}
+
+fn failures(sim: &Sim, at: HostId, peer: HostId) -> Vec<FailureReason> {
+    sim.hosts[at.0]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ConnectionFailed { peer: p, reason } if *p == peer.peer() => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn connects_via_the_relay_when_both_nats_are_symmetric() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::symmetric(NAT_TIMEOUT),
+        NatConfig::symmetric(NAT_TIMEOUT),
+        2,
+    );
+    connect(&mut sim, c, g, 1);
+    assert_eq!(
+        path_relayed(&sim, c, g)
+            .zip(path_relayed(&sim, g, c))
+            .map(|(a, b)| a || b),
+        Some(true)
+    );
+    // And back the other way.
+    sim.send_app(g, c, &app_packet(2, 100));
+    assert!(sim.run_until_cond(Duration::from_secs(2), |s| delivered_seqs(s, c, g) == [2]));
+}
+
+#[test]
+fn path_cut_while_active_is_reported_broken_and_a_new_connection_works() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        3,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.set_cut(g, true);
+    for seq in 2..200 {
+        sim.send_app(c, g, &app_packet(seq, 100));
+        sim.run_for(Duration::from_millis(20));
+        if sim.hosts[c.0].engine.state(g.peer()).is_none() {
+            break;
+        }
+    }
+    assert_eq!(failures(&sim, c, g), [FailureReason::PathDead]);
+    assert!(
+        sim.hosts[c.0]
+            .states(g.peer())
+            .ends_with(&[ConnectionState::Broken, ConnectionState::Active].map(|s| s)[..1])
+    );
+    sim.set_cut(g, false);
+    connect(&mut sim, c, g, 1000);
+    assert_eq!(
+        sim.hosts[c.0].engine.state(g.peer()),
+        Some(ConnectionState::Active)
+    );
+}
+
+#[test]
+fn idle_connection_resumes_after_nat_forgets_mapping() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        4,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.run_for(Duration::from_secs(3600));
+    assert_eq!(
+        sim.hosts[c.0].engine.state(g.peer()),
+        Some(ConnectionState::Idle)
+    );
+    sim.flush_nat(c);
+    sim.flush_nat(g);
+    sim.send_app(c, g, &app_packet(2, 100));
+    let ok = sim.run_until_cond(Duration::from_secs(5), |s| {
+        delivered_seqs(s, g, c).contains(&2)
+    });
+    assert!(ok, "traffic after idle did not reach the peer");
+    assert_eq!(
+        delivered_seqs(&sim, g, c)
+            .iter()
+            .filter(|s| **s == 2)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn idle_connection_survives_an_hour_without_nat_loss() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        5,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.run_for(Duration::from_secs(3600));
+    assert!(failures(&sim, c, g).is_empty() && failures(&sim, g, c).is_empty());
+    sim.send_app(g, c, &app_packet(2, 100));
+    assert!(sim.run_until_cond(Duration::from_secs(2), |s| delivered_seqs(s, c, g) == [2]));
+}
+
+#[test]
+fn peer_restart_with_new_keys_is_noticed_and_reconnected() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        6,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.run_for(Duration::from_secs(1));
+    sim.restart(g);
+    sim.send_app(c, g, &app_packet(2, 100));
+    let ok = sim.run_until_cond(Duration::from_secs(10), |s| {
+        delivered_seqs(s, g, c).contains(&2)
+    });
+    assert!(ok, "packet did not reach the restarted peer");
+    assert_eq!(failures(&sim, c, g), [FailureReason::PathDead]);
+}
+
+#[test]
+fn client_roaming_to_a_new_address_keeps_the_connection() {
+    let _log = logging::fail_on_error();
+    // A gateway on a public address, the client behind a NAT that gets a new address.
+    let (mut sim, c, g) = world_with(Some(NatConfig::friendly(NAT_TIMEOUT)), None, 7);
+    connect(&mut sim, c, g, 1);
+    let before = sim.hosts[g.0].engine.stats(c.peer()).and_then(|s| s.path);
+    sim.rebind_nat(c);
+    for seq in 2..20 {
+        sim.send_app(c, g, &app_packet(seq, 100));
+        sim.run_for(Duration::from_millis(50));
+        sim.send_app(g, c, &app_packet(seq, 100));
+        sim.run_for(Duration::from_millis(50));
+    }
+    assert!(
+        failures(&sim, c, g).is_empty(),
+        "roaming must not break the connection"
+    );
+    let after = sim.hosts[g.0].engine.stats(c.peer()).and_then(|s| s.path);
+    assert_ne!(
+        before.map(|p| p.remote),
+        after.map(|p| p.remote),
+        "the path follows the client"
+    );
+    assert_eq!(delivered_seqs(&sim, g, c), (1..20).collect::<Vec<_>>());
+    assert_eq!(delivered_seqs(&sim, c, g), (2..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn connects_with_ten_percent_loss() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        8,
+    );
+    sim.set_loss(c, 0.05);
+    sim.set_loss(g, 0.05);
+    sim.send_app(c, g, &app_packet(1, 100));
+    let ok = sim.run_until_cond(Duration::from_secs(10), |s| {
+        s.hosts[c.0].engine.state(g.peer()) == Some(ConnectionState::Active)
+    });
+    assert!(ok, "no connection with 10 % loss");
+}
+
+#[test]
+fn packets_sent_while_connecting_are_delivered_once_and_in_order() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        9,
+    );
+    for seq in 0..200 {
+        sim.send_app(c, g, &app_packet(seq, 100));
+    }
+    sim.run_for(Duration::from_secs(3));
+    // The buffer holds 128: the oldest 72 are dropped, the rest arrive once, in order.
+    assert_eq!(delivered_seqs(&sim, g, c), (72..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn relay_credentials_are_replaced_without_dropping_the_connection() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::symmetric(NAT_TIMEOUT),
+        NatConfig::symmetric(NAT_TIMEOUT),
+        10,
+    );
+    connect(&mut sim, c, g, 1);
+    for round in 0..3u64 {
+        sim.rotate_relay_credentials();
+        // Longer than the allocation's refresh interval and the permissions' lifetime.
+        for i in 0..40u64 {
+            let seq = 100 + round * 100 + i;
+            sim.send_app(c, g, &app_packet(seq, 100));
+            sim.run_for(Duration::from_secs(10));
+        }
+    }
+    assert!(failures(&sim, c, g).is_empty() && failures(&sim, g, c).is_empty());
+    let got = delivered_seqs(&sim, g, c);
+    assert_eq!(got.len(), 1 + 120, "every packet through the relay arrived");
+}
+
+#[test]
+fn reset_starts_over_and_reconnects() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        11,
+    );
+    connect(&mut sim, c, g, 1);
+    let now = sim.now;
+    sim.hosts[c.0].engine.reset(now);
+    assert_eq!(sim.hosts[c.0].engine.state(g.peer()), None);
+    connect(&mut sim, c, g, 2);
+}
