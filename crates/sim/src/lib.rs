@@ -182,6 +182,30 @@ pub struct WireCounters {
     pub sent_relay_control: u64,
     /// Datagrams that reached this host.
     pub received: u64,
+    /// Of those, TURN control traffic from a relay (responses).
+    pub received_relay_control: u64,
+    /// Sent STUN to peers (liveness probes, their answers, idle keepalives, ICE checks).
+    pub sent_peer_stun: u64,
+    /// Sent WireGuard handshake messages.
+    pub sent_wg_handshake: u64,
+    /// Sent WireGuard keepalives (empty data messages).
+    pub sent_wg_keepalive: u64,
+    /// Sent WireGuard messages carrying application packets.
+    pub sent_wg_data: u64,
+}
+
+impl WireCounters {
+    /// Datagrams sent for the connections themselves (everything but relay control).
+    #[must_use]
+    pub fn connection_traffic(&self) -> u64 {
+        self.sent - self.sent_relay_control
+    }
+
+    /// Datagrams sent that carry no application data and are not relay control.
+    #[must_use]
+    pub fn overhead(&self) -> u64 {
+        self.sent_peer_stun + self.sent_wg_handshake + self.sent_wg_keepalive
+    }
 }
 
 /// A packet delivered to a host's TUN side.
@@ -687,11 +711,29 @@ impl Sim {
             return;
         }
         h.counters.sent += 1;
-        if self.relays.iter().any(|r| r.addr() == t.dst)
-            && ember_engine::classify(&t.payload) == ember_engine::Datagram::Stun
-            && !is_send_indication(&t.payload)
-        {
+        let to_relay = self.relays.iter().any(|r| r.addr() == t.dst);
+        let kind = ember_engine::classify(&t.payload);
+        if to_relay && kind == ember_engine::Datagram::Stun && !is_send_indication(&t.payload) {
             h.counters.sent_relay_control += 1;
+        } else {
+            // What travels to the peer, unwrapped from TURN framing when relayed.
+            let inner: &[u8] = match kind {
+                ember_engine::Datagram::ChannelData => t.payload.get(4..).unwrap_or(&[]),
+                _ => &t.payload,
+            };
+            match ember_engine::classify(inner) {
+                ember_engine::Datagram::Stun => h.counters.sent_peer_stun += 1,
+                ember_engine::Datagram::WireGuard
+                    if inner.first() == Some(&4) && inner.len() == 32 =>
+                {
+                    h.counters.sent_wg_keepalive += 1;
+                }
+                ember_engine::Datagram::WireGuard if inner.first() == Some(&4) => {
+                    h.counters.sent_wg_data += 1
+                }
+                ember_engine::Datagram::WireGuard => h.counters.sent_wg_handshake += 1,
+                _ => {}
+            }
         }
         if h.link.cut || (h.link.loss > 0.0 && self.rng.random::<f64>() < h.link.loss) {
             return;
@@ -766,6 +808,12 @@ impl Sim {
             return;
         }
         h.counters.received += 1;
+        if self.relays.iter().any(|r| r.addr() == p.src)
+            && ember_engine::classify(&p.payload) == ember_engine::Datagram::Stun
+            && p.payload.get(0..2) != Some(&[0x00, 0x17][..])
+        {
+            h.counters.received_relay_control += 1;
+        }
         h.engine.handle_network_packet(dst, p.src, &p.payload, now);
         self.drain(HostId(host));
     }
