@@ -531,7 +531,6 @@ impl Engine {
                         &self.private_key,
                         &mut self.index_to_peer,
                         &mut self.next_index,
-                        &mut self.rng,
                     );
                 }
                 set_state(conn, ConnectionState::Active, &mut self.out);
@@ -708,7 +707,6 @@ impl Engine {
                 &self.private_key,
                 &mut self.index_to_peer,
                 &mut self.next_index,
-                &mut self.rng,
             );
         }
         let mut authenticated = false;
@@ -1259,21 +1257,19 @@ fn refresh_tunnel(
     private_key: &StaticSecret,
     index_to_peer: &mut HashMap<u32, PeerId>,
     next_index: &mut u32,
-    rng: &mut ChaCha20Rng,
 ) {
     index_to_peer.remove(&conn.index);
     let index = allocate_index(next_index, index_to_peer);
-    let _ = rng.next_u32();
     conn.index = index;
     index_to_peer.insert(index, conn.peer);
-    conn.tunn = Box::new(Tunn::new(
+    *conn.tunn = Tunn::new(
         private_key.clone(),
         conn.peer_public,
         Some(conn.preshared_key),
         None,
         index,
         None,
-    ));
+    );
     debug!(peer = conn.peer.0, "Fresh WireGuard state after idle");
 }
 

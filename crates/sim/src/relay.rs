@@ -95,15 +95,15 @@ impl TurnServer {
     ) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
         self.allocations.retain(|a| a.expires > now);
         let out = if to == self.addr {
-            self.from_client(from, data, now)
+            self.handle_from_client(from, data, now)
         } else {
-            self.from_peer(from, to, data, now)
+            self.handle_from_peer(from, to, data, now)
         };
         self.sent += out.len() as u64;
         out
     }
 
-    fn from_peer(
+    fn handle_from_peer(
         &mut self,
         from: SocketAddr,
         to: SocketAddr,
@@ -113,7 +113,7 @@ impl TurnServer {
         let Some(a) = self.allocations.iter().find(|a| a.relayed == to) else {
             return Vec::new();
         };
-        if !a.permissions.get(&from.ip()).is_some_and(|t| *t > now) {
+        if a.permissions.get(&from.ip()).is_none_or(|t| *t <= now) {
             return Vec::new();
         }
         let payload = match a.channels.iter().find(|(_, (p, t))| *p == from && *t > now) {
@@ -126,7 +126,7 @@ impl TurnServer {
         vec![(self.addr, a.client, payload)]
     }
 
-    fn from_client(
+    fn handle_from_client(
         &mut self,
         from: SocketAddr,
         data: &[u8],
@@ -163,7 +163,7 @@ impl TurnServer {
             ) else {
                 return Vec::new();
             };
-            if !a.permissions.get(&peer.ip()).is_some_and(|t| *t > now) {
+            if a.permissions.get(&peer.ip()).is_none_or(|t| *t <= now) {
                 return Vec::new();
             }
             return vec![(a.relayed, peer, payload.to_vec())];
