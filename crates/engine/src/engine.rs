@@ -312,11 +312,11 @@ impl Engine {
         self.connections.keys().copied()
     }
 
-    /// Statistics of the connection to `peer`.
+    /// Statistics of the connection to `peer` at `now`.
     #[must_use]
-    pub fn stats(&self, peer: PeerId) -> Option<ConnectionStats> {
+    pub fn stats(&self, peer: PeerId, now: Instant) -> Option<ConnectionStats> {
         let c = self.connections.get(&peer)?;
-        clock::sync(self.epoch, c.last_tx.max(c.last_rx));
+        clock::sync(self.epoch, now);
         Some(ConnectionStats {
             state: c.state,
             path: c.path,

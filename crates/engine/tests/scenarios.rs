@@ -49,7 +49,7 @@ fn delivered_seqs(sim: &Sim, at: HostId, from: HostId) -> Vec<u64> {
 fn path_relayed(sim: &Sim, at: HostId, peer: HostId) -> Option<bool> {
     sim.hosts[at.0]
         .engine
-        .stats(peer.peer())?
+        .stats(peer.peer(), sim.now)?
         .path
         .map(|p| p.relayed)
 }
@@ -212,7 +212,10 @@ fn client_roaming_to_a_new_address_keeps_the_connection() {
     // A gateway on a public address, the client behind a NAT that gets a new address.
     let (mut sim, c, g) = world_with(Some(NatConfig::friendly(NAT_TIMEOUT)), None, 7);
     connect(&mut sim, c, g, 1);
-    let before = sim.hosts[g.0].engine.stats(c.peer()).and_then(|s| s.path);
+    let before = sim.hosts[g.0]
+        .engine
+        .stats(c.peer(), sim.now)
+        .and_then(|s| s.path);
     sim.rebind_nat(c);
     for seq in 2..20 {
         sim.send_app(c, g, &app_packet(seq, 100));
@@ -224,7 +227,10 @@ fn client_roaming_to_a_new_address_keeps_the_connection() {
         failures(&sim, c, g).is_empty(),
         "roaming must not break the connection"
     );
-    let after = sim.hosts[g.0].engine.stats(c.peer()).and_then(|s| s.path);
+    let after = sim.hosts[g.0]
+        .engine
+        .stats(c.peer(), sim.now)
+        .and_then(|s| s.path);
     assert_ne!(
         before.map(|p| p.remote),
         after.map(|p| p.remote),
