@@ -1,7 +1,7 @@
 //! The engine: connections to peers over one UDP socket per address family.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use boringtun::noise::{Packet, Tunn, TunnResult, handshake::parse_handshake_anon};
@@ -592,7 +592,9 @@ impl Engine {
 
     /// Time has passed: runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let needed = self.relay_peers();
         for relay in self.relays.values_mut() {
+            relay.retain_peers(&needed);
             relay.handle_timeout(now);
         }
         self.drain_relays(now);
@@ -646,6 +648,21 @@ impl Engine {
             }
         }
         best
+    }
+
+    /// Peer IPs our relays must keep permissions for: every remote candidate of a connection
+    /// still gathering, and the peer of every relayed path.
+    fn relay_peers(&self) -> BTreeSet<IpAddr> {
+        let mut ips = BTreeSet::new();
+        for c in self.connections.values() {
+            if let Some(ice) = &c.ice {
+                ips.extend(ice.remote_candidates().map(|rc| rc.addr().ip()));
+            }
+            if let Some(path) = c.path.filter(|p| p.relayed) {
+                ips.insert(path.remote.ip());
+            }
+        }
+        ips
     }
 
     fn align_idle(&self, t: Instant) -> Instant {

@@ -1,7 +1,7 @@
 //! A sans-IO TURN client (RFC 5766): allocation, refresh, permissions, channel bindings and
 //! the server-reflexive address, for one relay.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -182,6 +182,13 @@ impl TurnClient {
             out.push(c);
         }
         out
+    }
+
+    /// Forgets permissions and channels for peers no connection needs any more, so that the
+    /// relay's idle cost does not grow with every peer ever contacted.
+    pub(crate) fn retain_peers(&mut self, needed: &BTreeSet<IpAddr>) {
+        self.permissions.retain(|ip, _| needed.contains(ip));
+        self.channels.retain(|peer, _| needed.contains(&peer.ip()));
     }
 
     /// Lets `peer`'s IP send to our relayed address.
