@@ -310,3 +310,192 @@ fn reset_starts_over_and_reconnects() {
     assert_eq!(sim.hosts[c.0].engine.state(g.peer()), None);
     connect(&mut sim, c, g, 2);
 }
+
+/// A 50 packets/s flow each way for `duration`.
+fn two_way_flow(sim: &mut Sim, c: HostId, g: HostId, duration: Duration, first_seq: u64) -> u64 {
+    let end = sim.now + duration;
+    let mut seq = first_seq;
+    while sim.now < end {
+        sim.send_app(c, g, &app_packet(seq, 200));
+        sim.send_app(g, c, &app_packet(seq, 200));
+        seq += 1;
+        sim.run_for(Duration::from_millis(20));
+    }
+    seq
+}
+
+#[test]
+fn connection_to_an_unreachable_peer_fails_after_the_connect_timeout() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        12,
+    );
+    sim.set_cut(g, true);
+    sim.send_app(c, g, &app_packet(1, 100));
+    sim.run_for(LivenessPolicy::ember().connect_timeout + Duration::from_secs(1));
+    assert_eq!(
+        failures(&sim, c, g).first(),
+        Some(&FailureReason::ConnectTimeout)
+    );
+    // The packet is still kept for the next attempt, which works once the peer is reachable.
+    sim.set_cut(g, false);
+    let ok = sim.run_until_cond(Duration::from_secs(15), |s| delivered_seqs(s, g, c) == [1]);
+    assert!(ok, "the buffered packet did not survive the failed attempt");
+}
+
+#[test]
+fn traffic_flowing_both_ways_needs_no_probes() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        13,
+    );
+    connect(&mut sim, c, g, 1);
+    let next = two_way_flow(&mut sim, c, g, Duration::from_secs(5), 10);
+    let stun_before =
+        sim.hosts[c.0].counters.sent_peer_stun + sim.hosts[g.0].counters.sent_peer_stun;
+    two_way_flow(&mut sim, c, g, Duration::from_secs(60), next);
+    let stun_after =
+        sim.hosts[c.0].counters.sent_peer_stun + sim.hosts[g.0].counters.sent_peer_stun;
+    assert_eq!(
+        stun_after - stun_before,
+        0,
+        "probes sent while both directions carried traffic"
+    );
+}
+
+#[test]
+fn idle_hour_costs_at_most_120_datagrams_sent_by_the_client_only() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        14,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.send_app(g, c, &app_packet(2, 100));
+    sim.run_for(Duration::from_secs(70));
+    let (c0, g0) = (sim.hosts[c.0].counters, sim.hosts[g.0].counters);
+    sim.run_for(Duration::from_secs(3600));
+    let (c1, g1) = (sim.hosts[c.0].counters, sim.hosts[g.0].counters);
+    let client = c1.connection_traffic() - c0.connection_traffic();
+    let gateway = g1.connection_traffic() - g0.connection_traffic();
+    assert!(
+        client + gateway <= 120,
+        "idle hour cost {client} + {gateway} datagrams"
+    );
+    assert!(client > 0, "the client keeps the NAT mappings alive");
+    assert_eq!(gateway, 0, "only one side sends keepalives");
+    assert_eq!(
+        sim.hosts[c.0].engine.state(g.peer()),
+        Some(ConnectionState::Idle)
+    );
+}
+
+#[test]
+fn idle_connections_share_wakeups() {
+    let _log = logging::fail_on_error();
+    let mut sim = Sim::new(15);
+    sim.add_relay();
+    let c = sim.add_host(
+        "client",
+        Role::Client,
+        LivenessPolicy::ember(),
+        Some(NatConfig::friendly(NAT_TIMEOUT)),
+        ONE_WAY,
+    );
+    let gateways: Vec<HostId> = (0..20)
+        .map(|i| {
+            sim.add_host(
+                &format!("gw{i}"),
+                Role::Gateway,
+                LivenessPolicy::ember(),
+                None,
+                ONE_WAY,
+            )
+        })
+        .collect();
+    for (i, g) in gateways.iter().enumerate() {
+        sim.send_app(c, *g, &app_packet(i as u64, 100));
+        sim.run_for(Duration::from_millis(1_313));
+    }
+    sim.run_for(Duration::from_secs(70));
+    let wakeups = sim.hosts[c.0].wakeups;
+    let sent = sim.hosts[c.0].counters.connection_traffic();
+    sim.run_for(Duration::from_secs(3600));
+    let wakeups = sim.hosts[c.0].wakeups - wakeups;
+    let keepalives_per_connection = (sim.hosts[c.0].counters.connection_traffic() - sent) / 20;
+    assert!(keepalives_per_connection > 0);
+    assert!(
+        wakeups <= 2 * keepalives_per_connection,
+        "{wakeups} wake-ups for {keepalives_per_connection} keepalives per connection"
+    );
+}
+
+#[test]
+fn gateway_reports_an_idle_client_that_vanished() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        16,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.run_for(Duration::from_secs(30));
+    sim.set_cut(c, true);
+    sim.run_for(Duration::from_secs(600));
+    assert_eq!(failures(&sim, g, c), [FailureReason::PeerSilent]);
+    assert_eq!(sim.hosts[g.0].engine.state(c.peer()), None);
+}
+
+#[test]
+fn relayed_path_cut_while_active_is_reported_broken() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::symmetric(NAT_TIMEOUT),
+        NatConfig::symmetric(NAT_TIMEOUT),
+        17,
+    );
+    connect(&mut sim, c, g, 1);
+    assert_eq!(
+        path_relayed(&sim, c, g)
+            .zip(path_relayed(&sim, g, c))
+            .map(|(a, b)| a || b),
+        Some(true)
+    );
+    sim.set_cut(g, true);
+    two_way_flow(&mut sim, c, g, Duration::from_secs(5), 10);
+    assert_eq!(failures(&sim, c, g).first(), Some(&FailureReason::PathDead));
+}
+
+#[test]
+fn stats_count_packets_and_bytes_each_way() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        18,
+    );
+    connect(&mut sim, c, g, 1);
+    for seq in 2..5 {
+        sim.send_app(c, g, &app_packet(seq, 100));
+        sim.send_app(g, c, &app_packet(seq, 300));
+    }
+    sim.run_for(Duration::from_millis(200));
+    let stats = sim.hosts[c.0]
+        .engine
+        .stats(g.peer(), sim.now)
+        .expect("a connection");
+    assert_eq!((stats.tx_packets, stats.tx_bytes), (4, 400));
+    assert_eq!((stats.rx_packets, stats.rx_bytes), (3, 900));
+    assert!(
+        stats
+            .rtt
+            .is_some_and(|rtt| rtt >= Duration::from_millis(40))
+    );
+    assert!(stats.last_handshake.is_some());
+    assert_eq!(stats.state, ConnectionState::Active);
+}
