@@ -13,7 +13,7 @@ use is::{
 };
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use tracing::{debug, info, trace, warn};
+use tracing::{debug, info, trace};
 
 use crate::buffer::PacketBuffer;
 use crate::policy::{KeepaliveSender, LivenessPolicy};
@@ -342,14 +342,25 @@ impl Engine {
     /// credentials for the next refresh; new ones are allocated; missing ones are released.
     pub fn handle_relays(&mut self, relays: Vec<RelayConfig>, now: Instant) {
         let keep: Vec<RelayId> = relays.iter().map(|r| r.id).collect();
-        self.relays.retain(|id, relay| {
-            let stays = keep.contains(id);
-            if !stays {
-                debug!(relay = ?id, "Relay removed");
-                relay.release(now);
+        let removed: Vec<RelayId> = self
+            .relays
+            .keys()
+            .filter(|id| !keep.contains(id))
+            .copied()
+            .collect();
+        for id in removed {
+            let Some(mut relay) = self.relays.remove(&id) else {
+                continue;
+            };
+            debug!(relay = ?id, "Relay removed; releasing its allocation");
+            // One best-effort release: the allocation expires on its own if it is lost.
+            relay.release(now);
+            while let Some(output) = relay.poll_output() {
+                if let TurnOutput::Transmit(t) = output {
+                    self.out.transmits.push_back(t);
+                }
             }
-            stays
-        });
+        }
         for config in relays {
             match self.relays.get_mut(&config.id) {
                 Some(existing) => existing.update_credentials(config),
@@ -436,7 +447,7 @@ impl Engine {
         for &socket in &self.sockets {
             match Candidate::host(socket, "udp") {
                 Ok(c) => candidates.push(c),
-                Err(e) => warn!(%e, "Host address unusable as a candidate"),
+                Err(e) => debug!(%e, "Host address unusable as a candidate"),
             }
         }
         for relay in self.relays.values() {
@@ -826,7 +837,9 @@ impl Engine {
             return;
         }
         let elapsed = now.saturating_duration_since(conn.created);
-        info!(peer = peer.0, ?elapsed, path = ?conn.path, "Connection established");
+        let relayed = conn.path.is_some_and(|p| p.relayed);
+        info!(peer = peer.0, ?elapsed, relayed, "Connection established");
+        debug!(peer = peer.0, path = ?conn.path, "Established path");
         conn.rtt = conn
             .ice
             .as_ref()

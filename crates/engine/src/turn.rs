@@ -54,6 +54,19 @@ enum Kind {
     Binding,
 }
 
+impl Kind {
+    /// For logs: the request without the peer's address.
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Allocate => "allocate",
+            Kind::Refresh { .. } => "refresh",
+            Kind::Permission(_) => "create-permission",
+            Kind::ChannelBind(..) => "channel-bind",
+            Kind::Binding => "binding",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     kind: Kind,
@@ -282,7 +295,7 @@ impl TurnClient {
             };
             f.attempt += 1;
             if f.attempt >= REQUEST_ATTEMPTS {
-                warn!(relay = ?self.config.id, kind = ?f.kind, "Relay does not answer");
+                warn!(relay = ?self.config.id, request = f.kind.name(), "Relay does not answer");
                 self.request_failed(&f.kind, now);
                 continue;
             }
@@ -421,7 +434,7 @@ impl TurnClient {
                 .with_str(m::ATTR_NONCE, &nonce);
         }
         let bytes = msg.encode(key.as_deref());
-        trace!(relay = ?self.config.id, ?kind, "Relay request");
+        trace!(relay = ?self.config.id, request = kind.name(), "Relay request");
         self.transmit(bytes.clone(), now);
         self.in_flight.insert(
             tid,
@@ -468,13 +481,14 @@ impl TurnClient {
                     return;
                 }
             }
-            if code == 437 {
-                // Allocation mismatch: our address towards the relay changed under us.
+            if code == 437 || (code == 441 && !matches!(f.kind, Kind::Allocate)) {
+                // 437: our address towards the relay changed under us. 441: the allocation
+                // belongs to credentials that are no longer valid. Both: start over.
                 debug!(relay = ?self.config.id, "Relay no longer knows our allocation; allocating again");
                 self.reallocate(now);
                 return;
             }
-            warn!(relay = ?self.config.id, code, kind = ?f.kind, "Relay refused a request");
+            warn!(relay = ?self.config.id, code, request = f.kind.name(), "Relay refused a request");
             self.request_failed(&f.kind, now);
             return;
         }

@@ -1,5 +1,5 @@
-//! State-machine property test: random sequences of network and user events, invariants
-//! checked after every step.
+//! State-machine property tests: random sequences of network and user events with invariants
+//! checked after every step, and arbitrary datagrams fed to an engine.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +38,9 @@ enum Action {
     RestartPeer {
         gw: usize,
     },
+    /// New relay credentials.
+    RotateRelayCredentials,
+    /// A new relay instead of the old one.
     ReplaceRelays,
 }
 
@@ -51,6 +54,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0..3usize).prop_map(|host| Action::Restore { host }),
         1 => Just(Action::Roam),
         1 => (0..2usize).prop_map(|gw| Action::RestartPeer { gw }),
+        1 => Just(Action::RotateRelayCredentials),
         1 => Just(Action::ReplaceRelays),
     ]
 }
@@ -146,7 +150,8 @@ impl World {
             }
             Action::Roam => self.sim.rebind_nat(self.client),
             Action::RestartPeer { gw } => self.sim.restart(self.gateways[gw]),
-            Action::ReplaceRelays => self.sim.rotate_relay_credentials(),
+            Action::RotateRelayCredentials => self.sim.rotate_relay_credentials(),
+            Action::ReplaceRelays => self.sim.replace_relays(),
         }
     }
 

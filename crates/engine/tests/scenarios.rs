@@ -499,3 +499,30 @@ fn stats_count_packets_and_bytes_each_way() {
     assert!(stats.last_handshake.is_some());
     assert_eq!(stats.state, ConnectionState::Active);
 }
+
+#[test]
+fn relayed_connection_moves_to_a_new_relay_when_the_old_one_is_replaced() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::symmetric(NAT_TIMEOUT),
+        NatConfig::symmetric(NAT_TIMEOUT),
+        19,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.replace_relays();
+    sim.run_for(Duration::from_secs(1));
+    for seq in 2..100 {
+        sim.send_app(c, g, &app_packet(seq, 100));
+        sim.run_for(Duration::from_millis(100));
+    }
+    let got = delivered_seqs(&sim, g, c);
+    assert!(
+        got.ends_with(&(90..100).collect::<Vec<_>>()),
+        "traffic does not flow through the new relay: {got:?}"
+    );
+    assert_eq!(
+        sim.relays[0].allocations(),
+        0,
+        "the old relay's allocations are released"
+    );
+}

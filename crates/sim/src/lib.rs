@@ -297,6 +297,8 @@ pub struct Sim {
     next_public: u8,
     relay_password: String,
     relay_generation: u64,
+    /// Relays the portal currently hands out.
+    relays_in_use: Vec<usize>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -328,6 +330,7 @@ impl Sim {
             next_public: 1,
             relay_password: "secret-0".to_owned(),
             relay_generation: 0,
+            relays_in_use: Vec::new(),
         }
     }
 
@@ -348,7 +351,25 @@ impl Sim {
             self.relay_password.clone(),
         );
         self.relays[n].add_credentials(&creds.0, &creds.1);
+        self.relays_in_use.push(n);
         n
+    }
+
+    /// The portal replaces every relay by a new one (hosts are told at once; the old relays keep
+    /// running until their allocations expire).
+    pub fn replace_relays(&mut self) {
+        self.relays_in_use.clear();
+        self.add_relay();
+        self.push_relays();
+    }
+
+    fn push_relays(&mut self) {
+        let configs = self.relay_configs();
+        let now = self.now;
+        for i in 0..self.hosts.len() {
+            self.hosts[i].engine.handle_relays(configs.clone(), now);
+            self.drain(HostId(i));
+        }
     }
 
     /// Adds a host running an engine, behind `nat` (or on a public address).
@@ -416,6 +437,7 @@ impl Sim {
         self.relays
             .iter()
             .enumerate()
+            .filter(|(i, _)| self.relays_in_use.contains(i))
             .map(|(i, r)| RelayConfig {
                 id: RelayId(i as u64),
                 server: r.addr(),
@@ -435,12 +457,7 @@ impl Sim {
                 &format!("secret-{}", self.relay_generation),
             );
         }
-        let configs = self.relay_configs();
-        let now = self.now;
-        for i in 0..self.hosts.len() {
-            self.hosts[i].engine.handle_relays(configs.clone(), now);
-            self.drain(HostId(i));
-        }
+        self.push_relays();
     }
 
     /// The portal grants a connection between `client` and `gateway` (both sides, after the
