@@ -23,6 +23,8 @@ use crate::{clock, error::EngineError};
 
 /// Largest datagram the engine produces or accepts.
 const MAX_DATAGRAM: usize = 65_535;
+/// Largest IP packet that fits a WireGuard data message in a datagram.
+const MAX_PACKET: usize = MAX_DATAGRAM - 32;
 /// boringtun's timers only need a coarse tick while a handshake or keepalive may be due.
 const WG_TICK: Duration = Duration::from_secs(1);
 /// How long after WireGuard activity its timers are ticked (keepalive 10 s + slack).
@@ -507,12 +509,21 @@ impl Engine {
             self.fail(peer, FailureReason::Reset, now);
         }
         let configs: Vec<RelayConfig> = self.relays.values().map(|r| r.config().clone()).collect();
-        self.relays.clear();
+        // Release the old allocations first: a relay refuses a second one for the same address.
+        self.handle_relays(Vec::new(), now);
         self.handle_relays(configs, now);
     }
 
     /// An IP packet from the TUN side for `peer`.
     pub fn handle_tun_packet(&mut self, peer: PeerId, packet: &[u8], now: Instant) {
+        if packet.len() > MAX_PACKET {
+            debug!(
+                peer = peer.0,
+                len = packet.len(),
+                "Packet larger than a datagram can carry; dropped"
+            );
+            return;
+        }
         let Some(conn) = self.connections.get_mut(&peer) else {
             let buffer = self
                 .pending

@@ -402,6 +402,10 @@ impl TurnClient {
     }
 
     fn request(&mut self, kind: Kind, now: Instant) {
+        if self.local.is_none() {
+            trace!(relay = ?self.config.id, "No local socket of the relay's address family");
+            return;
+        }
         let tid = self.tid();
         let mut msg = match &kind {
             Kind::Allocate => Message::new(m::ALLOCATE, m::REQUEST, tid)
@@ -481,7 +485,7 @@ impl TurnClient {
                     return;
                 }
             }
-            if code == 437 || (code == 441 && !matches!(f.kind, Kind::Allocate)) {
+            if !matches!(f.kind, Kind::Allocate) && matches!(code, 437 | 441) {
                 // 437: our address towards the relay changed under us. 441: the allocation
                 // belongs to credentials that are no longer valid. Both: start over.
                 debug!(relay = ?self.config.id, "Relay no longer knows our allocation; allocating again");

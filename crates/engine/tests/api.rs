@@ -112,3 +112,16 @@ fn every_timeout_comes_with_a_reason() {
     assert!(at <= now + Duration::from_secs(10));
     assert!(!reason.is_empty());
 }
+
+#[test]
+fn an_oversized_tun_packet_is_dropped_not_a_panic() {
+    let _log = logging::fail_on_error();
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::new(Role::Client, [1; 32], 1), now);
+    e.handle_tun_packet(PeerId(4), &vec![0x45; 70_000], now);
+    assert_eq!(
+        e.poll_event(),
+        None,
+        "a packet that cannot be sent does not ask for a connection"
+    );
+}

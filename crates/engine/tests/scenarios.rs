@@ -526,3 +526,24 @@ fn relayed_connection_moves_to_a_new_relay_when_the_old_one_is_replaced() {
         "the old relay's allocations are released"
     );
 }
+
+#[test]
+fn idle_connection_behind_nats_with_a_30_s_timeout_still_delivers_on_resume() {
+    let _log = logging::fail_on_error();
+    let short = Duration::from_secs(30);
+    let (mut sim, c, g) = world(NatConfig::friendly(short), NatConfig::friendly(short), 20);
+    connect(&mut sim, c, g, 1);
+    sim.run_for(Duration::from_secs(600));
+    sim.send_app(c, g, &app_packet(2, 100));
+    let ok = sim.run_until_cond(Duration::from_secs(5), |s| {
+        delivered_seqs(s, g, c).contains(&2)
+    });
+    assert!(
+        ok,
+        "traffic after idle behind short-timeout NATs did not arrive"
+    );
+    sim.send_app(g, c, &app_packet(3, 100));
+    assert!(sim.run_until_cond(Duration::from_secs(2), |s| {
+        delivered_seqs(s, c, g).contains(&3)
+    }));
+}
