@@ -870,3 +870,91 @@ pub fn app_packet(seq: u64, len: usize) -> Vec<u8> {
 pub fn app_seq(packet: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(packet.get(28..36)?.try_into().ok()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("literal address")
+    }
+
+    fn nat(mapping: Mapping, filtering: Filtering) -> Nat {
+        Nat {
+            public_ip: addr("198.51.100.1:0").ip(),
+            config: NatConfig {
+                mapping,
+                filtering,
+                timeout: Duration::from_secs(30),
+            },
+            entries: Vec::new(),
+            next_port: 40000,
+        }
+    }
+
+    #[test]
+    fn endpoint_independent_mapping_reuses_the_port_and_symmetric_does_not() {
+        let now = Instant::now();
+        let (inside, a, b) = (
+            addr("10.0.0.2:5000"),
+            addr("203.0.113.1:1"),
+            addr("203.0.113.2:2"),
+        );
+        let mut eim = nat(Mapping::EndpointIndependent, Filtering::EndpointIndependent);
+        assert_eq!(eim.outbound(inside, a, now), eim.outbound(inside, b, now));
+        let mut sym = nat(Mapping::Symmetric, Filtering::EndpointIndependent);
+        assert_ne!(sym.outbound(inside, a, now), sym.outbound(inside, b, now));
+    }
+
+    #[test]
+    fn filtering_admits_only_what_the_inside_contacted() {
+        let now = Instant::now();
+        let inside = addr("10.0.0.2:5000");
+        let (peer, same_ip_other_port, stranger) = (
+            addr("203.0.113.1:1"),
+            addr("203.0.113.1:9"),
+            addr("203.0.113.7:1"),
+        );
+        for (filtering, admits) in [
+            (Filtering::EndpointIndependent, [true, true, true]),
+            (Filtering::AddressDependent, [true, true, false]),
+            (Filtering::AddressPortDependent, [true, false, false]),
+        ] {
+            let mut n = nat(Mapping::EndpointIndependent, filtering);
+            let port = n.outbound(inside, peer, now).port();
+            let got =
+                [peer, same_ip_other_port, stranger].map(|src| n.inbound(src, port, now).is_some());
+            assert_eq!(got, admits, "{filtering:?}");
+        }
+    }
+
+    #[test]
+    fn unused_mappings_expire_and_traffic_either_way_refreshes_them() {
+        let start = Instant::now();
+        let (inside, peer) = (addr("10.0.0.2:5000"), addr("203.0.113.1:1"));
+        let mut n = nat(
+            Mapping::EndpointIndependent,
+            Filtering::AddressPortDependent,
+        );
+        let port = n.outbound(inside, peer, start).port();
+        // Inbound at 20 s refreshes; still there at 45 s; gone 30 s after the last packet.
+        assert!(
+            n.inbound(peer, port, start + Duration::from_secs(20))
+                .is_some()
+        );
+        assert!(
+            n.inbound(peer, port, start + Duration::from_secs(45))
+                .is_some()
+        );
+        assert!(
+            n.inbound(peer, port, start + Duration::from_secs(80))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn app_packets_carry_their_sequence_number() {
+        assert_eq!(app_seq(&app_packet(77, 1400)), Some(77));
+        assert_eq!(app_packet(1, 1400).len(), 1400);
+    }
+}
