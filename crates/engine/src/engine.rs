@@ -766,7 +766,9 @@ impl Engine {
                     break;
                 }
                 TunnResult::WriteToNetwork(bytes) => {
-                    authenticated = true;
+                    // A cookie reply (type 3) is what boringtun sends under load to an
+                    // unverified sender: it proves nothing about the sender's address.
+                    authenticated |= bytes.first() != Some(&3);
                     replies.push(bytes.to_vec());
                 }
                 TunnResult::WriteToTunnelV4(bytes, _) | TunnResult::WriteToTunnelV6(bytes, _) => {
@@ -779,11 +781,6 @@ impl Engine {
             }
             datagram = &[];
         }
-        if !authenticated {
-            return;
-        }
-        // Cookie replies and rate-limited handshakes also produce WriteToNetwork; an
-        // authenticated path is only assumed when a session exists or data decrypted.
         let relayed = self
             .relays
             .values()
@@ -793,6 +790,16 @@ impl Engine {
             remote: from,
             relayed,
         };
+        if !authenticated {
+            // Cookie replies go back to the sender without touching the connection's path.
+            for reply in replies {
+                send_on(new_path, reply, &mut self.relays, &mut self.out, now);
+            }
+            self.drain_relays_transmits_only();
+            return;
+        }
+        // Authenticated: data or a keepalive decrypted, or a valid handshake message answered.
+        // The path follows such a packet to its source (NAT rebinding, roaming).
         if conn.path != Some(new_path) {
             if conn.path.is_some() {
                 info!(
