@@ -547,3 +547,37 @@ fn idle_connection_behind_nats_with_a_30_s_timeout_still_delivers_on_resume() {
         delivered_seqs(s, c, g).contains(&3)
     }));
 }
+
+#[test]
+fn a_replayed_wireguard_packet_from_another_address_neither_moves_the_path_nor_delivers_twice() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world_with(Some(NatConfig::friendly(NAT_TIMEOUT)), None, 21);
+    connect(&mut sim, c, g, 1);
+    sim.record_wire = true;
+    sim.send_app(c, g, &app_packet(2, 100));
+    sim.run_for(Duration::from_millis(100));
+    let (_, dst, data) = sim
+        .wire_log
+        .iter()
+        .rev()
+        .find(|(_, _, p)| p.first() == Some(&4) && p.len() > 32)
+        .cloned()
+        .expect("the client's data packet on the wire");
+    let path = sim.hosts[g.0]
+        .engine
+        .stats(c.peer(), sim.now)
+        .and_then(|s| s.path);
+    let attacker: std::net::SocketAddr = "192.0.2.66:6666".parse().expect("literal");
+    let received = sim.hosts[g.0].counters.received;
+    sim.inject(attacker, dst, data);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.hosts[g.0].counters.received, received + 1, "the replay reached the gateway");
+    assert_eq!(
+        sim.hosts[g.0]
+            .engine
+            .stats(c.peer(), sim.now)
+            .and_then(|s| s.path),
+        path
+    );
+    assert_eq!(delivered_seqs(&sim, g, c), [1, 2]);
+}

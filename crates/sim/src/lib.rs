@@ -299,6 +299,10 @@ pub struct Sim {
     relay_generation: u64,
     /// Relays the portal currently hands out.
     relays_in_use: Vec<usize>,
+    /// When set, every datagram put on the wire is recorded (source after NAT, destination,
+    /// payload), e.g. for an attacker to replay.
+    pub record_wire: bool,
+    pub wire_log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -331,6 +335,8 @@ impl Sim {
             relay_password: "secret-0".to_owned(),
             relay_generation: 0,
             relays_in_use: Vec::new(),
+            record_wire: false,
+            wire_log: Vec::new(),
         }
     }
 
@@ -760,6 +766,9 @@ impl Sim {
             None => t.src,
         };
         let latency = h.link.latency;
+        if self.record_wire {
+            self.wire_log.push((src, t.dst, t.payload.clone()));
+        }
         self.enqueue(src, t.dst, t.payload, latency);
     }
 
@@ -833,6 +842,11 @@ impl Sim {
         }
         h.engine.handle_network_packet(dst, p.src, &p.payload, now);
         self.drain(HostId(host));
+    }
+
+    /// An attacker on the internet sends `payload` to `dst` with a forged source address.
+    pub fn inject(&mut self, src: SocketAddr, dst: SocketAddr, payload: Vec<u8>) {
+        self.enqueue(src, dst, payload, Duration::ZERO);
     }
 
     /// Total datagrams put on the wire by all hosts.
