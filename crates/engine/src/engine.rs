@@ -31,6 +31,11 @@ const WG_TICK: Duration = Duration::from_secs(1);
 const WG_HOT: Duration = Duration::from_secs(12);
 /// A session older than this is rejected by WireGuard anyway (REJECT_AFTER_TIME is 180 s).
 const WG_STALE_SESSION: Duration = Duration::from_secs(180);
+/// An initiation unanswered this long is given up before boringtun's 90 s limit (which it
+/// reports at ERROR).
+const WG_INIT_GIVE_UP: Duration = Duration::from_secs(80);
+/// WireGuard unanswered this long while the path answers probes: handshake again.
+const WG_SILENCE_BEFORE_REHANDSHAKE: Duration = Duration::from_millis(500);
 /// Silence after which packets sent are copied until the peer is heard again.
 const QUIET_MIN: Duration = Duration::from_millis(100);
 /// Copies kept of packets sent on a path that is being validated after idle.
@@ -234,6 +239,14 @@ struct Connection {
     resume_copies: VecDeque<Vec<u8>>,
     /// Last authenticated packet from the peer (WireGuard, probe response or keepalive).
     last_rx: Instant,
+    /// Last authenticated WireGuard packet from the peer.
+    last_wg_rx: Option<Instant>,
+    /// Last WireGuard handshake message sent or received.
+    last_wg_handshake: Instant,
+    /// An initiation we sent that nothing authenticated has answered yet.
+    wg_init_pending_since: Option<Instant>,
+    /// Last `update_timers` call: boringtun stamps every event with that call's time.
+    last_wg_tick: Instant,
     /// Last datagram we sent to the peer.
     last_tx: Instant,
     /// Last application packet either way.
@@ -260,6 +273,8 @@ struct Counters {
 struct Probe {
     trans_id: TransId,
     started: Instant,
+    /// Since when WireGuard has been unanswered, if it was when the probe started.
+    wg_silent_since: Option<Instant>,
     attempt: u32,
     misses_allowed: u32,
     deadline: Instant,
@@ -332,10 +347,58 @@ impl Engine {
     }
 
     /// The local sockets (one per address family): the host candidates.
+    ///
+    /// When an address changes (the device moved networks), connections on a direct path move
+    /// to the new socket of the same family at once and validate it: a WireGuard keepalive
+    /// (the peer's path follows it) and a probe. Connections still gathering get the new host
+    /// candidate.
     pub fn handle_local_addresses(&mut self, sockets: &[SocketAddr], now: Instant) {
-        self.sockets = sockets.to_vec();
+        let old = std::mem::replace(&mut self.sockets, sockets.to_vec());
         for relay in self.relays.values_mut() {
             relay.rebase(&self.sockets, now);
+        }
+        let added: Vec<SocketAddr> = sockets
+            .iter()
+            .filter(|s| !old.contains(s))
+            .copied()
+            .collect();
+        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+        for peer in peers {
+            let Some(conn) = self.connections.get_mut(&peer) else {
+                continue;
+            };
+            for &socket in &added {
+                if let Ok(c) = Candidate::host(socket, "udp") {
+                    add_local_candidate(conn, c, &mut self.out);
+                }
+            }
+            let Some(path) = conn
+                .path
+                .filter(|p| !p.relayed && !sockets.contains(&p.local))
+            else {
+                continue;
+            };
+            let Some(&local) = sockets.iter().find(|s| s.is_ipv4() == path.local.is_ipv4()) else {
+                continue;
+            };
+            info!(
+                peer = peer.0,
+                "Local address changed; moving the connection"
+            );
+            conn.path = Some(PathInfo { local, ..path });
+            if matches!(conn.state, ConnectionState::Active | ConnectionState::Idle) {
+                set_state(conn, ConnectionState::Active, &mut self.out);
+                conn.last_app = now;
+                start_probe(
+                    conn,
+                    &self.policy,
+                    self.policy.active_misses,
+                    &mut self.relays,
+                    &mut self.out,
+                    now,
+                );
+                self.encapsulate(peer, &[], now);
+            }
         }
         self.drain_relays(now);
     }
@@ -435,6 +498,10 @@ impl Engine {
             buffer,
             resume_copies: VecDeque::new(),
             last_rx: now,
+            last_wg_rx: None,
+            last_wg_handshake: now,
+            wg_init_pending_since: None,
+            last_wg_tick: now,
             last_tx: now,
             last_app: now,
             unanswered_since: None,
@@ -542,19 +609,6 @@ impl Engine {
                 conn.buffer.push(packet.to_vec());
             }
             ConnectionState::Idle => {
-                clock::sync(self.epoch, now);
-                if conn
-                    .tunn
-                    .time_since_last_handshake()
-                    .is_none_or(|t| t >= WG_STALE_SESSION)
-                {
-                    refresh_tunnel(
-                        conn,
-                        &self.private_key,
-                        &mut self.index_to_peer,
-                        &mut self.next_index,
-                    );
-                }
                 set_state(conn, ConnectionState::Active, &mut self.out);
                 conn.last_app = now;
                 if self.policy.probe_on_resume && conn.probe.is_none() {
@@ -702,11 +756,68 @@ impl Engine {
             .map(TurnClient::id)
     }
 
-    fn encapsulate(&mut self, peer: PeerId, packet: &[u8], now: Instant) {
+    /// Brings a connection's WireGuard state up to `now` before it is used.
+    ///
+    /// boringtun stamps every event with the time of the last `update_timers` call, so after
+    /// a pause its timers must be caught up first. A state too old to be caught up without
+    /// boringtun expiring it (no handshake for 180 s, or an initiation unanswered for 80 s)
+    /// is replaced by a fresh one for the same peer.
+    fn prepare_tunnel(&mut self, peer: PeerId, now: Instant) {
         let Some(conn) = self.connections.get_mut(&peer) else {
             return;
         };
         clock::sync(self.epoch, now);
+        let init_stuck = conn
+            .wg_init_pending_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= WG_INIT_GIVE_UP);
+        if wg_stale(conn, now) || init_stuck {
+            refresh_tunnel(
+                conn,
+                &self.private_key,
+                &mut self.index_to_peer,
+                &mut self.next_index,
+            );
+            conn.last_wg_handshake = now;
+            conn.wg_init_pending_since = None;
+            conn.last_wg_tick = now;
+            return;
+        }
+        if now.saturating_duration_since(conn.last_wg_tick) < WG_TICK {
+            return;
+        }
+        conn.last_wg_tick = now;
+        match conn.tunn.update_timers(&mut self.scratch) {
+            TunnResult::WriteToNetwork(bytes) => {
+                let bytes = bytes.to_vec();
+                send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
+            }
+            TunnResult::Err(e) => debug!(peer = peer.0, ?e, "WireGuard timer"),
+            _ => {}
+        }
+    }
+
+    /// Starts a new WireGuard handshake at once.
+    fn force_handshake(&mut self, peer: PeerId, now: Instant) {
+        self.prepare_tunnel(peer, now);
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        if let TunnResult::WriteToNetwork(bytes) = conn
+            .tunn
+            .format_handshake_initiation(&mut self.scratch, true)
+        {
+            let bytes = bytes.to_vec();
+            send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
+        }
+        conn.wg_hot_until = now + WG_HOT;
+        self.drain_relays_transmits_only();
+    }
+
+    fn encapsulate(&mut self, peer: PeerId, packet: &[u8], now: Instant) {
+        self.prepare_tunnel(peer, now);
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
         match conn.tunn.encapsulate(packet, &mut self.scratch) {
             TunnResult::WriteToNetwork(bytes) => {
                 if !packet.is_empty() {
@@ -729,25 +840,10 @@ impl Engine {
             trace!(%from, "WireGuard packet for no known session; dropped");
             return;
         };
+        self.prepare_tunnel(peer, now);
         let Some(conn) = self.connections.get_mut(&peer) else {
             return;
         };
-        clock::sync(self.epoch, now);
-        // Only a handshake initiation can open a new session on a stale state.
-        if conn.state == ConnectionState::Idle
-            && data.first() == Some(&1)
-            && conn
-                .tunn
-                .time_since_last_handshake()
-                .is_none_or(|t| t >= WG_STALE_SESSION)
-        {
-            refresh_tunnel(
-                conn,
-                &self.private_key,
-                &mut self.index_to_peer,
-                &mut self.next_index,
-            );
-        }
         let mut authenticated = false;
         let mut delivered: Vec<Vec<u8>> = Vec::new();
         let mut replies: Vec<Vec<u8>> = Vec::new();
@@ -810,6 +906,11 @@ impl Engine {
             conn.path = Some(new_path);
         }
         heard_from_peer(conn, now);
+        conn.last_wg_rx = Some(now);
+        conn.wg_init_pending_since = None;
+        if matches!(data.first(), Some(1 | 2)) {
+            conn.last_wg_handshake = now;
+        }
         conn.wg_hot_until = now + WG_HOT;
         for reply in replies {
             send_on_path(conn, reply, &mut self.relays, &mut self.out, now);
@@ -996,8 +1097,22 @@ impl Engine {
                     conn.rtt = Some(conn.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
                 }
                 trace!(peer = peer.0, rtt = ?conn.rtt, "Probe answered");
+                // The path works; if WireGuard has not answered for a while, its session is
+                // what is broken (e.g. the peer lost its state): handshake again now instead of
+                // waiting for boringtun's 15 s timer.
+                let wg_silent = probe.wg_silent_since.is_some_and(|since| {
+                    conn.last_wg_rx.is_none_or(|rx| rx < since)
+                        && now.saturating_duration_since(since) >= WG_SILENCE_BEFORE_REHANDSHAKE
+                });
                 conn.probe = None;
                 heard_from_peer(conn, now);
+                if wg_silent {
+                    debug!(
+                        peer = peer.0,
+                        "Path answers but WireGuard does not; new handshake"
+                    );
+                    self.force_handshake(peer, now);
+                }
             }
             Class::Failure | Class::Unknown => {}
         }
@@ -1164,17 +1279,12 @@ impl Engine {
         if now >= conn.next_wg_tick {
             conn.next_wg_tick = next_tick(self.epoch, now);
             if now < conn.wg_hot_until || conn.state == ConnectionState::Connecting {
-                clock::sync(self.epoch, now);
-                match conn.tunn.update_timers(&mut self.scratch) {
-                    TunnResult::WriteToNetwork(bytes) => {
-                        let bytes = bytes.to_vec();
-                        send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
-                    }
-                    TunnResult::Err(e) => debug!(peer = peer.0, ?e, "WireGuard timer"),
-                    _ => {}
-                }
+                self.prepare_tunnel(peer, now);
             }
         }
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
         if conn.state == ConnectionState::Connecting {
             return;
         }
@@ -1347,6 +1457,11 @@ fn set_state(conn: &mut Connection, to: ConnectionState, out: &mut Outputs) {
     });
 }
 
+/// Whether the WireGuard state is too old to carry traffic (no handshake for REJECT_AFTER_TIME).
+fn wg_stale(conn: &Connection, now: Instant) -> bool {
+    now.saturating_duration_since(conn.last_wg_handshake) >= WG_STALE_SESSION
+}
+
 fn heard_from_peer(conn: &mut Connection, now: Instant) {
     conn.last_rx = now;
     conn.unanswered_since = None;
@@ -1368,6 +1483,12 @@ fn send_on_path(
     conn.last_tx = now;
     if conn.unanswered_since.is_none() {
         conn.unanswered_since = Some(now);
+    }
+    if matches!(payload.get(..4), Some([1 | 2, 0, 0, 0])) {
+        conn.last_wg_handshake = now;
+    }
+    if matches!(payload.get(..4), Some([1, 0, 0, 0])) && conn.wg_init_pending_since.is_none() {
+        conn.wg_init_pending_since = Some(now);
     }
     send_on(path, payload, relays, out, now);
 }
@@ -1408,6 +1529,7 @@ fn start_probe(
     conn.probe = Some(Probe {
         trans_id,
         started: now,
+        wg_silent_since: conn.unanswered_since,
         attempt: 0,
         misses_allowed: misses.max(1),
         deadline: now + policy.probe_timeout(0, conn.rtt),

@@ -35,6 +35,8 @@ enum Action {
     },
     /// The client's NAT gets a new public address.
     Roam,
+    /// The client moves to another network (new local address, told to the engine).
+    Move,
     RestartPeer {
         gw: usize,
     },
@@ -53,6 +55,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0..3usize).prop_map(|host| Action::Cut { host }),
         1 => (0..3usize).prop_map(|host| Action::Restore { host }),
         1 => Just(Action::Roam),
+        1 => Just(Action::Move),
         1 => (0..2usize).prop_map(|gw| Action::RestartPeer { gw }),
         1 => Just(Action::RotateRelayCredentials),
         1 => Just(Action::ReplaceRelays),
@@ -149,6 +152,7 @@ impl World {
                 self.sim.set_cut(h, false);
             }
             Action::Roam => self.sim.rebind_nat(self.client),
+            Action::Move => self.sim.move_host(self.client),
             Action::RestartPeer { gw } => self.sim.restart(self.gateways[gw]),
             Action::RotateRelayCredentials => self.sim.rotate_relay_credentials(),
             Action::ReplaceRelays => self.sim.replace_relays(),

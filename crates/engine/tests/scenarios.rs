@@ -571,7 +571,11 @@ fn a_replayed_wireguard_packet_from_another_address_neither_moves_the_path_nor_d
     let received = sim.hosts[g.0].counters.received;
     sim.inject(attacker, dst, data);
     sim.run_for(Duration::from_millis(100));
-    assert_eq!(sim.hosts[g.0].counters.received, received + 1, "the replay reached the gateway");
+    assert_eq!(
+        sim.hosts[g.0].counters.received,
+        received + 1,
+        "the replay reached the gateway"
+    );
     assert_eq!(
         sim.hosts[g.0]
             .engine
@@ -580,4 +584,26 @@ fn a_replayed_wireguard_packet_from_another_address_neither_moves_the_path_nor_d
         path
     );
     assert_eq!(delivered_seqs(&sim, g, c), [1, 2]);
+}
+
+#[test]
+fn client_moving_to_another_network_keeps_the_connection() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world_with(Some(NatConfig::friendly(NAT_TIMEOUT)), None, 22);
+    connect(&mut sim, c, g, 1);
+    sim.move_host(c);
+    for seq in 2..20 {
+        sim.send_app(c, g, &app_packet(seq, 100));
+        sim.run_for(Duration::from_millis(50));
+        sim.send_app(g, c, &app_packet(seq, 100));
+        sim.run_for(Duration::from_millis(50));
+    }
+    assert!(failures(&sim, c, g).is_empty() && failures(&sim, g, c).is_empty());
+    assert_eq!(delivered_seqs(&sim, g, c), (1..20).collect::<Vec<_>>());
+    assert_eq!(delivered_seqs(&sim, c, g), (2..20).collect::<Vec<_>>());
+    let path = sim.hosts[c.0]
+        .engine
+        .stats(g.peer(), sim.now)
+        .and_then(|s| s.path);
+    assert_eq!(path.map(|p| p.local), Some(sim.hosts[c.0].socket()));
 }

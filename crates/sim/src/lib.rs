@@ -545,6 +545,32 @@ impl Sim {
         }
     }
 
+    /// The host moves to another network: a new local address behind a new NAT of the same
+    /// kind (or a new public address). The engine is told, as an OS would tell the driver.
+    pub fn move_host(&mut self, host: HostId) {
+        let ip = self.fresh_public_ip();
+        let now = self.now;
+        let h = &mut self.hosts[host.0];
+        let socket = match h.nat.as_mut() {
+            Some(nat) => {
+                nat.entries.clear();
+                nat.public_ip = ip;
+                let IpAddr::V4(v4) = h.socket.ip() else {
+                    return;
+                };
+                let o = v4.octets();
+                SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3].wrapping_add(1))),
+                    h.socket.port(),
+                )
+            }
+            None => SocketAddr::new(ip, h.socket.port()),
+        };
+        h.socket = socket;
+        h.engine.handle_local_addresses(&[socket], now);
+        self.drain(host);
+    }
+
     /// The host restarts: a new engine with a new WireGuard key.
     pub fn restart(&mut self, host: HostId) {
         let now = self.now;
