@@ -845,7 +845,8 @@ impl Engine {
             return;
         };
         let mut authenticated = false;
-        let mut delivered: Vec<Vec<u8>> = Vec::new();
+        // boringtun yields at most one packet per datagram.
+        let mut delivered: Option<Vec<u8>> = None;
         let mut replies: Vec<Vec<u8>> = Vec::new();
         let mut datagram: &[u8] = data;
         loop {
@@ -870,7 +871,7 @@ impl Engine {
                 TunnResult::WriteToTunnelV4(bytes, _) | TunnResult::WriteToTunnelV6(bytes, _) => {
                     authenticated = true;
                     if !bytes.is_empty() {
-                        delivered.push(bytes.to_vec());
+                        delivered = Some(bytes.to_vec());
                     }
                     break;
                 }
@@ -915,7 +916,7 @@ impl Engine {
         for reply in replies {
             send_on_path(conn, reply, &mut self.relays, &mut self.out, now);
         }
-        for packet in delivered {
+        if let Some(packet) = delivered {
             conn.stats.rx_packets += 1;
             conn.stats.rx_bytes += packet.len() as u64;
             conn.last_app = now;
