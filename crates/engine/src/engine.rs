@@ -444,7 +444,17 @@ impl Engine {
         if grant.local_ice.ufrag.is_empty() || grant.remote_ice.ufrag.is_empty() {
             return Err(EngineError::BadGrant("empty ICE username fragment"));
         }
-        if self.connections.contains_key(&grant.peer) {
+        if let Some(existing) = self.connections.get(&grant.peer) {
+            // The portal repeats grants (e.g. after it restarted): the same grant again must
+            // not disturb a connection that works.
+            let same = existing.peer_public.as_bytes() == &grant.peer_public_key
+                && existing.preshared_key == grant.preshared_key
+                && existing.local_creds == grant.local_ice
+                && existing.remote_creds == grant.remote_ice;
+            if same {
+                debug!(peer = grant.peer.0, "Repeated grant; connection kept");
+                return Ok(());
+            }
             self.fail(grant.peer, FailureReason::Replaced, now);
         }
         for relay in self.relays.values_mut() {

@@ -607,3 +607,23 @@ fn client_moving_to_another_network_keeps_the_connection() {
         .and_then(|s| s.path);
     assert_eq!(path.map(|p| p.local), Some(sim.hosts[c.0].socket()));
 }
+
+#[test]
+fn a_repeated_grant_does_not_disturb_an_established_connection() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        23,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.repeat_grants(c, g);
+    sim.run_for(Duration::from_secs(1));
+    assert!(failures(&sim, c, g).is_empty() && failures(&sim, g, c).is_empty());
+    assert_eq!(sim.hosts[c.0].states(g.peer()), [ConnectionState::Active]);
+    sim.send_app(c, g, &app_packet(2, 100));
+    assert!(
+        sim.run_until_cond(Duration::from_millis(100), |s| delivered_seqs(s, g, c)
+            == [1, 2])
+    );
+}

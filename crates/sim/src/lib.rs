@@ -303,6 +303,8 @@ pub struct Sim {
     /// payload), e.g. for an attacker to replay.
     pub record_wire: bool,
     pub wire_log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// The last grant given to (host, for peer host).
+    last_grants: BTreeMap<(usize, usize), Grant>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -337,6 +339,7 @@ impl Sim {
             relays_in_use: Vec::new(),
             record_wire: false,
             wire_log: Vec::new(),
+            last_grants: BTreeMap::new(),
         }
     }
 
@@ -466,6 +469,17 @@ impl Sim {
         self.push_relays();
     }
 
+    /// The portal sends the last grants it gave `client` and `gateway` again (as after a
+    /// portal restart).
+    pub fn repeat_grants(&mut self, client: HostId, gateway: HostId) {
+        let at = self.now + self.signal_latency;
+        for (to, other) in [(client, gateway), (gateway, client)] {
+            if let Some(g) = self.last_grants.get(&(to.0, other.0)).cloned() {
+                self.signal(at, to, Signal::Grant(g));
+            }
+        }
+    }
+
     /// The portal grants a connection between `client` and `gateway` (both sides, after the
     /// signalling latency).
     pub fn grant(&mut self, client: HostId, gateway: HostId) {
@@ -493,6 +507,10 @@ impl Sim {
             remote_ice: c_ice,
         };
         let at = self.now + self.signal_latency;
+        self.last_grants
+            .insert((client.0, gateway.0), to_client.clone());
+        self.last_grants
+            .insert((gateway.0, client.0), to_gateway.clone());
         self.signal(at, client, Signal::Grant(to_client));
         self.signal(at, gateway, Signal::Grant(to_gateway));
     }
