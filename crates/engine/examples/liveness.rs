@@ -52,6 +52,14 @@ fn main() {
                 .collect(),
         ),
         (
+            "probe overhead, one-way 50 pkt/s flow (no replies): extra datagrams/minute",
+            "reported",
+            policies
+                .iter()
+                .map(|p| one_way_overhead(p).to_string())
+                .collect(),
+        ),
+        (
             "resume after silent death while idle, NAT forgot the mappings: first packet -> delivered",
             "<= 1.5 s",
             policies
@@ -233,6 +241,30 @@ fn probe_overhead(policy: &LivenessPolicy) -> u64 {
         .map(|h| sim.hosts[h.0].counters.sent_peer_stun + sim.hosts[h.0].counters.sent_wg_keepalive)
         .sum();
     after - before
+}
+
+fn one_way_overhead(policy: &LivenessPolicy) -> u64 {
+    let (mut sim, c, g) = pair(policy, false);
+    establish(&mut sim, c, g);
+    let mut seq = 10;
+    let mut run = |sim: &mut Sim, d: Duration| {
+        let end = sim.now + d;
+        while sim.now < end {
+            sim.send_app(c, g, &app_packet(seq, 200));
+            seq += 1;
+            sim.run_for(Duration::from_millis(20));
+        }
+    };
+    run(&mut sim, Duration::from_secs(10));
+    let overhead = |sim: &Sim| -> u64 {
+        [c, g]
+            .iter()
+            .map(|h| sim.hosts[h.0].counters.overhead())
+            .sum()
+    };
+    let before = overhead(&sim);
+    run(&mut sim, Duration::from_secs(60));
+    overhead(&sim) - before
 }
 
 #[derive(Clone, Copy)]

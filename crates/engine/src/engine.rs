@@ -34,8 +34,12 @@ const WG_STALE_SESSION: Duration = Duration::from_secs(180);
 /// An initiation unanswered this long is given up before boringtun's 90 s limit (which it
 /// reports at ERROR).
 const WG_INIT_GIVE_UP: Duration = Duration::from_secs(80);
-/// WireGuard unanswered this long while the path answers probes: handshake again.
-const WG_SILENCE_BEFORE_REHANDSHAKE: Duration = Duration::from_millis(500);
+/// No WireGuard packet from a peer we keep sending to, for this long, while the path answers
+/// probes: its session is gone, handshake again. A working peer that only receives sends
+/// boringtun's keepalive after 10 s.
+const WG_SILENCE_BEFORE_REHANDSHAKE: Duration = Duration::from_secs(11);
+/// Most doublings of the silence before a probe, for flows that only go one way.
+const MAX_SILENCE_BACKOFF: u32 = 3;
 /// Silence after which packets sent are copied until the peer is heard again.
 const QUIET_MIN: Duration = Duration::from_millis(100);
 /// Copies kept of packets sent on a path that is being validated after idle.
@@ -243,6 +247,11 @@ struct Connection {
     last_wg_rx: Option<Instant>,
     /// Last WireGuard handshake message sent or received.
     last_wg_handshake: Instant,
+    /// Last application packet sent through WireGuard.
+    last_wg_data_tx: Option<Instant>,
+    /// Doublings of the silence before a probe: grows while the peer answers probes but sends
+    /// no data (a one-way flow), back to 0 when data comes back.
+    silence_backoff: u32,
     /// An initiation we sent that nothing authenticated has answered yet.
     wg_init_pending_since: Option<Instant>,
     /// Last `update_timers` call: boringtun stamps every event with that call's time.
@@ -274,7 +283,6 @@ struct Probe {
     trans_id: TransId,
     started: Instant,
     /// Since when WireGuard has been unanswered, if it was when the probe started.
-    wg_silent_since: Option<Instant>,
     attempt: u32,
     misses_allowed: u32,
     deadline: Instant,
@@ -510,6 +518,8 @@ impl Engine {
             last_rx: now,
             last_wg_rx: None,
             last_wg_handshake: now,
+            last_wg_data_tx: None,
+            silence_backoff: 0,
             wg_init_pending_since: None,
             last_wg_tick: now,
             last_tx: now,
@@ -833,6 +843,7 @@ impl Engine {
                 if !packet.is_empty() {
                     conn.stats.tx_packets += 1;
                     conn.stats.tx_bytes += packet.len() as u64;
+                    conn.last_wg_data_tx = Some(now);
                 }
                 let bytes = bytes.to_vec();
                 send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
@@ -927,6 +938,7 @@ impl Engine {
             send_on_path(conn, reply, &mut self.relays, &mut self.out, now);
         }
         if let Some(packet) = delivered {
+            conn.silence_backoff = 0;
             conn.stats.rx_packets += 1;
             conn.stats.rx_bytes += packet.len() as u64;
             conn.last_app = now;
@@ -1108,13 +1120,16 @@ impl Engine {
                     conn.rtt = Some(conn.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
                 }
                 trace!(peer = peer.0, rtt = ?conn.rtt, "Probe answered");
-                // The path works; if WireGuard has not answered for a while, its session is
-                // what is broken (e.g. the peer lost its state): handshake again now instead of
-                // waiting for boringtun's 15 s timer.
-                let wg_silent = probe.wg_silent_since.is_some_and(|since| {
-                    conn.last_wg_rx.is_none_or(|rx| rx < since)
-                        && now.saturating_duration_since(since) >= WG_SILENCE_BEFORE_REHANDSHAKE
-                });
+                // The path works. No WireGuard packet during the probe: the flow is one-way,
+                // so probe less often. No WireGuard packet for longer than a working peer's
+                // keepalive interval: its session is what is broken, handshake again.
+                let heard_wg_since_probe = conn.last_wg_rx.is_some_and(|rx| rx >= probe.started);
+                if !heard_wg_since_probe {
+                    conn.silence_backoff = (conn.silence_backoff + 1).min(MAX_SILENCE_BACKOFF);
+                }
+                let wg_heard = conn.last_wg_rx.unwrap_or(conn.created);
+                let wg_silent = conn.last_wg_data_tx.is_some_and(|tx| tx > wg_heard)
+                    && now.saturating_duration_since(wg_heard) >= WG_SILENCE_BEFORE_REHANDSHAKE;
                 conn.probe = None;
                 heard_from_peer(conn, now);
                 if wg_silent {
@@ -1540,7 +1555,6 @@ fn start_probe(
     conn.probe = Some(Probe {
         trans_id,
         started: now,
-        wg_silent_since: conn.unanswered_since,
         attempt: 0,
         misses_allowed: misses.max(1),
         deadline: now + policy.probe_timeout(0, conn.rtt),
@@ -1606,7 +1620,8 @@ fn send_keepalive(
 fn silence_deadline(conn: &Connection, policy: &LivenessPolicy) -> Option<Instant> {
     let silence = policy.probe_after_silence?;
     let since = conn.unanswered_since?;
-    let silence = conn.rtt.map_or(silence, |rtt| silence.max(rtt * 4));
+    let silence =
+        conn.rtt.map_or(silence, |rtt| silence.max(rtt * 4)) * (1 << conn.silence_backoff);
     Some(since + silence)
 }
 

@@ -627,3 +627,40 @@ fn a_repeated_grant_does_not_disturb_an_established_connection() {
             == [1, 2])
     );
 }
+
+#[test]
+fn a_one_way_flow_backs_off_its_probes() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        24,
+    );
+    connect(&mut sim, c, g, 1);
+    let mut seq = 10;
+    let mut one_way = |sim: &mut Sim, secs: u64| {
+        let end = sim.now + Duration::from_secs(secs);
+        while sim.now < end {
+            sim.send_app(c, g, &app_packet(seq, 200));
+            seq += 1;
+            sim.run_for(Duration::from_millis(20));
+        }
+    };
+    one_way(&mut sim, 10);
+    let before = sim.hosts[c.0].counters;
+    one_way(&mut sim, 60);
+    let after = sim.hosts[c.0].counters;
+    let probes = after.sent_peer_stun - before.sent_peer_stun;
+    let handshakes = after.sent_wg_handshake - before.sent_wg_handshake;
+    // At most one probe per 4 s once backed off, and no handshakes beyond the 2-minute rekey.
+    assert!(
+        probes <= 20,
+        "{probes} probes in a minute of one-way traffic"
+    );
+    assert!(
+        handshakes <= 1,
+        "{handshakes} handshakes in a minute of one-way traffic"
+    );
+    assert!(failures(&sim, c, g).is_empty());
+    assert_eq!(delivered_seqs(&sim, g, c).len(), 1 + 3500);
+}
