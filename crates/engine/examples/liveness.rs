@@ -102,6 +102,22 @@ fn main() {
                 .map(|p| secs(connect_time(p, true)))
                 .collect(),
         ),
+        (
+            "connect time after an hour without connections (relay allocations released): relayed",
+            "reported",
+            policies
+                .iter()
+                .map(|p| secs(connect_time_after_idle_hour(p)))
+                .collect(),
+        ),
+        (
+            "one idle relayed connection: relay control datagrams/hour, both hosts, both directions",
+            "reported",
+            policies
+                .iter()
+                .map(|p| relayed_idle_relay_cost(p).to_string())
+                .collect(),
+        ),
     ];
     println!("20 ms one-way latency host to host, NAT UDP timeout 120 s, simulated time.\n");
     println!(
@@ -351,4 +367,38 @@ fn connect_time(policy: &LivenessPolicy, relayed: bool) -> Option<Duration> {
             .first()
             .map_or(Duration::ZERO, |d| d.at - start)
     })
+}
+
+fn connect_time_after_idle_hour(policy: &LivenessPolicy) -> Option<Duration> {
+    let (mut sim, c, g) = pair(policy, true);
+    sim.run_for(HOUR);
+    let start = sim.now;
+    sim.send_app(c, g, &app_packet(0, 100));
+    let ok = sim.run_until_cond(Duration::from_secs(15), |s| delivered(s, g, 0));
+    ok.then(|| {
+        sim.hosts[g.0]
+            .delivered
+            .first()
+            .map_or(Duration::ZERO, |d| d.at - start)
+    })
+}
+
+fn relayed_idle_relay_cost(policy: &LivenessPolicy) -> u64 {
+    let (mut sim, c, g) = pair(policy, true);
+    establish(&mut sim, c, g);
+    sim.run_for(policy.idle_after + Duration::from_secs(60));
+    let control = |sim: &Sim| -> u64 {
+        [c, g]
+            .iter()
+            .map(|h| sim.hosts[h.0].counters)
+            .map(|k| k.sent_relay_control + k.received_relay_control)
+            .sum()
+    };
+    let before = control(&sim);
+    sim.run_for(HOUR);
+    assert_eq!(
+        sim.hosts[c.0].engine.state(g.peer()),
+        Some(ConnectionState::Idle)
+    );
+    control(&sim) - before
 }

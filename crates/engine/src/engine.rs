@@ -690,6 +690,13 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Instant) {
         let needed = self.relay_peers();
         for relay in self.relays.values_mut() {
+            let relayed = relay.relayed_address();
+            let in_use = self.connections.values().any(|c| {
+                c.ice.is_some()
+                    || c.path
+                        .is_some_and(|p| p.relayed && Some(p.local) == relayed)
+            });
+            relay.set_in_use(in_use, now);
             relay.retain_peers(&needed);
             relay.handle_timeout(now);
         }

@@ -41,9 +41,15 @@ const REQUEST_RTO: Duration = Duration::from_millis(500);
 const REQUEST_ATTEMPTS: u32 = 5;
 const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
 const CHANNEL_REFRESH: Duration = Duration::from_secs(540);
+/// Requested allocation lifetime in seconds (refreshed at half of what the relay grants).
+const ALLOCATION_LIFETIME: u32 = 1800;
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
-/// The relay's NAT binding needs traffic more often than common UDP timeouts (≥ 60 s).
+/// While a connection needs the relay, our NAT binding to it needs traffic more often than
+/// common UDP timeouts (≥ 60 s).
 const BINDING_KEEPALIVE: Duration = Duration::from_secs(50);
+/// An allocation no connection has needed for this long is released (while our NAT binding to
+/// the relay still exists, so the release arrives); the next connection allocates again.
+const RELEASE_UNUSED_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 enum Kind {
@@ -98,7 +104,12 @@ pub(crate) struct TurnClient {
     /// Peer address → channel number and when the binding needs refreshing (`None`: pending).
     channels: BTreeMap<SocketAddr, (u16, Option<Instant>)>,
     next_channel: u16,
-    last_sent: Instant,
+    /// Last datagram to or from the relay: traffic either way keeps our NAT binding to it.
+    last_activity: Instant,
+    /// A connection is gathering candidates or relays its path through this allocation.
+    in_use: bool,
+    /// Since when no connection has needed this relay.
+    unused_since: Option<Instant>,
     out: VecDeque<TurnOutput>,
 }
 
@@ -125,7 +136,9 @@ impl TurnClient {
             permissions: BTreeMap::new(),
             channels: BTreeMap::new(),
             next_channel: 0x4000,
-            last_sent: now,
+            last_activity: now,
+            in_use: false,
+            unused_since: Some(now),
             out: VecDeque::new(),
         };
         client.request(Kind::Allocate, now);
@@ -197,6 +210,16 @@ impl TurnClient {
         out
     }
 
+    /// Whether a connection currently needs this relay (keeps our NAT binding to it alive).
+    pub(crate) fn set_in_use(&mut self, in_use: bool, now: Instant) {
+        if in_use {
+            self.unused_since = None;
+        } else if self.in_use || self.unused_since.is_none() {
+            self.unused_since = Some(now);
+        }
+        self.in_use = in_use;
+    }
+
     /// Forgets permissions and channels for peers no connection needs any more, so that the
     /// relay's idle cost does not grow with every peer ever contacted.
     pub(crate) fn retain_peers(&mut self, needed: &BTreeSet<IpAddr>) {
@@ -240,6 +263,8 @@ impl TurnClient {
                     .encode(None)
             }
         };
+        // Relayed traffic keeps our NAT binding to the relay as well as a keepalive would.
+        self.last_activity = now;
         self.out.push_back(TurnOutput::Transmit(Transmit {
             src: local,
             dst: self.config.server,
@@ -258,6 +283,7 @@ impl TurnClient {
         now: Instant,
     ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
         let relayed = self.relayed_address();
+        self.last_activity = now;
         match classify(data) {
             Datagram::ChannelData => {
                 let (channel, payload) = m::parse_channel_data(data)?;
@@ -316,7 +342,12 @@ impl TurnClient {
             if let Some(a) = self.allocation.as_mut() {
                 a.refresh_at = now + Duration::from_secs(3600);
             }
-            self.request(Kind::Refresh { lifetime: 600 }, now);
+            self.request(
+                Kind::Refresh {
+                    lifetime: ALLOCATION_LIFETIME,
+                },
+                now,
+            );
         }
         let perms: Vec<IpAddr> = self
             .permissions
@@ -339,7 +370,20 @@ impl TurnClient {
             self.request(Kind::ChannelBind(peer, channel), now);
         }
         if self.allocation.is_some()
-            && now >= self.last_sent + BINDING_KEEPALIVE
+            && !self.in_use
+            && self
+                .unused_since
+                .is_some_and(|t| now >= t + RELEASE_UNUSED_AFTER)
+        {
+            debug!(relay = ?self.config.id, "Relay unused; releasing the allocation");
+            self.request(Kind::Refresh { lifetime: 0 }, now);
+            self.allocation = None;
+            self.channels.clear();
+            self.permissions.clear();
+        }
+        if self.allocation.is_some()
+            && self.in_use
+            && now >= self.last_activity + BINDING_KEEPALIVE
             && !self.pending(|k| matches!(k, Kind::Binding))
         {
             self.request(Kind::Binding, now);
@@ -372,8 +416,17 @@ impl TurnClient {
             self.channels.values().filter_map(|(_, t)| *t).min(),
             "relay channel refresh",
         );
-        if self.allocation.is_some() {
-            consider(Some(self.last_sent + BINDING_KEEPALIVE), "relay keepalive");
+        if self.allocation.is_some() && self.in_use {
+            consider(
+                Some(self.last_activity + BINDING_KEEPALIVE),
+                "relay keepalive",
+            );
+        }
+        if self.allocation.is_some() && !self.in_use {
+            consider(
+                self.unused_since.map(|t| t + RELEASE_UNUSED_AFTER),
+                "relay release",
+            );
         }
         best
     }
@@ -410,7 +463,8 @@ impl TurnClient {
         let mut msg = match &kind {
             Kind::Allocate => Message::new(m::ALLOCATE, m::REQUEST, tid)
                 // REQUESTED-TRANSPORT: UDP (17).
-                .with(m::ATTR_REQUESTED_TRANSPORT, vec![17, 0, 0, 0]),
+                .with(m::ATTR_REQUESTED_TRANSPORT, vec![17, 0, 0, 0])
+                .with_u32(m::ATTR_LIFETIME, ALLOCATION_LIFETIME),
             Kind::Refresh { lifetime } => {
                 Message::new(m::REFRESH, m::REQUEST, tid).with_u32(m::ATTR_LIFETIME, *lifetime)
             }
@@ -455,7 +509,7 @@ impl TurnClient {
         let Some(local) = self.local else {
             return;
         };
-        self.last_sent = now;
+        self.last_activity = now;
         self.out.push_back(TurnOutput::Transmit(Transmit {
             src: local,
             dst: self.config.server,
@@ -471,6 +525,10 @@ impl TurnClient {
         };
         if msg.class == m::ERROR {
             let code = msg.error_code().unwrap_or(0);
+            if matches!(f.kind, Kind::Refresh { lifetime: 0 }) {
+                // A refused release: the allocation expires on its own.
+                return;
+            }
             if matches!(code, 401 | 438) && msg.str_attr(m::ATTR_NONCE).is_some() {
                 let fresh_realm = msg.str_attr(m::ATTR_REALM).map(str::to_owned);
                 let fresh_nonce = msg.str_attr(m::ATTR_NONCE).map(str::to_owned);
@@ -533,9 +591,10 @@ impl TurnClient {
                 }
             }
             Kind::Refresh { lifetime } => {
-                if lifetime == 0 {
-                    self.allocation = None;
-                } else if let Some(a) = self.allocation.as_mut() {
+                // A release (lifetime 0) already forgot the allocation when it was sent.
+                if lifetime != 0
+                    && let Some(a) = self.allocation.as_mut()
+                {
                     let granted = Duration::from_secs(u64::from(
                         msg.u32_attr(m::ATTR_LIFETIME).unwrap_or(lifetime),
                     ));
@@ -564,11 +623,16 @@ impl TurnClient {
 
     /// Checks our server-reflexive address now (before a connection gathers candidates, or
     /// when a path died): a changed address means a new allocation.
+    /// Allocates if we have no allocation (it is released while unused).
     pub(crate) fn check_binding(&mut self, now: Instant) {
-        if self.allocation.is_some()
-            && !self.pending(|k| matches!(k, Kind::Binding | Kind::Allocate))
+        if self.pending(|k| matches!(k, Kind::Binding | Kind::Allocate)) || self.retry_at.is_some()
         {
+            return;
+        }
+        if self.allocation.is_some() {
             self.request(Kind::Binding, now);
+        } else {
+            self.request(Kind::Allocate, now);
         }
     }
 
@@ -587,6 +651,7 @@ impl TurnClient {
 
     fn request_failed(&mut self, kind: &Kind, now: Instant) {
         match kind {
+            Kind::Refresh { lifetime: 0 } => {}
             Kind::Allocate | Kind::Refresh { .. } | Kind::Binding => {
                 self.allocation = None;
                 self.channels.clear();

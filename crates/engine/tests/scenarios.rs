@@ -664,3 +664,37 @@ fn a_one_way_flow_backs_off_its_probes() {
     assert!(failures(&sim, c, g).is_empty());
     assert_eq!(delivered_seqs(&sim, g, c).len(), 1 + 3500);
 }
+
+#[test]
+fn an_unused_relay_allocation_is_released_and_recreated_for_the_next_connection() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::symmetric(NAT_TIMEOUT),
+        NatConfig::symmetric(NAT_TIMEOUT),
+        25,
+    );
+    assert_eq!(
+        sim.relays[0].allocations(),
+        2,
+        "both hosts allocate at start"
+    );
+    sim.run_for(Duration::from_secs(120));
+    assert_eq!(
+        sim.relays[0].allocations(),
+        0,
+        "unused allocations are released"
+    );
+    let idle = sim.hosts[c.0].counters;
+    sim.run_for(Duration::from_secs(3600));
+    assert_eq!(
+        sim.hosts[c.0].counters, idle,
+        "no relay traffic without connections"
+    );
+    connect(&mut sim, c, g, 1);
+    assert_eq!(
+        path_relayed(&sim, c, g)
+            .zip(path_relayed(&sim, g, c))
+            .map(|(a, b)| a || b),
+        Some(true)
+    );
+}

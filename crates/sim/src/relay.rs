@@ -9,6 +9,7 @@ use ember_engine::stun_msg::{self as m, Message};
 const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 const DEFAULT_LIFETIME: u32 = 600;
+const MAX_LIFETIME: u32 = 3600;
 
 #[derive(Debug)]
 struct Allocation {
@@ -189,27 +190,31 @@ impl TurnServer {
         let ok = |msg: &Message| Message::new(msg.method, m::SUCCESS, msg.tid);
         let reply = match msg.method {
             m::ALLOCATE => {
-                if let Some(a) = self.allocations.iter().find(|a| a.client == from) {
+                // Like coturn: the requested lifetime, at most an hour.
+                let lifetime = msg
+                    .u32_attr(m::ATTR_LIFETIME)
+                    .unwrap_or(DEFAULT_LIFETIME)
+                    .min(MAX_LIFETIME);
+                let relayed = match self.allocations.iter().find(|a| a.client == from) {
                     // A retransmitted Allocate: answer with the same allocation.
-                    ok(&msg)
-                        .with_addr(m::ATTR_XOR_RELAYED_ADDRESS, a.relayed)
-                        .with_addr(m::ATTR_XOR_MAPPED_ADDRESS, from)
-                        .with_u32(m::ATTR_LIFETIME, DEFAULT_LIFETIME)
-                } else {
-                    let relayed = SocketAddr::new(self.addr.ip(), self.next_port);
-                    self.next_port = self.next_port.wrapping_add(1).max(49152);
-                    self.allocations.push(Allocation {
-                        client: from,
-                        relayed,
-                        expires: now + Duration::from_secs(u64::from(DEFAULT_LIFETIME)),
-                        permissions: BTreeMap::new(),
-                        channels: BTreeMap::new(),
-                    });
-                    ok(&msg)
-                        .with_addr(m::ATTR_XOR_RELAYED_ADDRESS, relayed)
-                        .with_addr(m::ATTR_XOR_MAPPED_ADDRESS, from)
-                        .with_u32(m::ATTR_LIFETIME, DEFAULT_LIFETIME)
-                }
+                    Some(a) => a.relayed,
+                    None => {
+                        let relayed = SocketAddr::new(self.addr.ip(), self.next_port);
+                        self.next_port = self.next_port.wrapping_add(1).max(49152);
+                        self.allocations.push(Allocation {
+                            client: from,
+                            relayed,
+                            expires: now + Duration::from_secs(u64::from(lifetime)),
+                            permissions: BTreeMap::new(),
+                            channels: BTreeMap::new(),
+                        });
+                        relayed
+                    }
+                };
+                ok(&msg)
+                    .with_addr(m::ATTR_XOR_RELAYED_ADDRESS, relayed)
+                    .with_addr(m::ATTR_XOR_MAPPED_ADDRESS, from)
+                    .with_u32(m::ATTR_LIFETIME, lifetime)
             }
             m::REFRESH => {
                 let lifetime = msg.u32_attr(m::ATTR_LIFETIME).unwrap_or(DEFAULT_LIFETIME);
@@ -226,9 +231,9 @@ impl TurnServer {
                     self.allocations.remove(i);
                 } else {
                     self.allocations[i].expires =
-                        now + Duration::from_secs(u64::from(lifetime.min(3600)));
+                        now + Duration::from_secs(u64::from(lifetime.min(MAX_LIFETIME)));
                 }
-                ok(&msg).with_u32(m::ATTR_LIFETIME, lifetime.min(3600))
+                ok(&msg).with_u32(m::ATTR_LIFETIME, lifetime.min(MAX_LIFETIME))
             }
             m::CREATE_PERMISSION | m::CHANNEL_BIND => {
                 let Some(a) = self.allocations.iter_mut().find(|a| a.client == from) else {
