@@ -698,3 +698,23 @@ fn an_unused_relay_allocation_is_released_and_recreated_for_the_next_connection(
         Some(true)
     );
 }
+
+#[test]
+fn a_stale_relay_nonce_is_renewed_without_dropping_the_connection() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::symmetric(NAT_TIMEOUT),
+        NatConfig::symmetric(NAT_TIMEOUT),
+        26,
+    );
+    connect(&mut sim, c, g, 1);
+    for i in 0..30u64 {
+        if i % 10 == 0 {
+            sim.relays[0].rotate_nonce();
+        }
+        sim.send_app(c, g, &app_packet(100 + i, 100));
+        sim.run_for(Duration::from_secs(60));
+    }
+    assert!(failures(&sim, c, g).is_empty() && failures(&sim, g, c).is_empty());
+    assert_eq!(delivered_seqs(&sim, g, c).len(), 31);
+}

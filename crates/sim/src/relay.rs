@@ -26,6 +26,7 @@ pub struct TurnServer {
     addr: SocketAddr,
     realm: String,
     nonce: String,
+    nonce_generation: u64,
     credentials: BTreeMap<String, String>,
     allocations: Vec<Allocation>,
     next_port: u16,
@@ -40,6 +41,7 @@ impl TurnServer {
             addr,
             realm: realm.to_owned(),
             nonce: "nonce-1".to_owned(),
+            nonce_generation: 1,
             credentials: BTreeMap::new(),
             allocations: Vec::new(),
             next_port: 49152,
@@ -67,6 +69,12 @@ impl TurnServer {
     pub fn replace_credentials(&mut self, user: &str, password: &str) {
         self.credentials.clear();
         self.add_credentials(user, password);
+    }
+
+    /// A new nonce: requests with the old one are answered 438 (Stale Nonce).
+    pub fn rotate_nonce(&mut self) {
+        self.nonce_generation += 1;
+        self.nonce = format!("nonce-{}", self.nonce_generation);
     }
 
     #[must_use]
@@ -187,6 +195,14 @@ impl TurnServer {
                 .encode(None);
             return vec![(self.addr, from, reply)];
         };
+        if msg.str_attr(m::ATTR_NONCE) != Some(self.nonce.as_str()) {
+            let reply = Message::new(msg.method, m::ERROR, msg.tid)
+                .with_error(438, "Stale Nonce")
+                .with_str(m::ATTR_REALM, &self.realm)
+                .with_str(m::ATTR_NONCE, &self.nonce)
+                .encode(None);
+            return vec![(self.addr, from, reply)];
+        }
         let ok = |msg: &Message| Message::new(msg.method, m::SUCCESS, msg.tid);
         let reply = match msg.method {
             m::ALLOCATE => {
