@@ -1,7 +1,7 @@
 //! Errors of the engine's inputs. Nothing that arrives from the network is an error: bad
 //! datagrams are dropped and logged at TRACE.
 
-use crate::engine::PeerId;
+use crate::types::PeerId;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {

@@ -54,19 +54,22 @@
 
 mod buffer;
 mod clock;
+mod connection;
 mod engine;
 mod error;
 mod policy;
 pub mod stun_msg;
 mod turn;
+mod types;
 mod wire;
 
 pub use buffer::PacketBuffer;
-pub use engine::{
-    ConnectionState, ConnectionStats, Engine, EngineConfig, Event, FailureReason, Grant,
-    IceCredentials, PathInfo, PeerId, Role, Transmit,
-};
+pub use engine::Engine;
 pub use error::EngineError;
 pub use policy::{KeepaliveSender, LivenessPolicy, ProbeRto};
 pub use turn::{RelayConfig, RelayId};
+pub use types::{
+    ConnectionState, ConnectionStats, EngineConfig, Event, FailureReason, Grant, IceCredentials,
+    PathInfo, PeerId, Role, Transmit,
+};
 pub use wire::{Datagram, classify};

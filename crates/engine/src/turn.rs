@@ -10,8 +10,8 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tracing::{debug, info, trace, warn};
 
-use crate::engine::Transmit;
 use crate::stun_msg::{self as m, Message};
+use crate::types::Transmit;
 use crate::wire::{Datagram, classify};
 
 /// A relay as the portal names it.
