@@ -125,3 +125,25 @@ fn an_oversized_tun_packet_is_dropped_not_a_panic() {
         "a packet that cannot be sent does not ask for a connection"
     );
 }
+
+#[test]
+fn removing_a_peer_forgets_its_connection_and_waiting_packets() {
+    let _log = logging::fail_on_error();
+    let now = Instant::now();
+    let mut e = Engine::new(EngineConfig::new(Role::Client, [1; 32], 1), now);
+    e.handle_local_addresses(&[addr("192.0.2.10:51820")], now);
+    e.handle_tun_packet(PeerId(2), &[0x45; 40], now);
+    e.handle_grant(grant(2), now).expect("valid grant");
+    assert!(e.state(PeerId(2)).is_some());
+    e.remove_peer(PeerId(2));
+    assert_eq!(e.state(PeerId(2)), None);
+    assert_eq!(e.peers().count(), 0);
+    // A new grant starts from scratch: the packet sent before removal is gone.
+    e.handle_grant(grant(2), now).expect("valid grant");
+    while e.poll_event().is_some() {}
+    e.handle_tun_packet(PeerId(5), &[0x45; 40], now);
+    assert_eq!(
+        e.poll_event(),
+        Some(Event::ConnectionNeeded { peer: PeerId(5) })
+    );
+}
