@@ -11,6 +11,7 @@
 //! NAT model: a mapping is refreshed by every packet through it in either direction (as Linux
 //! conntrack does for UDP) and removed once it has been unused for the NAT's timeout.
 
+pub mod bench;
 pub mod logging;
 pub mod relay;
 
