@@ -198,10 +198,8 @@ impl Engine {
             debug!(relay = ?id, "Relay removed; releasing its allocation");
             // One best-effort release: the allocation expires on its own if it is lost.
             relay.release(now);
-            while let Some(output) = relay.poll_output() {
-                if let TurnOutput::Transmit(t) = output {
-                    self.out.transmits.push_back(t);
-                }
+            while let Some(t) = relay.poll_transmit() {
+                self.out.transmits.push_back(t);
             }
         }
         for config in relays {
@@ -1048,12 +1046,12 @@ impl Engine {
         self.drain_relays_transmits_only();
     }
 
+    /// Moves the relays' datagrams out; allocation results stay for `drain_relays`, which adds
+    /// their candidates to the connections.
     fn drain_relays_transmits_only(&mut self) {
         for relay in self.relays.values_mut() {
-            while let Some(output) = relay.poll_output() {
-                if let TurnOutput::Transmit(t) = output {
-                    self.out.transmits.push_back(t);
-                }
+            while let Some(t) = relay.poll_transmit() {
+                self.out.transmits.push_back(t);
             }
         }
     }

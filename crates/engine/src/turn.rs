@@ -435,6 +435,21 @@ impl TurnClient {
         self.out.pop_front()
     }
 
+    /// The next datagram to send, leaving other outputs queued for `poll_output`.
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        let i = self
+            .out
+            .iter()
+            .position(|o| matches!(o, TurnOutput::Transmit(_)))?;
+        match self.out.remove(i)? {
+            TurnOutput::Transmit(t) => Some(t),
+            other => {
+                self.out.insert(i, other);
+                None
+            }
+        }
+    }
+
     fn pending(&self, f: impl Fn(&Kind) -> bool) -> bool {
         self.in_flight.values().any(|r| f(&r.kind))
     }
