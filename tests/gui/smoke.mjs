@@ -231,6 +231,8 @@ try {
   await until("the X display", () => existsSync(`/tmp/.X11-unix/X${display.slice(1)}`), 10000);
   await until("the D-Bus session", () => existsSync(join(home, "run", "bus")), 10000);
   start("status-notifier-watcher", "status-notifier-watcher", []);
+  // Every notification the app sends, whether or not a daemon shows it.
+  start("notifications", "dbus-monitor", ["--session", "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"]);
   await sleep(300);
   start("tauri-driver", args.driver, ["--port", String(driverPort), "--native-port", String(driverPort + 1)]);
   await until("tauri-driver", async () => (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok, 15000);
@@ -285,12 +287,13 @@ try {
     await click(session, "nav button:nth-of-type(1)");
   });
 
-  await check("a killed service is noticed and its restart picked up within 2 s", async () => {
+  await check("a killed service is noticed (window, tray, notification) and its restart picked up within 2 s", async () => {
     let t0 = Date.now();
     await stop(service, "SIGKILL");
     await waitForText(session, "[data-testid=service-not-running]", "Tunnel service is not running", 10000);
     figures.killNoticedMs = Date.now() - t0;
     await until("the tray to say so", () => trayMenuLabels().includes("Tunnel service is not running"), 5000);
+    await until("a notification", () => readFileSync(join(artifacts, "notifications.log"), "utf8").includes("The tunnel service stopped"), 5000);
     await screenshot(session, "3-service-killed");
     t0 = Date.now();
     await startService();
