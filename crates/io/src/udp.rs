@@ -112,6 +112,22 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
+    /// Like [`Self::datagrams`], with the local address each datagram was sent to (when the
+    /// OS reports it), for sockets bound to the unspecified address.
+    pub fn datagrams_with_destination(
+        &self,
+    ) -> impl Iterator<Item = (SocketAddr, Option<std::net::IpAddr>, &[u8])> {
+        self.meta[..self.filled]
+            .iter()
+            .zip(&self.buffers)
+            .flat_map(|(meta, buffer)| {
+                let stride = meta.stride.max(1);
+                buffer[..meta.len]
+                    .chunks(stride)
+                    .map(move |datagram| (meta.addr, meta.dst_ip, datagram))
+            })
+    }
+
     /// Every datagram of the last receive, a coalesced run split back into its datagrams.
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.meta[..self.filled]
