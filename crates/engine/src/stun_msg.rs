@@ -122,6 +122,12 @@ impl Message {
         Some(u16::from(*v.get(2)? & 0x07) * 100 + u16::from(*v.get(3)?))
     }
 
+    /// The reason phrase of an ERROR-CODE attribute, for logs.
+    pub fn error_reason(&self) -> Option<String> {
+        let v = self.attr(ATTR_ERROR_CODE)?;
+        Some(String::from_utf8_lossy(v.get(4..)?).into_owned())
+    }
+
     /// Encodes the message, with MESSAGE-INTEGRITY keyed by `key` when given.
     #[must_use]
     pub fn encode(&self, key: Option<&[u8]>) -> Vec<u8> {

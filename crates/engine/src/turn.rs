@@ -38,6 +38,9 @@ pub(crate) enum TurnOutput {
 }
 
 const REQUEST_RTO: Duration = Duration::from_millis(500);
+/// Channel numbers, in the range RFC 8656 allows (RFC 5766 allowed up to 0x7FFE).
+const FIRST_CHANNEL: u16 = 0x4000;
+const LAST_CHANNEL: u16 = 0x4FFF;
 const REQUEST_ATTEMPTS: u32 = 5;
 const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
 const CHANNEL_REFRESH: Duration = Duration::from_secs(540);
@@ -103,6 +106,10 @@ pub(crate) struct TurnClient {
     permissions: BTreeMap<IpAddr, Option<Instant>>,
     /// Peer address → channel number and when the binding needs refreshing (`None`: pending).
     channels: BTreeMap<SocketAddr, (u16, Option<Instant>)>,
+    /// The channel number each peer got in this allocation. A relay refuses to bind a peer to
+    /// a second number (RFC 8656 §12), so a peer keeps its number even when its binding is
+    /// dropped and later made again; only a new allocation starts over.
+    channel_numbers: BTreeMap<SocketAddr, u16>,
     next_channel: u16,
     /// Last datagram to or from the relay: traffic either way keeps our NAT binding to it.
     last_activity: Instant,
@@ -135,7 +142,8 @@ impl TurnClient {
             in_flight: BTreeMap::new(),
             permissions: BTreeMap::new(),
             channels: BTreeMap::new(),
-            next_channel: 0x4000,
+            channel_numbers: BTreeMap::new(),
+            next_channel: FIRST_CHANNEL,
             last_activity: now,
             in_use: false,
             unused_since: Some(now),
@@ -182,7 +190,7 @@ impl TurnClient {
         self.allocation = None;
         self.in_flight.clear();
         self.permissions.clear();
-        self.channels.clear();
+        self.forget_channels();
         self.request(Kind::Allocate, now);
     }
 
@@ -220,6 +228,28 @@ impl TurnClient {
         self.in_use = in_use;
     }
 
+    /// The peer's channel number in this allocation, assigned on first use; `None` when the
+    /// range is used up (Send indications still work).
+    fn channel_number(&mut self, peer: SocketAddr) -> Option<u16> {
+        if let Some(number) = self.channel_numbers.get(&peer) {
+            return Some(*number);
+        }
+        if self.next_channel > LAST_CHANNEL {
+            return None;
+        }
+        let number = self.next_channel;
+        self.next_channel += 1;
+        self.channel_numbers.insert(peer, number);
+        Some(number)
+    }
+
+    /// A new allocation: no channel, no number in use.
+    fn forget_channels(&mut self) {
+        self.channels.clear();
+        self.channel_numbers.clear();
+        self.next_channel = FIRST_CHANNEL;
+    }
+
     /// Forgets permissions and channels for peers no connection needs any more, so that the
     /// relay's idle cost does not grow with every peer ever contacted.
     pub(crate) fn retain_peers(&mut self, needed: &BTreeSet<IpAddr>) {
@@ -251,9 +281,9 @@ impl TurnClient {
         let wrapped = match self.channels.get(&peer) {
             Some((channel, Some(_))) => m::channel_data(*channel, payload),
             _ => {
-                if !self.channels.contains_key(&peer) && self.next_channel <= 0x7FFE {
-                    let channel = self.next_channel;
-                    self.next_channel += 1;
+                if !self.channels.contains_key(&peer)
+                    && let Some(channel) = self.channel_number(peer)
+                {
                     self.channels.insert(peer, (channel, None));
                     self.request(Kind::ChannelBind(peer, channel), now);
                 }
@@ -378,7 +408,7 @@ impl TurnClient {
             debug!(relay = ?self.config.id, "Relay unused; releasing the allocation");
             self.request(Kind::Refresh { lifetime: 0 }, now);
             self.allocation = None;
-            self.channels.clear();
+            self.forget_channels();
             self.permissions.clear();
         }
         if self.allocation.is_some()
@@ -565,6 +595,8 @@ impl TurnClient {
                 self.reallocate(now);
                 return;
             }
+            let reason = msg.error_reason().unwrap_or_default();
+            debug!(relay = ?self.config.id, kind = ?f.kind, code, reason, "Relay refused a request");
             warn!(relay = ?self.config.id, code, request = f.kind.name(), "Relay refused a request");
             self.request_failed(&f.kind, now);
             return;
@@ -620,6 +652,7 @@ impl TurnClient {
                 self.permissions.insert(ip, Some(now + PERMISSION_REFRESH));
             }
             Kind::ChannelBind(peer, channel) => {
+                debug!(relay = ?self.config.id, %peer, channel, "Channel bound");
                 self.channels
                     .insert(peer, (channel, Some(now + CHANNEL_REFRESH)));
             }
@@ -653,7 +686,7 @@ impl TurnClient {
 
     fn reallocate(&mut self, now: Instant) {
         self.allocation = None;
-        self.channels.clear();
+        self.forget_channels();
         for t in self.permissions.values_mut() {
             *t = None;
         }
@@ -669,7 +702,7 @@ impl TurnClient {
             Kind::Refresh { lifetime: 0 } => {}
             Kind::Allocate | Kind::Refresh { .. } | Kind::Binding => {
                 self.allocation = None;
-                self.channels.clear();
+                self.forget_channels();
                 for t in self.permissions.values_mut() {
                     *t = None;
                 }

@@ -6,11 +6,14 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::time::{Duration, Instant};
 
-use ember_engine::{Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, Role};
+use ember_engine::{
+    ConnectionStats, Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, RelayConfig,
+    RelayId, Role,
+};
 use ember_io::driver::{Command, Driver, DriverHandle, Router};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
-use ember_testbed::{Error, Nat, Testbed};
+use ember_testbed::{Coturn, Error, Nat, Node, Testbed};
 use tokio::sync::mpsc;
 
 const CLIENT_TUN: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
@@ -96,36 +99,36 @@ fn relay_candidates(
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn applications_talk_through_the_tunnel_across_a_nat() {
+fn testbed() -> Option<Testbed> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let mut testbed = match Testbed::new() {
-        Ok(testbed) => testbed,
-        Err(Error::NotRoot) => return eprintln!("SKIPPED: TUN devices and namespaces need root"),
+    match Testbed::new() {
+        Ok(testbed) => Some(testbed),
+        Err(Error::NotRoot) => {
+            eprintln!("SKIPPED: TUN devices and namespaces need root");
+            None
+        }
         Err(e) => panic!("{e}"),
-    };
-    let gateway_host = testbed.add_public_host("gw").unwrap();
-    let client = testbed
-        .add_natted_host("client", Nat::EndpointIndependent)
-        .unwrap();
+    }
+}
 
-    let client_side = start_side(
-        &testbed,
-        &client.host.ns,
-        Role::Client,
-        CLIENT_TUN,
-        GATEWAY_PEER,
-    );
-    let gateway_side = start_side(
-        &testbed,
-        &gateway_host.ns,
-        Role::Gateway,
-        GATEWAY_TUN,
-        CLIENT_PEER,
-    );
+/// Grants both sides, relays their candidates, sends a request and a reply between the
+/// applications, and returns the client's view of the connection.
+async fn exchange(
+    testbed: &Testbed,
+    client_ns: &str,
+    gateway_ns: &str,
+    relays: Vec<RelayConfig>,
+) -> ConnectionStats {
+    let client_side = start_side(testbed, client_ns, Role::Client, CLIENT_TUN, GATEWAY_PEER);
+    let gateway_side = start_side(testbed, gateway_ns, Role::Gateway, GATEWAY_TUN, CLIENT_PEER);
+    if !relays.is_empty() {
+        for side in [&client_side, &gateway_side] {
+            side.handle.send(Command::Relays(relays.clone())).await;
+        }
+    }
 
     let preshared_key = [7u8; 32];
     for (side, peer, peer_key, local, remote) in [
@@ -203,14 +206,60 @@ async fn applications_talk_through_the_tunnel_across_a_nat() {
 
     let stats = client_handle.stats().await;
     let (_, connection) = stats
-        .iter()
+        .into_iter()
         .find(|(peer, _)| *peer == GATEWAY_PEER)
         .unwrap();
+    assert!(connection.rx_bytes > 0 && connection.tx_bytes > 0);
+    drop(gateway_handle);
+    connection
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_talk_directly_through_the_tunnel_across_a_nat() {
+    let Some(mut testbed) = testbed() else { return };
+    let gateway: Node = testbed.add_public_host("gw").unwrap();
+    let client = testbed
+        .add_natted_host("client", Nat::EndpointIndependent)
+        .unwrap();
+
+    let connection = exchange(&testbed, &client.host.ns, &gateway.ns, Vec::new()).await;
     let path = connection.path.expect("a nominated path");
     assert!(
         !path.relayed,
         "client and gateway reach each other directly"
     );
-    assert_eq!(path.remote.ip(), std::net::IpAddr::V4(gateway_host.addr));
-    assert!(connection.rx_bytes > 0 && connection.tx_bytes > 0);
+    assert_eq!(path.remote.ip(), std::net::IpAddr::V4(gateway.addr));
+}
+
+/// Known defect, found by this test: ICE nominates a relayed pair, but the real coturn closes
+/// the gateway's allocation session ("closed (2nd stage), reason: general") right after the
+/// first permissions and channel bindings, and the relayed WireGuard handshake never
+/// completes. The engine's own simulated relay does not behave like that. Run it with
+/// `cargo test -p ember-io --test driver -- --ignored` (as root) while fixing it.
+#[ignore = "known defect: coturn closes the gateway's relay session; see the doc comment"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_symmetric_nats_connect_through_the_real_coturn() {
+    let Some(mut testbed) = testbed() else { return };
+    let relay_host = testbed.add_public_host("relay").unwrap();
+    let coturn = Coturn::start(&mut testbed, &relay_host, "relay-secret").unwrap();
+    let client = testbed.add_natted_host("client", Nat::Symmetric).unwrap();
+    let gateway = testbed.add_natted_host("gw", Nat::Symmetric).unwrap();
+    let credentials = coturn.credentials(
+        "test-device",
+        Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+    );
+    let relays = vec![RelayConfig {
+        id: RelayId(1),
+        server: coturn.addr,
+        username: credentials.username,
+        password: credentials.password,
+    }];
+
+    let connection = exchange(&testbed, &client.host.ns, &gateway.host.ns, relays).await;
+    let path = connection.path.expect("a nominated path");
+    assert!(
+        path.relayed || path.remote.ip() == coturn.addr.ip(),
+        "{path:?}"
+    );
 }

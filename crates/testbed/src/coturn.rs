@@ -17,6 +17,8 @@ const REALM: &str = "ember.test";
 pub struct Coturn {
     pub addr: SocketAddr,
     secret: String,
+    /// coturn's own log, for when a test needs to know why the relay refused something.
+    pub log: std::path::PathBuf,
 }
 
 /// Time-limited TURN credentials as coturn's `use-auth-secret` expects them.
@@ -30,6 +32,11 @@ impl Coturn {
     /// Starts coturn on `node` and waits until it answers a STUN binding request.
     pub fn start(testbed: &mut Testbed, node: &Node, secret: &str) -> Result<Self> {
         let addr = node.addr.to_string();
+        let log = std::env::temp_dir().join(format!("{}-coturn.log", node.ns));
+        let log_file = std::fs::File::create(&log).map_err(|source| Error::Spawn {
+            command: format!("create {}", log.display()),
+            source,
+        })?;
         let child = Command::new("ip")
             .args(["netns", "exec", &node.ns, "turnserver", "-n"])
             .args([
@@ -48,9 +55,10 @@ impl Coturn {
                 "--max-port=49999",
                 "--log-file=stdout",
                 "--simple-log",
+                "--verbose",
             ])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(log_file))
             .stderr(Stdio::null())
             .spawn()
             .map_err(|source| Error::Spawn {
@@ -61,6 +69,7 @@ impl Coturn {
         let coturn = Self {
             addr: SocketAddr::V4(SocketAddrV4::new(node.addr, TURN_PORT)),
             secret: secret.to_owned(),
+            log,
         };
         let server = coturn.addr;
         let deadline = Instant::now() + Duration::from_secs(10);
