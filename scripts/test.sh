@@ -33,13 +33,14 @@ node tests/gui/smoke.mjs \
   --driver "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/tauri-driver" \
   --artifacts artifacts/gui
 
+# Same package set as the full run below, so both share one build.
 step "keychain: the real Secret Service (an unlocked gnome-keyring in a private D-Bus session)"
 keyring_home=$(mktemp -d)
 CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" HOME="$keyring_home" \
   XDG_RUNTIME_DIR="$keyring_home" EMBER_REQUIRE_KEYCHAIN=1 dbus-run-session -- bash -c '
     eval "$(printf ci | gnome-keyring-daemon --unlock --components=secrets)" >/dev/null
     eval "$(gnome-keyring-daemon --start --components=secrets)" >/dev/null
-    cargo nextest run --locked -p ember-app -E "test(the_real_keychain)"'
+    cargo nextest run --locked --workspace -E "test(the_real_keychain)"'
 rm -rf "$keyring_home"
 
 step "Rust tests (includes: generated TypeScript bindings are up to date; last line is the summary)"
