@@ -231,12 +231,8 @@ async fn applications_talk_directly_through_the_tunnel_across_a_nat() {
     assert_eq!(path.remote.ip(), std::net::IpAddr::V4(gateway.addr));
 }
 
-/// Known defect, found by this test: ICE nominates a relayed pair, but the real coturn closes
-/// the gateway's allocation session ("closed (2nd stage), reason: general") right after the
-/// first permissions and channel bindings, and the relayed WireGuard handshake never
-/// completes. The engine's own simulated relay does not behave like that. Run it with
-/// `cargo test -p ember-io --test driver -- --ignored` (as root) while fixing it.
-#[ignore = "known defect: coturn closes the gateway's relay session; see the doc comment"]
+/// Neither side can reach the other directly: the path goes through a relayed candidate on
+/// the real coturn, with REST credentials as the portal issues them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_symmetric_nats_connect_through_the_real_coturn() {
     let Some(mut testbed) = testbed() else { return };

@@ -100,8 +100,22 @@ impl Testbed {
         };
         testbed.add_ns(&internet)?;
         testbed.ip(&internet, "link add br0 type bridge")?;
+        testbed.ip(
+            &internet,
+            &format!("addr add {}/24 dev br0", Self::upstream()),
+        )?;
         testbed.ip(&internet, "link set br0 up")?;
         Ok(testbed)
+    }
+
+    /// Every public address's default route. Like the real internet, it takes packets to
+    /// anywhere and silently loses those nobody routes (forwarding is off in this namespace):
+    /// without it a send to, say, a peer's private address fails at once with "network
+    /// unreachable", which real relays and gateways never see (coturn closes an allocation
+    /// on that error).
+    fn upstream() -> Ipv4Addr {
+        let [a, b, c] = INTERNET_PREFIX;
+        Ipv4Addr::new(a, b, c, 1)
     }
 
     /// The namespace of the internet bridge itself.
@@ -296,7 +310,8 @@ impl Testbed {
         self.ip(&self.internet, &format!("link set {outside} up"))?;
         self.ip(ns, &format!("link set {inside} name {device}"))?;
         self.ip(ns, &format!("addr add {addr}/24 dev {device}"))?;
-        self.ip(ns, &format!("link set {device} up"))
+        self.ip(ns, &format!("link set {device} up"))?;
+        self.ip(ns, &format!("route add default via {}", Self::upstream()))
     }
 
     fn next_public_addr(&mut self) -> Ipv4Addr {
