@@ -130,15 +130,8 @@ impl RecvBatch {
 
     /// Every datagram of the last receive, a coalesced run split back into its datagrams.
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
-        self.meta[..self.filled]
-            .iter()
-            .zip(&self.buffers)
-            .flat_map(|(meta, buffer)| {
-                let stride = meta.stride.max(1);
-                buffer[..meta.len]
-                    .chunks(stride)
-                    .map(move |datagram| (meta.addr, datagram))
-            })
+        self.datagrams_with_destination()
+            .map(|(from, _, datagram)| (from, datagram))
     }
 }
 
