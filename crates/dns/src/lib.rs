@@ -5,9 +5,11 @@
 //! - [`StubResolver`]: the client's stub resolver, sans-IO. It answers queries for resource
 //!   names with proxy IPs that stay stable for the session and tells the caller to forward
 //!   every other query, unchanged, to the system's upstream resolvers.
+//! - [`tun_packets`]: the same for queries that arrive as IP packets on the TUN device.
 
 mod pattern;
 mod stub;
+pub mod tun_packets;
 
 pub use pattern::{NamePattern, PatternError};
 pub use stub::{

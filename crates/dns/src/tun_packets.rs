@@ -1,0 +1,184 @@
+//! DNS that travels as IP packets. The system resolver sends its queries to the sentinel
+//! addresses, which are routed into the TUN device; the client answers them from the packets
+//! themselves, without a socket on port 53, and wraps the upstream answers of forwarded
+//! queries the same way.
+
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+use crate::{Outcome, StubResolver};
+
+pub const DNS_PORT: u16 = 53;
+const TTL: u8 = 64;
+
+/// What to do with a packet read from the TUN device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intercepted {
+    /// Not a DNS query to a sentinel: the data plane handles it.
+    NotDns,
+    /// Write this IP packet back into the TUN device.
+    Reply(Vec<u8>),
+    /// Send `query` to an upstream resolver; wrap its answer with [`wrap_reply`] using
+    /// `client` and `sentinel`.
+    Forward {
+        query: Vec<u8>,
+        client: SocketAddr,
+        sentinel: SocketAddr,
+    },
+    /// A query to a sentinel that deserves no answer (not even a DNS header).
+    Dropped,
+}
+
+/// Answers or forwards a UDP DNS query addressed to one of `sentinels`.
+pub fn intercept(stub: &mut StubResolver, sentinels: &[IpAddr], packet: &[u8]) -> Intercepted {
+    let Some((client, sentinel, query)) = udp_parts(packet) else {
+        return Intercepted::NotDns;
+    };
+    if sentinel.port() != DNS_PORT || !sentinels.contains(&sentinel.ip()) {
+        return Intercepted::NotDns;
+    }
+    match stub.handle_query(query) {
+        Outcome::Answer(answer) => match wrap_reply(sentinel, client, &answer) {
+            Some(reply) => Intercepted::Reply(reply),
+            None => Intercepted::Dropped,
+        },
+        Outcome::Forward => Intercepted::Forward {
+            query: query.to_vec(),
+            client,
+            sentinel,
+        },
+        Outcome::Drop => Intercepted::Dropped,
+    }
+}
+
+/// An IP/UDP packet from `from` to `to` carrying `payload`, checksums filled in. `None` when
+/// the families differ.
+pub fn wrap_reply(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
+    let builder = match (from.ip(), to.ip()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => PacketBuilder::ipv4(src.octets(), dst.octets(), TTL),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => PacketBuilder::ipv6(src.octets(), dst.octets(), TTL),
+        _ => return None,
+    }
+    .udp(from.port(), to.port());
+    let mut packet = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut packet, payload).ok()?;
+    Some(packet)
+}
+
+/// Source, destination and payload of an IPv4 or IPv6 UDP packet.
+fn udp_parts(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
+    let sliced = SlicedPacket::from_ip(packet).ok()?;
+    let (src, dst): (IpAddr, IpAddr) = match sliced.net? {
+        NetSlice::Ipv4(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        NetSlice::Ipv6(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        _ => return None,
+    };
+    let TransportSlice::Udp(udp) = sliced.transport? else {
+        return None;
+    };
+    Some((
+        SocketAddr::new(src, udp.source_port()),
+        SocketAddr::new(dst, udp.destination_port()),
+        udp.payload(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::{DnsResource, ProxyRanges};
+
+    const SENTINEL: IpAddr = IpAddr::V4(Ipv4Addr::new(100, 100, 111, 1));
+    const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(100, 64, 0, 7)), 40000);
+
+    fn stub() -> StubResolver {
+        let mut stub = StubResolver::new(ProxyRanges::default());
+        stub.set_resources(vec![DnsResource {
+            id: "db".into(),
+            pattern: "db.corp.example".parse().unwrap(),
+        }]);
+        stub
+    }
+
+    fn query_packet(name: &str, to: SocketAddr) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = 42;
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        wrap_reply(CLIENT, to, &message.to_vec().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_resource_query_is_answered_with_a_packet_back_to_the_client() {
+        let mut stub = stub();
+        let packet = query_packet("db.corp.example.", SocketAddr::new(SENTINEL, 53));
+        let Intercepted::Reply(reply) = intercept(&mut stub, &[SENTINEL], &packet) else {
+            panic!("expected a reply");
+        };
+        let (from, to, payload) = udp_parts(&reply).unwrap();
+        assert_eq!((from, to), (SocketAddr::new(SENTINEL, 53), CLIENT));
+        let answer = Message::from_vec(payload).unwrap();
+        assert_eq!(answer.metadata.id, 42);
+        assert_eq!(answer.answers.len(), crate::PROXY_IPS_PER_NAME);
+        // The kernel would drop a reply with a bad checksum; etherparse verifies it here.
+        let sliced = SlicedPacket::from_ip(&reply).unwrap();
+        let Some(TransportSlice::Udp(udp)) = sliced.transport else {
+            panic!("not UDP");
+        };
+        let NetSlice::Ipv4(ip) = sliced.net.unwrap() else {
+            panic!("not IPv4");
+        };
+        let expected = udp
+            .to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), udp.payload())
+            .unwrap();
+        assert_eq!(udp.checksum(), expected);
+    }
+
+    #[test]
+    fn other_names_are_handed_back_for_forwarding_with_the_addresses_to_reply_with() {
+        let mut stub = stub();
+        let packet = query_packet("example.org.", SocketAddr::new(SENTINEL, 53));
+        let Intercepted::Forward {
+            query,
+            client,
+            sentinel,
+        } = intercept(&mut stub, &[SENTINEL], &packet)
+        else {
+            panic!("expected a forward");
+        };
+        assert_eq!((client, sentinel), (CLIENT, SocketAddr::new(SENTINEL, 53)));
+        assert_eq!(Message::from_vec(&query).unwrap().metadata.id, 42);
+    }
+
+    #[test]
+    fn traffic_that_is_not_dns_to_a_sentinel_passes_through() {
+        let mut stub = stub();
+        let to_resource = query_packet("db.corp.example.", "10.0.0.5:53".parse().unwrap());
+        assert_eq!(
+            intercept(&mut stub, &[SENTINEL], &to_resource),
+            Intercepted::NotDns
+        );
+        let other_port = query_packet("db.corp.example.", SocketAddr::new(SENTINEL, 5353));
+        assert_eq!(
+            intercept(&mut stub, &[SENTINEL], &other_port),
+            Intercepted::NotDns
+        );
+        assert_eq!(
+            intercept(&mut stub, &[SENTINEL], b"\x45garbage"),
+            Intercepted::NotDns
+        );
+        assert_eq!(intercept(&mut stub, &[SENTINEL], &[]), Intercepted::NotDns);
+    }
+}
