@@ -41,6 +41,11 @@ impl Prefix {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Whether `ip` lies in this prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        Prefix::new(ip, self.len).is_some_and(|p| p == *self)
+    }
 }
 
 impl fmt::Display for Prefix {
