@@ -6,11 +6,13 @@
 //! - [`routes`]: the routes that send resource traffic into the TUN device (`net-route`:
 //!   netlink, the macOS routing socket, the Windows IP helper).
 //! - [`driver`]: the event loop that feeds an `ember_engine::Engine` from all of the above.
+//! - [`netwatch`]: notices when the network under the tunnel changes.
 //! - [`clock`]: notices when the machine was suspended, so connections can be reset instead
 //!   of waiting out timers that did not run.
 
 pub mod clock;
 pub mod driver;
+pub mod netwatch;
 pub mod routes;
 pub mod tun;
 pub mod udp;

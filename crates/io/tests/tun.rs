@@ -158,3 +158,54 @@ async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
     assert_eq!(show().trim(), "", "no route of ours is left");
     drop(tun);
 }
+
+#[tokio::test]
+async fn a_network_change_is_reported_but_our_own_routes_are_not() {
+    use std::collections::BTreeSet;
+
+    use ember_io::routes::{Prefix, Routes};
+
+    let mut testbed = match Testbed::new() {
+        Ok(testbed) => testbed,
+        Err(Error::NotRoot) => return eprintln!("SKIPPED: needs root"),
+        Err(e) => panic!("{e}"),
+    };
+    let host = testbed.add_public_host("watch").unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    let (tun, mut routes, mut changes) = testbed
+        .in_ns(&host.ns, move || {
+            let _entered = runtime.enter();
+            let tun = Tun::create(&TunConfig {
+                name: "ember0".into(),
+                mtu: DEFAULT_MTU,
+                ipv4: Some((TUN_ADDR, 32)),
+                ipv6: None,
+            })
+            .unwrap();
+            let routes = Routes::new(tun.index()).unwrap();
+            let changes = ember_io::netwatch::watch(tun.index()).unwrap();
+            (tun, routes, changes)
+        })
+        .unwrap();
+
+    let ours = BTreeSet::from([Prefix::new("10.30.0.0".parse().unwrap(), 16).unwrap()]);
+    routes.apply(&ours).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_secs(1), changes.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "our own route was reported as a network change"
+    );
+
+    testbed
+        .exec(
+            &host.ns,
+            "ip",
+            &["route", "add", "203.0.113.0/24", "via", "198.51.100.1"],
+        )
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), changes.recv())
+        .await
+        .expect("the new route is reported")
+        .expect("the watch is running");
+    drop(tun);
+}
