@@ -169,6 +169,7 @@ impl GatewayMessage {
 }
 
 /// From the portal to a gateway.
+#[allow(clippy::large_enum_variant)] // built once per send and serialised at once
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PortalToGateway {
