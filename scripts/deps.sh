@@ -11,9 +11,11 @@ BUILD_PACKAGES=(build-essential pkg-config libwebkit2gtk-4.1-dev libayatana-appi
 # GUI tests: a headless X server, a D-Bus session, a tray host, WebDriver for WebKitGTK.
 GUI_TEST_PACKAGES=(xvfb xauth dbus dbus-x11 imagemagick webkit2gtk-driver haskell-status-notifier-item-utils
   xdg-utils desktop-file-utils libglib2.0-bin fonts-dejavu-core util-linux procps)
+# Portal tests: PostgreSQL server binaries (the tests start a throwaway cluster themselves).
+PORTAL_TEST_PACKAGES=(postgresql)
 
 missing=()
-for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}"; do
+for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

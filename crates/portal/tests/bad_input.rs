@@ -15,9 +15,13 @@ async fn bystander(portal: &TestPortal) -> Peer {
 }
 
 async fn still_served(peer: &mut Peer) {
-    peer.send(json!({"type": "request_access", "request_id": 42, "resource_id": "res_nope"})).await;
+    peer.send(json!({"type": "request_access", "request_id": 42, "resource_id": "res_nope"}))
+        .await;
     let answer = peer.recv().await;
-    assert_eq!((answer["type"].as_str(), answer["request_id"].as_u64()), (Some("access_denied"), Some(42)));
+    assert_eq!(
+        (answer["type"].as_str(), answer["request_id"].as_u64()),
+        (Some("access_denied"), Some(42))
+    );
 }
 
 #[tokio::test]
@@ -29,7 +33,10 @@ async fn malformed_and_oversized_messages_get_an_error_and_close_only_that_conne
     let huge = "y".repeat(2 * 1024 * 1024);
     let cases = [
         ("{not json".to_owned(), Some("malformed")),
-        (r#"{"type":"request_access","request_id":"one"}"#.to_owned(), Some("malformed")),
+        (
+            r#"{"type":"request_access","request_id":"one"}"#.to_owned(),
+            Some("malformed"),
+        ),
         (r#"[1,2,3]"#.to_owned(), Some("malformed")),
         (big, Some("message_too_large")),
         (huge, None),
@@ -42,7 +49,10 @@ async fn malformed_and_oversized_messages_get_an_error_and_close_only_that_conne
             assert_eq!(error["type"], "error");
             assert_eq!(error["code"], code, "{error}");
         }
-        assert!(client.closed_within(Duration::from_secs(2)).await, "connection stays open after {code:?}");
+        assert!(
+            client.closed_within(Duration::from_secs(2)).await,
+            "connection stays open after {code:?}"
+        );
     }
     still_served(&mut other).await;
 }
@@ -52,7 +62,9 @@ async fn an_unknown_message_type_gets_an_error_and_the_connection_stays_usable()
     let portal = TestPortal::sqlite().await;
     let (token, _) = portal.client_token("ada@acme.example").await;
     let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
-    client.send(json!({"type": "launch_rockets", "count": 3})).await;
+    client
+        .send(json!({"type": "launch_rockets", "count": 3}))
+        .await;
     let error = client.recv().await;
     assert_eq!(error["code"], "unknown_message_type");
     still_served(&mut client).await;
@@ -64,10 +76,22 @@ async fn a_bad_hello_is_refused_and_no_device_is_stored() {
     let (token, _) = portal.client_token("ada@acme.example").await;
     let cases = [
         (json!({"type": "heartbeat"}), "hello_expected"),
-        (json!({"type": "hello", "protocol_version": 99, "device_id": "d", "public_key": KEY, "name": "n", "os": "linux", "version": "1"}), "incompatible_version"),
-        (json!({"type": "hello", "protocol_version": 1, "device_id": "d", "public_key": "c2hvcnQ=", "name": "n", "os": "linux", "version": "1"}), "invalid_field"),
-        (json!({"type": "hello", "protocol_version": 1, "device_id": "d".repeat(500), "public_key": KEY, "name": "n", "os": "linux", "version": "1"}), "invalid_field"),
-        (json!({"type": "hello", "protocol_version": 1, "device_id": "d", "public_key": KEY, "name": "", "os": "linux", "version": "1"}), "invalid_field"),
+        (
+            json!({"type": "hello", "protocol_version": 99, "device_id": "d", "public_key": KEY, "name": "n", "os": "linux", "version": "1"}),
+            "incompatible_version",
+        ),
+        (
+            json!({"type": "hello", "protocol_version": 1, "device_id": "d", "public_key": "c2hvcnQ=", "name": "n", "os": "linux", "version": "1"}),
+            "invalid_field",
+        ),
+        (
+            json!({"type": "hello", "protocol_version": 1, "device_id": "d".repeat(500), "public_key": KEY, "name": "n", "os": "linux", "version": "1"}),
+            "invalid_field",
+        ),
+        (
+            json!({"type": "hello", "protocol_version": 1, "device_id": "d", "public_key": KEY, "name": "", "os": "linux", "version": "1"}),
+            "invalid_field",
+        ),
     ];
     for (hello, code) in cases {
         let mut client = connect(portal.addr, "/api/client", &token).await.unwrap();
@@ -97,15 +121,32 @@ async fn tokens_are_checked_before_the_upgrade_with_a_typed_json_error() {
     let gateway_token = portal.gateway_token("berlin-1").await;
     let (client_token, _) = portal.client_token("ada@acme.example").await;
     let cases = [
-        ("/api/client", gateway_token.as_str(), 403, "wrong_token_kind"),
-        ("/api/gateway", client_token.as_str(), 403, "wrong_token_kind"),
+        (
+            "/api/client",
+            gateway_token.as_str(),
+            403,
+            "wrong_token_kind",
+        ),
+        (
+            "/api/gateway",
+            client_token.as_str(),
+            403,
+            "wrong_token_kind",
+        ),
         ("/api/client", "", 401, "unauthorized"),
         ("/api/client", &"0".repeat(64), 401, "unauthorized"),
         ("/api/gateway", "not-a-token", 401, "unauthorized"),
     ];
     for (path, token, status, code) in cases {
-        let (got_status, body) = connect(portal.addr, path, token).await.err().expect("refused");
-        assert_eq!((got_status, body["code"].as_str()), (status, Some(code)), "{path} {body}");
+        let (got_status, body) = connect(portal.addr, path, token)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            (got_status, body["code"].as_str()),
+            (status, Some(code)),
+            "{path} {body}"
+        );
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 }
@@ -113,7 +154,12 @@ async fn tokens_are_checked_before_the_upgrade_with_a_typed_json_error() {
 #[tokio::test]
 async fn ice_candidates_for_a_peer_without_a_grant_are_refused_and_not_forwarded() {
     let portal = TestPortal::sqlite().await;
-    let (mut gateway, init) = Peer::gateway(portal.addr, &portal.gateway_token("berlin-1").await, "berlin-1").await;
+    let (mut gateway, init) = Peer::gateway(
+        portal.addr,
+        &portal.gateway_token("berlin-1").await,
+        "berlin-1",
+    )
+    .await;
     let gateway_id = init["gateway_id"].as_str().unwrap().to_owned();
     let (token, _) = portal.client_token("ada@acme.example").await;
     let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
@@ -123,5 +169,8 @@ async fn ice_candidates_for_a_peer_without_a_grant_are_refused_and_not_forwarded
     assert_eq!(client.recv().await["code"], "invalid_field");
     gateway.send(json!({"type": "ice_candidates", "client_id": "dev_someone", "candidates": ["candidate:1"]})).await;
     assert_eq!(gateway.recv().await["code"], "no_such_peer");
-    assert!(gateway.try_recv(Duration::from_millis(300)).await.is_none(), "nothing was forwarded");
+    assert!(
+        gateway.try_recv(Duration::from_millis(300)).await.is_none(),
+        "nothing was forwarded"
+    );
 }

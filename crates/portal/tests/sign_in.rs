@@ -16,22 +16,36 @@ async fn password_sign_in_redirects_to_ember_with_a_token_bound_to_the_nonce() {
     let nonce = crypto::random_hex32();
 
     let page = browser
-        .get(portal.url(&format!("/sign-in?as=client&state={state}&nonce={nonce}&account=acme")))
+        .get(portal.url(&format!(
+            "/sign-in?as=client&state={state}&nonce={nonce}&account=acme"
+        )))
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["set-cookie"].to_str().unwrap().contains("HttpOnly; SameSite=Strict"));
+    assert!(
+        page.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly; SameSite=Strict")
+    );
     let html = page.text().await.unwrap();
-    assert!(html.contains("<html lang=\"en\">") && html.contains("<label for=\"password\">"), "{html}");
-    let form = SignInPage { attempt: hidden(&html, "attempt"), csrf: hidden(&html, "csrf") };
+    assert!(
+        html.contains("<html lang=\"en\">") && html.contains("<label for=\"password\">"),
+        "{html}"
+    );
+    let form = SignInPage {
+        attempt: hidden(&html, "attempt"),
+        csrf: hidden(&html, "csrf"),
+    };
 
     let response = post_sign_in(&browser, &portal, &form, "Ada@Acme.Example", PASSWORD).await;
     assert_eq!(response.status(), 303);
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     assert_eq!(location.scheme(), "ember");
     assert_eq!(location.host_str(), Some("sign-in-callback"));
-    let query: std::collections::HashMap<String, String> = location.query_pairs().into_owned().collect();
+    let query: std::collections::HashMap<String, String> =
+        location.query_pairs().into_owned().collect();
     assert_eq!(query["state"], state);
     assert_eq!(query["actor"], "Ada Lovelace");
     assert_eq!(query["account"], "acme");
@@ -42,7 +56,10 @@ async fn password_sign_in_redirects_to_ember_with_a_token_bound_to_the_nonce() {
     let token = crypto::derive_client_token(&nonce, fragment).unwrap();
     let (_client, init) = Peer::client(portal.addr, &token, "device-1").await;
     assert_eq!(init["actor"]["email"], "ada@acme.example");
-    let (status, body) = connect(portal.addr, "/api/client", fragment).await.err().unwrap();
+    let (status, body) = connect(portal.addr, "/api/client", fragment)
+        .await
+        .err()
+        .unwrap();
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
 }
 
@@ -50,7 +67,13 @@ async fn password_sign_in_redirects_to_ember_with_a_token_bound_to_the_nonce() {
 async fn a_sign_in_form_cannot_be_used_twice() {
     let portal = TestPortal::sqlite().await;
     let browser = browser();
-    let page = open_sign_in(&browser, &portal, &crypto::random_hex32(), &crypto::random_hex32()).await;
+    let page = open_sign_in(
+        &browser,
+        &portal,
+        &crypto::random_hex32(),
+        &crypto::random_hex32(),
+    )
+    .await;
     let first = post_sign_in(&browser, &portal, &page, "ada@acme.example", PASSWORD).await;
     assert_eq!(first.status(), 303);
     // The success cleared the cookie; a replay with the cookie put back is still refused.
@@ -60,7 +83,13 @@ async fn a_sign_in_form_cannot_be_used_twice() {
         .unwrap()
         .post(portal.url("/sign-in"))
         .header("cookie", format!("ember_csrf={}", page.csrf))
-        .form(&[("attempt", page.attempt.as_str()), ("csrf", page.csrf.as_str()), ("account", "acme"), ("email", "ada@acme.example"), ("password", PASSWORD)])
+        .form(&[
+            ("attempt", page.attempt.as_str()),
+            ("csrf", page.csrf.as_str()),
+            ("account", "acme"),
+            ("email", "ada@acme.example"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -71,18 +100,39 @@ async fn a_sign_in_form_cannot_be_used_twice() {
 #[tokio::test]
 async fn a_post_without_the_csrf_cookie_is_refused() {
     let portal = TestPortal::sqlite().await;
-    let page = open_sign_in(&browser(), &portal, &crypto::random_hex32(), &crypto::random_hex32()).await;
+    let page = open_sign_in(
+        &browser(),
+        &portal,
+        &crypto::random_hex32(),
+        &crypto::random_hex32(),
+    )
+    .await;
     // Another browser (a cross-site form post) has no cookie.
     let response = post_sign_in(&browser(), &portal, &page, "ada@acme.example", PASSWORD).await;
     assert_eq!(response.status(), 403);
-    assert_eq!(portal.store().list_tokens(&portal.account_id().await).await.unwrap().len(), 0, "nothing stored");
+    assert_eq!(
+        portal
+            .store()
+            .list_tokens(&portal.account_id().await)
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
 async fn a_tampered_sign_in_form_is_refused() {
     let portal = TestPortal::sqlite().await;
     let browser = browser();
-    let mut page = open_sign_in(&browser, &portal, &crypto::random_hex32(), &crypto::random_hex32()).await;
+    let mut page = open_sign_in(
+        &browser,
+        &portal,
+        &crypto::random_hex32(),
+        &crypto::random_hex32(),
+    )
+    .await;
     page.attempt = page.attempt.replacen('e', "f", 1);
     let response = post_sign_in(&browser, &portal, &page, "ada@acme.example", PASSWORD).await;
     assert_eq!(response.status(), 400);
@@ -96,7 +146,13 @@ async fn an_expired_sign_in_page_is_refused() {
     })
     .await;
     let browser = browser();
-    let page = open_sign_in(&browser, &portal, &crypto::random_hex32(), &crypto::random_hex32()).await;
+    let page = open_sign_in(
+        &browser,
+        &portal,
+        &crypto::random_hex32(),
+        &crypto::random_hex32(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let response = post_sign_in(&browser, &portal, &page, "ada@acme.example", PASSWORD).await;
     assert_eq!(response.status(), 400);
@@ -106,8 +162,17 @@ async fn an_expired_sign_in_page_is_refused() {
 #[tokio::test]
 async fn malformed_sign_in_links_get_a_clear_error_page() {
     let portal = TestPortal::sqlite().await;
-    for query in ["", "?as=client", "?as=client&state=abc&nonce=def", "?as=gateway&state=aa&nonce=bb"] {
-        let response = browser().get(portal.url(&format!("/sign-in{query}"))).send().await.unwrap();
+    for query in [
+        "",
+        "?as=client",
+        "?as=client&state=abc&nonce=def",
+        "?as=gateway&state=aa&nonce=bb",
+    ] {
+        let response = browser()
+            .get(portal.url(&format!("/sign-in{query}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "{query}");
         assert!(response.text().await.unwrap().contains("role=\"alert\""));
     }
@@ -121,11 +186,23 @@ async fn repeated_wrong_passwords_are_rate_limited_even_with_the_right_one() {
     })
     .await;
     let browser = browser();
-    let page = open_sign_in(&browser, &portal, &crypto::random_hex32(), &crypto::random_hex32()).await;
+    let page = open_sign_in(
+        &browser,
+        &portal,
+        &crypto::random_hex32(),
+        &crypto::random_hex32(),
+    )
+    .await;
     for _ in 0..3 {
         let response = post_sign_in(&browser, &portal, &page, "ada@acme.example", "wrong").await;
         assert_eq!(response.status(), 401);
-        assert!(response.text().await.unwrap().contains("Wrong account, email or password"));
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("Wrong account, email or password")
+        );
     }
     let response = post_sign_in(&browser, &portal, &page, "ada@acme.example", PASSWORD).await;
     assert_eq!(response.status(), 429);
@@ -147,6 +224,12 @@ async fn a_signed_in_token_expires_after_the_configured_lifetime() {
     let signed_out = client.try_recv(Duration::from_secs(4)).await.unwrap();
     assert_eq!(signed_out["type"], "signed_out");
     assert_eq!(signed_out["reason"], "expired");
-    let (status, body) = connect(portal.addr, "/api/client", &token).await.err().unwrap();
-    assert_eq!((status, body["code"].as_str()), (401, Some("token_expired")));
+    let (status, body) = connect(portal.addr, "/api/client", &token)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_expired"))
+    );
 }

@@ -72,7 +72,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { heartbeat_ms: 1000, extra: String::new() }
+        Self {
+            heartbeat_ms: 1000,
+            extra: String::new(),
+        }
     }
 }
 
@@ -108,8 +111,16 @@ credential_lifetime_secs = 3600
             extra = options.extra,
             model = model_toml(&hash),
         );
-        let portal = Portal::start(Config::parse(&config_text).unwrap()).await.unwrap();
-        Self { addr: portal.addr, portal: Some(portal), database, config_text, _dir: dir }
+        let portal = Portal::start(Config::parse(&config_text).unwrap())
+            .await
+            .unwrap();
+        Self {
+            addr: portal.addr,
+            portal: Some(portal),
+            database,
+            config_text,
+            _dir: dir,
+        }
     }
 
     /// Stops and starts the portal on the same database and configuration (a new port).
@@ -117,7 +128,9 @@ credential_lifetime_secs = 3600
         if let Some(portal) = self.portal.take() {
             portal.shutdown().await;
         }
-        let portal = Portal::start(Config::parse(&self.config_text).unwrap()).await.unwrap();
+        let portal = Portal::start(Config::parse(&self.config_text).unwrap())
+            .await
+            .unwrap();
         self.addr = portal.addr;
         self.portal = Some(portal);
     }
@@ -151,7 +164,9 @@ credential_lifetime_secs = 3600
     pub async fn gateway_token(&self, name: &str) -> String {
         let account = self.account_id().await;
         let site = self.store().site_id(&account, "Berlin").await.unwrap();
-        admin::create_gateway_token(self.store(), &account, &site, name).await.unwrap()
+        admin::create_gateway_token(self.store(), &account, &site, name)
+            .await
+            .unwrap()
     }
 
     pub async fn shutdown(mut self) {
@@ -235,12 +250,17 @@ impl Peer {
     pub async fn try_recv(&mut self, within: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??;
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
             match frame {
                 Ok(Message::Text(text)) => {
                     let value: Value = serde_json::from_str(&text).unwrap();
                     if value["type"] == "heartbeat" {
-                        let _ = self.ws.send(Message::Text(r#"{"type":"heartbeat"}"#.into())).await;
+                        let _ = self
+                            .ws
+                            .send(Message::Text(r#"{"type":"heartbeat"}"#.into()))
+                            .await;
                         continue;
                     }
                     return Some(value);
@@ -278,7 +298,10 @@ pub fn browser() -> reqwest::Client {
 /// The value of a hidden input in an HTML page.
 pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].replace("&amp;", "&")
 }
@@ -288,18 +311,34 @@ pub struct SignInPage {
     pub csrf: String,
 }
 
-pub async fn open_sign_in(browser: &reqwest::Client, portal: &TestPortal, state: &str, nonce: &str) -> SignInPage {
+pub async fn open_sign_in(
+    browser: &reqwest::Client,
+    portal: &TestPortal,
+    state: &str,
+    nonce: &str,
+) -> SignInPage {
     let page = browser
-        .get(portal.url(&format!("/sign-in?as=client&state={state}&nonce={nonce}&account=acme")))
+        .get(portal.url(&format!(
+            "/sign-in?as=client&state={state}&nonce={nonce}&account=acme"
+        )))
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    SignInPage { attempt: hidden(&html, "attempt"), csrf: hidden(&html, "csrf") }
+    SignInPage {
+        attempt: hidden(&html, "attempt"),
+        csrf: hidden(&html, "csrf"),
+    }
 }
 
-pub async fn post_sign_in(browser: &reqwest::Client, portal: &TestPortal, page: &SignInPage, email: &str, password: &str) -> reqwest::Response {
+pub async fn post_sign_in(
+    browser: &reqwest::Client,
+    portal: &TestPortal,
+    page: &SignInPage,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
     browser
         .post(portal.url("/sign-in"))
         .form(&[
@@ -324,7 +363,12 @@ pub async fn sign_in(portal: &TestPortal, email: &str) -> String {
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let url = url::Url::parse(&location).unwrap();
-    let fragment = url.query_pairs().find(|(k, _)| k == "fragment").unwrap().1.to_string();
+    let fragment = url
+        .query_pairs()
+        .find(|(k, _)| k == "fragment")
+        .unwrap()
+        .1
+        .to_string();
     crypto::derive_client_token(&nonce, &fragment).unwrap()
 }
 
@@ -347,16 +391,27 @@ impl PgCluster {
             .map(|e| e.path().join("bin"))
             .find(|p| p.join("initdb").exists());
         let Some(bin) = bin else {
-            eprintln!("SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql (install the `postgresql` package)");
+            eprintln!(
+                "SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql (install the `postgresql` package)"
+            );
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let as_root = nix_is_root();
         if as_root {
             // initdb refuses to run as root: hand the folder to the `postgres` user.
-            Command::new("chown").arg("-R").arg("postgres:postgres").arg(dir.path()).status().unwrap();
+            Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
         }
         let run = |program: &str, args: &[&str]| {
             let mut command = if as_root {
@@ -367,14 +422,49 @@ impl PgCluster {
                 Command::new(bin.join(program))
             };
             let out = command.args(args).output().unwrap();
-            assert!(out.status.success(), "{program} failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{program} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         let data_s = data.to_str().unwrap().to_owned();
-        run("initdb", &["-D", &data_s, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", dir.path().display());
+        run(
+            "initdb",
+            &[
+                "-D",
+                &data_s,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
         let log = dir.path().join("pg.log");
-        run("pg_ctl", &["-D", &data_s, "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"]);
-        Some(Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), dir, bin })
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data_s,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        Some(Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+        })
     }
 }
 
@@ -383,15 +473,24 @@ impl Drop for PgCluster {
         let data = self.dir.path().join("data");
         let mut command = if nix_is_root() {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
             c
         } else {
             Command::new(self.bin.join("pg_ctl"))
         };
-        let _ = command.arg("-D").arg(data).args(["-m", "immediate", "stop"]).output();
+        let _ = command
+            .arg("-D")
+            .arg(data)
+            .args(["-m", "immediate", "stop"])
+            .output();
     }
 }
 
 fn nix_is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
