@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::crypto;
-use crate::hub::{ClientEntry, GatewayEntry, OUTBOUND_QUEUE, Outbound, encode};
+use crate::hub::{CLIENT_QUEUE, ClientEntry, GATEWAY_QUEUE, GatewayEntry, Outbound, encode};
 use crate::server::Shared;
 use crate::store::{DeviceHello, TokenKind, TokenRecord, now_unix};
 
@@ -398,7 +398,7 @@ impl ClientConnection {
             relays: state.relays_for(&device_id),
             heartbeat_interval_ms: heartbeat.as_millis() as u64,
         });
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let session = state.with_hub(|hub| {
             let session = hub.next_session();
             hub.add_client(ClientEntry {
@@ -742,7 +742,7 @@ async fn run_gateway(
         relays: state.relays_for(&record.id),
         heartbeat_interval_ms: heartbeat.as_millis() as u64,
     });
-    let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let (tx, mut rx) = mpsc::channel(GATEWAY_QUEUE);
     let session = state.with_hub(|hub| {
         let session = hub.next_session();
         hub.add_gateway(GatewayEntry {

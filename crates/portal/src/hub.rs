@@ -10,8 +10,11 @@ use tracing::debug;
 
 use crate::model::Snapshot;
 
-/// How many messages may wait for one peer; a peer that falls further behind is disconnected.
-pub const OUTBOUND_QUEUE: usize = 256;
+/// How many messages may wait for one client; a client that falls further behind is
+/// disconnected.
+pub const CLIENT_QUEUE: usize = 256;
+/// Gateways carry the grants of many clients, so more may wait for them.
+pub const GATEWAY_QUEUE: usize = 8192;
 
 /// What a connection task is told to send.
 #[derive(Debug)]

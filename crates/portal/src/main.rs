@@ -5,6 +5,8 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod bench;
+
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ember_portal::store::Store;
@@ -44,6 +46,8 @@ enum Command {
     Admin(AdminCommand),
     /// Read a password on standard input and print its argon2 hash (for `password_hash`).
     HashPassword,
+    /// Run the benchmark: a portal process and many simulated clients and gateways; prints figures.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +278,7 @@ async fn main() -> Result<()> {
             store.close().await;
             result
         }
+        Command::Bench(args) => bench::run(args).await,
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin()

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions
+
 //! Hostile and broken peers get a clear error, lose only their own connection, and store
 //! nothing; everyone else keeps being served.
 

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions
+
 //! The `ember-portal` binary: `--demo` on a fresh folder, and admin commands changing a
 //! running portal live.
 

@@ -1,6 +1,6 @@
 //! Test support: a real portal on loopback with a real database (an SQLite file in a temporary
 //! folder, or a throwaway PostgreSQL cluster), a browser-like HTTP client, and WebSocket peers.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
