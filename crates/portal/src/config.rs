@@ -35,8 +35,24 @@ pub struct Config {
     pub sign_in: SignInConfig,
     #[serde(default)]
     pub relays: Vec<RelayConfig>,
+    /// OpenID Connect providers, each serving one account.
+    #[serde(default)]
+    pub oidc: Vec<OidcConfig>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The slug of the account whose users sign in here.
+    pub account: String,
+    /// Shown as "Sign in with {name}".
+    pub name: String,
+    /// The issuer URL; `{issuer}/.well-known/openid-configuration` is read on each sign-in.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +65,9 @@ pub struct ServerConfig {
     pub heartbeat_interval_ms: u64,
     /// How often the portal looks for changes made by the admin CLI or another replica.
     pub change_poll_interval_ms: u64,
+    /// The URL browsers reach the portal at (for the OIDC redirect URI); default
+    /// `http://{listen address}`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +77,7 @@ impl Default for ServerConfig {
             database: "sqlite://ember-portal.db".into(),
             heartbeat_interval_ms: 10_000,
             change_poll_interval_ms: 200,
+            public_url: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use ember_protocol::portal::{CLIENT_API_PATH, GATEWAY_API_PATH, Relay};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use crate::hub::Hub;
 use crate::model::Snapshot;
 use crate::signin::FailureLimiter;
 use crate::store::{Store, StoreError, now_unix};
-use crate::{api, signin};
+use crate::{api, oidc, signin};
 
 #[derive(Debug)]
 pub struct AppState {
@@ -28,6 +28,7 @@ pub struct AppState {
     snapshot: RwLock<Arc<Snapshot>>,
     hub: Mutex<Hub>,
     pub limiter: Mutex<FailureLimiter>,
+    public_url: String,
 }
 
 pub type Shared = Arc<AppState>;
@@ -43,6 +44,11 @@ impl AppState {
     /// Runs `f` with the hub locked. Keep `f` short: it never awaits.
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
         f(&mut self.hub.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Where browsers reach this portal, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     pub fn heartbeat_interval(&self) -> Duration {
@@ -131,11 +137,18 @@ impl Portal {
         );
         let state = Arc::new(AppState {
             store,
-            config,
             signing_key,
             snapshot: RwLock::new(snapshot),
             hub: Mutex::new(Hub::default()),
             limiter: Mutex::new(limiter),
+            public_url: config
+                .server
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            config,
         });
         let (stop, mut stopped) = watch::channel(false);
         let router = router(state.clone());
@@ -207,6 +220,8 @@ fn router(state: Shared) -> Router {
         .route("/", get(signin::index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/sign-in", get(signin::page).post(signin::submit))
+        .route("/sign-in/oidc", post(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route(CLIENT_API_PATH, get(api::client))
         .route(GATEWAY_API_PATH, get(api::gateway))
         .with_state(state)

@@ -18,6 +18,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
+use ember_protocol::portal::AccountInfo;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -101,11 +102,11 @@ pub struct SubmitForm {
 }
 
 /// What the form's `attempt` field carries, signed.
-#[derive(Debug, Serialize, Deserialize)]
-struct Attempt {
-    state: String,
-    nonce: String,
-    account: String,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Attempt {
+    pub(crate) state: String,
+    pub(crate) nonce: String,
+    pub(crate) account: String,
     issued_at: i64,
     /// SHA-256 (hex) of the CSRF value in the cookie and the form.
     csrf: String,
@@ -162,7 +163,15 @@ pub async fn page(State(state): State<Shared>, Query(query): Query<PageQuery>) -
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
     let signature = crypto::sign(&state.signing_key, payload.as_bytes());
     let attempt_field = format!("{payload}.{signature}");
-    let mut response = form_page(StatusCode::OK, &attempt_field, &csrf, &account, "", None);
+    let mut response = form_page(
+        &state.config.oidc,
+        StatusCode::OK,
+        &attempt_field,
+        &csrf,
+        &account,
+        "",
+        None,
+    );
     let secure = if state.config.sign_in.secure_cookies {
         "; Secure"
     } else {
@@ -181,29 +190,10 @@ pub async fn submit(
     headers: HeaderMap,
     Form(form): Form<SubmitForm>,
 ) -> Response {
-    let cookie_csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
-    let csrf_ok =
-        !form.csrf.is_empty() && bool::from(cookie_csrf.as_bytes().ct_eq(form.csrf.as_bytes()));
-    let Some(attempt) = verify_attempt(&state, &form.attempt) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in form is not valid. Start again from the Ember app.",
-        );
+    let attempt = match check_form(&state, &headers, &form.attempt, &form.csrf) {
+        Ok(attempt) => attempt,
+        Err(refusal) => return refusal,
     };
-    let csrf_hash = hex::encode(Sha256::digest(form.csrf.as_bytes()));
-    if !csrf_ok || !bool::from(csrf_hash.as_bytes().ct_eq(attempt.csrf.as_bytes())) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "The sign-in form could not be verified (cookies must be enabled). Start again from the Ember app.",
-        );
-    }
-    let age = now_unix() - attempt.issued_at;
-    if age < 0 || age as u64 > state.config.sign_in.attempt_lifetime_secs {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in has expired. Start again from the Ember app.",
-        );
-    }
     let account_slug = form.account.trim().to_owned();
     let email = form.email.trim().to_ascii_lowercase();
     let ip_key = format!("ip:{}", peer.ip());
@@ -221,6 +211,7 @@ pub async fn submit(
     if let Some(wait) = blocked {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let mut response = form_page(
+            &state.config.oidc,
             StatusCode::TOO_MANY_REQUESTS,
             &form.attempt,
             &form.csrf,
@@ -278,6 +269,7 @@ pub async fn submit(
         }
         info!(account = %account_slug, "failed sign-in");
         return form_page(
+            &state.config.oidc,
             StatusCode::UNAUTHORIZED,
             &form.attempt,
             &form.csrf,
@@ -297,6 +289,67 @@ pub async fn submit(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clear(&user_key);
+    finish(
+        &state,
+        &form.attempt,
+        &attempt,
+        &account,
+        &user.id,
+        &user.name,
+    )
+    .await
+}
+
+/// Checks a posted form: the CSRF cookie equals the form's field and is the one the attempt
+/// was signed with; the attempt's signature; its age.
+#[allow(clippy::result_large_err)] // the refusal is the HTTP answer, built once per bad form
+pub(crate) fn check_form(
+    state: &Shared,
+    headers: &HeaderMap,
+    attempt_field: &str,
+    csrf: &str,
+) -> Result<Attempt, Response> {
+    let cookie_csrf = cookie(headers, CSRF_COOKIE).unwrap_or_default();
+    let csrf_ok = !csrf.is_empty() && bool::from(cookie_csrf.as_bytes().ct_eq(csrf.as_bytes()));
+    let Some(attempt) = verify_attempt(state, attempt_field) else {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in form is not valid. Start again from the Ember app.",
+        ));
+    };
+    let csrf_hash = hex::encode(Sha256::digest(csrf.as_bytes()));
+    if !csrf_ok || !bool::from(csrf_hash.as_bytes().ct_eq(attempt.csrf.as_bytes())) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "The sign-in form could not be verified (cookies must be enabled). Start again from the Ember app.",
+        ));
+    }
+    check_attempt_age(state, &attempt)?;
+    Ok(attempt)
+}
+
+#[allow(clippy::result_large_err)] // as above
+pub(crate) fn check_attempt_age(state: &Shared, attempt: &Attempt) -> Result<(), Response> {
+    let age = now_unix() - attempt.issued_at;
+    if age < 0 || age as u64 > state.config.sign_in.attempt_lifetime_secs {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in has expired. Start again from the Ember app.",
+        ));
+    }
+    Ok(())
+}
+
+/// The end of every successful sign-in (password or OIDC): record the attempt as used, store
+/// the token, and send the browser to the app.
+pub(crate) async fn finish(
+    state: &Shared,
+    attempt_field: &str,
+    attempt: &Attempt,
+    account: &AccountInfo,
+    user_id: &str,
+    user_name: &str,
+) -> Response {
     let fragment = crypto::random_hex32();
     let Ok(token) = crypto::derive_client_token(&attempt.nonce, &fragment) else {
         return error_page(
@@ -304,11 +357,11 @@ pub async fn submit(
             "This sign-in link is malformed. Start again from the Ember app.",
         );
     };
-    let attempt_id = hex::encode(Sha256::digest(form.attempt.as_bytes()));
+    let attempt_id = hex::encode(Sha256::digest(attempt_field.as_bytes()));
     let expires_at = now_unix() + state.config.sign_in.client_token_lifetime_secs as i64;
     match state
         .store
-        .complete_sign_in(&attempt_id, &account.id, &user.id, &token, expires_at)
+        .complete_sign_in(&attempt_id, &account.id, user_id, &token, expires_at)
         .await
     {
         Ok(Some(_)) => {}
@@ -326,11 +379,11 @@ pub async fn submit(
             );
         }
     }
-    info!(user = %user.id, "signed in");
+    info!(user = %user_id, "signed in");
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("state", &attempt.state)
         .append_pair("fragment", &fragment)
-        .append_pair("actor", &user.name)
+        .append_pair("actor", user_name)
         .append_pair("account", &account.slug)
         .finish();
     let location = format!("ember://sign-in-callback?{query}");
@@ -345,20 +398,21 @@ pub async fn submit(
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
-    // The CSRF cookie has done its job.
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "ember_csrf=; Path=/sign-in; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    // The sign-in cookies have done their job.
+    for expired in [
+        "ember_csrf=; Path=/sign-in; HttpOnly; SameSite=Strict; Max-Age=0",
+        "ember_oidc=; Path=/sign-in; HttpOnly; SameSite=Lax; Max-Age=0",
+    ] {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, HeaderValue::from_static(expired));
+    }
     response
 }
-
 /// An argon2id hash of a random password nobody knows, to spend the same time on unknown users.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Y3Z0Q0pJvH0m8m5q3y7gkqj6m4H0nq3wq8r8mZ8kG3o";
 
-fn verify_attempt(state: &Shared, field: &str) -> Option<Attempt> {
+pub(crate) fn verify_attempt(state: &Shared, field: &str) -> Option<Attempt> {
     let (payload, signature) = field.split_once('.')?;
     if !crypto::verify_signature(&state.signing_key, payload.as_bytes(), signature) {
         return None;
@@ -369,7 +423,7 @@ fn verify_attempt(state: &Shared, field: &str) -> Option<Attempt> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -381,6 +435,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn form_page(
+    oidc: &[crate::config::OidcConfig],
     status: StatusCode,
     attempt: &str,
     csrf: &str,
@@ -412,10 +467,21 @@ fn form_page(
 <p><label for="password">Password</label><br><input id="password" name="password" type="password" required autocomplete="current-password"{described}></p>
 <p><button type="submit">Sign in</button></p>
 </form>
-</main>
+{providers}</main>
 </body>
 </html>
 "#,
+        providers = oidc
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| account.is_empty() || p.account == account)
+            .map(|(i, p)| format!(
+                "<form method=\"post\" action=\"/sign-in/oidc\"><input type=\"hidden\" name=\"attempt\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"provider\" value=\"{i}\"><p><button type=\"submit\">Sign in with {}</button></p></form>\n",
+                escape(attempt),
+                escape(csrf),
+                escape(&p.name)
+            ))
+            .collect::<String>(),
         attempt = escape(attempt),
         csrf = escape(csrf),
         account = escape(account),
@@ -424,7 +490,7 @@ fn form_page(
     with_page_headers((status, Html(body)).into_response())
 }
 
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in problem</title></head><body><main><h1>Sign-in problem</h1><p role=\"alert\">{}</p></main></body></html>",
         escape(message)
@@ -447,7 +513,7 @@ fn with_page_headers(mut response: Response) -> Response {
     response
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

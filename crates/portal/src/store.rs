@@ -434,6 +434,33 @@ impl Store {
         .await
     }
 
+    /// The user an OIDC identity was linked to.
+    pub async fn oidc_user(&self, issuer: &str, subject: &str) -> Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT user_id FROM oidc_identities WHERE issuer = $1 AND subject = $2")
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub async fn link_oidc_identity(
+        &self,
+        user_id: &str,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO oidc_identities (id, user_id, issuer, subject) VALUES ($1, $2, $3, $4) ON CONFLICT (issuer, subject) DO NOTHING")
+            .bind(new_id("oidc"))
+            .bind(user_id)
+            .bind(issuer)
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     // -- tokens -----------------------------------------------------------------------------
 
     /// Stores the hash of a new token and returns the token's id.
