@@ -543,6 +543,12 @@ mod tests {
     }
 
     #[test]
+    fn the_dummy_hash_parses_so_unknown_users_cost_a_full_verification() {
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(!crypto::verify_password("anything", DUMMY_HASH));
+    }
+
+    #[test]
     fn html_is_escaped() {
         assert_eq!(
             escape("<a href=\"x\">&'"),

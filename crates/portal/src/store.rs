@@ -100,6 +100,7 @@ pub struct DeviceHello<'a> {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    allocation: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -136,7 +137,10 @@ impl Store {
             .connect(&url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            allocation: std::sync::Arc::default(),
+        })
     }
 
     pub async fn close(&self) {
@@ -618,7 +622,10 @@ impl Store {
     /// first use. Safe against concurrent allocation by several replicas: the index is unique
     /// and a lost race simply retries.
     pub async fn tunnel_interface(&self, owner: &str) -> Result<Interface> {
-        for _ in 0..16 {
+        // One allocation at a time in this process; the unique index and the retry below
+        // cover other processes (replicas, the admin CLI) on the same database.
+        let _one_at_a_time = self.allocation.lock().await;
+        for _ in 0..64 {
             if let Some(row) = sqlx::query("SELECT ip_index FROM tunnel_addresses WHERE owner = $1")
                 .bind(owner)
                 .fetch_optional(&self.pool)
@@ -626,18 +633,26 @@ impl Store {
             {
                 return Ok(interface_for(row.try_get(0)?));
             }
-            let row = sqlx::query("SELECT COALESCE(MAX(ip_index), 1) + 1 FROM tunnel_addresses")
-                .fetch_one(&self.pool)
-                .await?;
-            let next: i64 = row.try_get(0)?;
-            if next >= ADDRESS_SPACE {
-                return Err(StoreError::AddressesExhausted);
+            // One statement, so SQLite computes and inserts under one write lock. `WHERE true`
+            // keeps SQLite's parser from reading ON CONFLICT as a join constraint.
+            let inserted = sqlx::query(
+                "INSERT INTO tunnel_addresses (ip_index, owner)
+                 SELECT COALESCE(MAX(ip_index), 1) + 1, $1 FROM tunnel_addresses WHERE true
+                 HAVING COALESCE(MAX(ip_index), 1) + 1 < $2
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(owner)
+            .bind(ADDRESS_SPACE)
+            .execute(&self.pool)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                let row = sqlx::query("SELECT COALESCE(MAX(ip_index), 1) FROM tunnel_addresses")
+                    .fetch_one(&self.pool)
+                    .await?;
+                if row.try_get::<i64, _>(0)? + 1 >= ADDRESS_SPACE {
+                    return Err(StoreError::AddressesExhausted);
+                }
             }
-            sqlx::query("INSERT INTO tunnel_addresses (ip_index, owner) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(next)
-                .bind(owner)
-                .execute(&self.pool)
-                .await?;
         }
         Err(StoreError::Invalid(
             "could not allocate a tunnel address".into(),

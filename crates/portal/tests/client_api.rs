@@ -411,3 +411,22 @@ async fn a_restart_loses_no_configuration_or_tokens() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn many_devices_saying_hello_at_once_get_distinct_addresses() {
+    let portal = TestPortal::sqlite().await;
+    let (token, _) = portal.client_token("ada@acme.example").await;
+    let hellos = (0..60).map(|i| {
+        let token = token.clone();
+        let addr = portal.addr;
+        tokio::spawn(async move { Peer::client(addr, &token, &format!("device-{i}")).await })
+    });
+    let mut addresses = std::collections::HashSet::new();
+    let mut peers = Vec::new();
+    for hello in hellos {
+        let (peer, init) = hello.await.unwrap();
+        assert!(addresses.insert(init["interface"]["ipv4"].as_str().unwrap().to_owned()));
+        peers.push(peer);
+    }
+    assert_eq!(addresses.len(), 60);
+}
