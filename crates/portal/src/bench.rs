@@ -216,7 +216,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
     }
     println!(
-        "| resource change → all clients | {:.0} ms ({reached} of {} clients updated; includes the portal's change poll, 200 ms) |",
+        "| resource change → all clients | {:.0} ms ({reached} of {} clients updated; includes waiting for the portal's next change poll, every 200 ms) |",
         last.duration_since(change).as_secs_f64() * 1000.0,
         clients.len()
     );
