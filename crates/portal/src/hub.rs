@@ -2,7 +2,7 @@
 //! task, the grants between them, and gateway choice. All in memory of one portal process; a
 //! client and the gateway it is granted must be connected to the same replica.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ember_protocol::portal::{Interface, PortalToClient, PortalToGateway, Resource, SignOutReason};
 use tokio::sync::mpsc;
@@ -63,6 +63,9 @@ pub struct Hub {
     gateways: HashMap<String, GatewayEntry>,
     /// device id → gateway id → granted resource ids.
     grants: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// gateway id → devices with grants through it (the reverse of `grants`, for load and
+    /// failover without scanning every device).
+    clients_of: HashMap<String, HashSet<String>>,
     next_session: u64,
     choices: u64,
 }
@@ -127,6 +130,9 @@ impl Hub {
             return;
         };
         for gateway_id in grants.keys() {
+            if let Some(devices) = self.clients_of.get_mut(gateway_id) {
+                devices.remove(device_id);
+            }
             if let Some(gateway) = self.gateways.get(gateway_id) {
                 send(
                     &gateway.tx,
@@ -163,10 +169,17 @@ impl Hub {
             return;
         }
         self.gateways.remove(gateway_id);
-        for (device_id, per_gateway) in &mut self.grants {
+        let devices = self.clients_of.remove(gateway_id).unwrap_or_default();
+        for device_id in &devices {
+            let Some(per_gateway) = self.grants.get_mut(device_id) else {
+                continue;
+            };
             let Some(resource_ids) = per_gateway.remove(gateway_id) else {
                 continue;
             };
+            if per_gateway.is_empty() {
+                self.grants.remove(device_id);
+            }
             if let Some(client) = self.clients.get(device_id) {
                 send(
                     &client.tx,
@@ -177,7 +190,6 @@ impl Hub {
                 );
             }
         }
-        self.grants.retain(|_, g| !g.is_empty());
     }
 
     pub fn client(&self, device_id: &str) -> Option<&ClientEntry> {
@@ -201,21 +213,15 @@ impl Hub {
     /// The least loaded online gateway of a site (load: clients granted through it here, or
     /// what it reported, whichever is higher); among equals, the one chosen longest ago.
     pub fn choose_gateway(&mut self, account_id: &str, site_id: &str) -> Option<&GatewayEntry> {
-        let mut granted: HashMap<&str, u32> = HashMap::new();
-        for per_gateway in self.grants.values() {
-            for gateway_id in per_gateway.keys() {
-                *granted.entry(gateway_id.as_str()).or_default() += 1;
-            }
-        }
+        let clients_of = &self.clients_of;
         let chosen = self
             .gateways
             .values()
             .filter(|g| g.account_id == account_id && g.site_id == site_id)
             .min_by_key(|g| {
-                let load = granted
-                    .get(g.gateway_id.as_str())
-                    .copied()
-                    .unwrap_or(0)
+                let granted = clients_of.get(&g.gateway_id).map_or(0, HashSet::len);
+                let load = u32::try_from(granted)
+                    .unwrap_or(u32::MAX)
                     .max(g.reported_connections);
                 (load, g.last_chosen, g.gateway_id.clone())
             })?
@@ -244,6 +250,10 @@ impl Hub {
             .entry(gateway_id.to_owned())
             .or_default()
             .insert(resource_id.to_owned());
+        self.clients_of
+            .entry(gateway_id.to_owned())
+            .or_default()
+            .insert(device_id.to_owned());
     }
 
     pub fn has_grant(&self, device_id: &str, gateway_id: &str) -> bool {
@@ -297,7 +307,14 @@ impl Hub {
                     withdrawn.push((gateway_id.clone(), client.device_id.clone(), gone));
                 }
             }
-            per_gateway.retain(|_, r| !r.is_empty());
+            per_gateway.retain(|gateway_id, r| {
+                if r.is_empty()
+                    && let Some(devices) = self.clients_of.get_mut(gateway_id)
+                {
+                    devices.remove(&client.device_id);
+                }
+                !r.is_empty()
+            });
         }
         for (gateway_id, device_id, resource_ids) in withdrawn {
             if let Some(gateway) = self.gateways.get(&gateway_id) {
