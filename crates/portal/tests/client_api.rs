@@ -430,3 +430,41 @@ async fn many_devices_saying_hello_at_once_get_distinct_addresses() {
     }
     assert_eq!(addresses.len(), 60);
 }
+
+#[tokio::test]
+async fn revoking_a_gateway_token_disconnects_the_gateway_and_tells_its_clients() {
+    let portal = TestPortal::sqlite().await;
+    let gateway_token = portal.gateway_token("berlin-1").await;
+    let (mut gateway, gateway_init) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (token, _) = portal.client_token("ada@acme.example").await;
+    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
+    client
+        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
+        .await;
+    assert_eq!(client.recv().await["type"], "access_granted");
+    assert_eq!(gateway.recv().await["type"], "grant");
+
+    let gateway_id = gateway_init["gateway_id"].as_str().unwrap();
+    portal.store().revoke_tokens_of(gateway_id).await.unwrap();
+    let error = gateway
+        .try_recv(Duration::from_secs(1))
+        .await
+        .expect("told within 1 s");
+    assert_eq!(error["code"], "token_expired");
+    assert!(gateway.closed_within(Duration::from_secs(1)).await);
+    let offline = client.recv().await;
+    assert_eq!(offline["type"], "gateway_offline");
+    client
+        .send(json!({"type": "request_access", "request_id": 2, "resource_id": lan}))
+        .await;
+    assert_eq!(client.recv().await["reason"], "offline");
+    let (status, body) = connect(portal.addr, "/api/gateway", &gateway_token)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("token_expired"))
+    );
+}
