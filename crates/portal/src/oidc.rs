@@ -179,8 +179,7 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     if let Some(error) = query.error {
-        let mut error = error;
-        error.truncate(100);
+        let error: String = error.chars().take(100).collect();
         return error_page(
             StatusCode::UNAUTHORIZED,
             &format!("The provider refused the sign-in ({error}). Start again from the Ember app."),

@@ -223,4 +223,15 @@ async fn a_callback_without_the_signed_cookie_or_with_a_foreign_state_is_refused
         .unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.text().await.unwrap().contains("access_denied"));
+    let long = "ü".repeat(300);
+    let response = browser()
+        .get(portal.url(&format!("/sign-in/oidc/callback?error={long}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "a long multibyte error is shortened, not a crash"
+    );
 }

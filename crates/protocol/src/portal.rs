@@ -425,8 +425,8 @@ pub fn decode<T: DeserializeOwned>(text: &str, known_types: &[&str]) -> Result<T
         ));
     };
     if !known_types.contains(&kind) {
-        let mut shown = kind.to_owned();
-        shown.truncate(64);
+        // By characters: cutting a string at a byte count can split a character.
+        let shown: String = kind.chars().take(64).collect();
         return Err(DecodeError::UnknownType(shown));
     }
     serde_json::from_value(value).map_err(|e| DecodeError::Malformed(e.to_string()))
@@ -523,6 +523,11 @@ mod tests {
         assert!(
             matches!(malformed, Err(DecodeError::Malformed(_))),
             "{malformed:?}"
+        );
+        let long_multibyte = format!(r#"{{"type":"{}"}}"#, "é".repeat(100));
+        assert_eq!(
+            decode::<ClientMessage>(&long_multibyte, ClientMessage::TYPES),
+            Err(DecodeError::UnknownType("é".repeat(64)))
         );
         let not_json = decode::<ClientMessage>("{{{", ClientMessage::TYPES);
         assert!(matches!(not_json, Err(DecodeError::Malformed(_))));
