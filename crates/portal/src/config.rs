@@ -214,9 +214,9 @@ impl Config {
             ));
         }
         for relay in &config.relays {
-            if relay.credential_lifetime_secs < 60 {
+            if relay.credential_lifetime_secs < 2 {
                 return Err(ConfigError::Invalid(format!(
-                    "relay {}: credential_lifetime_secs must be at least 60",
+                    "relay {}: credential_lifetime_secs must be at least 2",
                     relay.id
                 )));
             }

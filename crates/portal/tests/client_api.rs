@@ -468,3 +468,65 @@ async fn revoking_a_gateway_token_disconnects_the_gateway_and_tells_its_clients(
         (401, Some("token_expired"))
     );
 }
+
+#[tokio::test]
+async fn relay_credentials_are_renewed_before_they_expire() {
+    let portal = TestPortal::sqlite_with(Options {
+        relay_lifetime_secs: 2,
+        ..Options::default()
+    })
+    .await;
+    let (token, _) = portal.client_token("ada@acme.example").await;
+    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let first = init["relays"][0]["expires_at"].as_u64().unwrap();
+    let started = Instant::now();
+    let update = client.recv().await;
+    assert_eq!(update["type"], "relays_updated", "{update}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "renewed at half the lifetime"
+    );
+    assert!(update["relays"][0]["expires_at"].as_u64().unwrap() >= first);
+    assert_ne!(
+        update["relays"][0]["password"],
+        init["relays"][0]["password"]
+    );
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_within_three_heartbeats() {
+    let portal = TestPortal::sqlite_with(Options {
+        heartbeat_ms: 200,
+        ..Options::default()
+    })
+    .await;
+    let (token, _) = portal.client_token("ada@acme.example").await;
+    let mut client = connect(portal.addr, "/api/client", &token).await.unwrap();
+    client.send(client_hello("device-1")).await;
+    use futures::StreamExt as _;
+    let init = client.ws.next().await.unwrap().unwrap();
+    assert!(init.to_text().unwrap().contains("\"init\""));
+    let started = Instant::now();
+    // Read without answering heartbeats until the portal gives up.
+    let mut last = serde_json::Value::Null;
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(Duration::from_secs(3), client.ws.next()).await
+    {
+        if let Ok(text) = frame.to_text()
+            && !text.is_empty()
+        {
+            last = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        }
+        if frame.is_close() {
+            break;
+        }
+    }
+    assert_eq!(last["code"], "timeout", "{last}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+    let state = portal.portal.as_ref().unwrap().state.clone();
+    assert_eq!(state.with_hub(|h| h.clients()), 0);
+}

@@ -67,6 +67,7 @@ pub struct TestPortal {
 
 pub struct Options {
     pub heartbeat_ms: u64,
+    pub relay_lifetime_secs: u64,
     pub extra: String,
 }
 
@@ -74,6 +75,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             heartbeat_ms: 1000,
+            relay_lifetime_secs: 3600,
             extra: String::new(),
         }
     }
@@ -104,10 +106,11 @@ change_poll_interval_ms = 100
 id = "relay-1"
 urls = ["turn:127.0.0.1:3478"]
 secret = "relay-secret"
-credential_lifetime_secs = 3600
+credential_lifetime_secs = {relay_lifetime}
 {extra}
 {model}"#,
             heartbeat = options.heartbeat_ms,
+            relay_lifetime = options.relay_lifetime_secs,
             extra = options.extra,
             model = model_toml(&hash),
         );
