@@ -214,14 +214,15 @@ async fn repeated_wrong_passwords_are_rate_limited_even_with_the_right_one() {
 #[tokio::test]
 async fn a_signed_in_token_expires_after_the_configured_lifetime() {
     let portal = TestPortal::sqlite_with(Options {
-        extra: "[sign_in]\nclient_token_lifetime_secs = 1\n".into(),
+        // Whole seconds: a 3 s lifetime leaves at least 2 s to connect.
+        extra: "[sign_in]\nclient_token_lifetime_secs = 3\n".into(),
         ..Options::default()
     })
     .await;
     let token = sign_in(&portal, "ada@acme.example").await;
     let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
     // The live connection is signed out when the token expires.
-    let signed_out = client.try_recv(Duration::from_secs(4)).await.unwrap();
+    let signed_out = client.try_recv(Duration::from_secs(5)).await.unwrap();
     assert_eq!(signed_out["type"], "signed_out");
     assert_eq!(signed_out["reason"], "expired");
     let (status, body) = connect(portal.addr, "/api/client", &token)
