@@ -14,9 +14,11 @@ GUI_TEST_PACKAGES=(xvfb xauth dbus dbus-x11 imagemagick webkit2gtk-driver haskel
   gnome-keyring libsecret-tools dunst libnotify-bin)
 # Network tests: namespaces, NAT routers, loss, the real relay, throughput.
 NETWORK_TEST_PACKAGES=(iproute2 nftables conntrack coturn iperf3 curl)
+# Portal tests: PostgreSQL server binaries (the tests start a throwaway cluster themselves).
+PORTAL_TEST_PACKAGES=(postgresql)
 
 missing=()
-for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}"; do
+for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,6 +1,8 @@
 //! Every message Ember's processes exchange, in one place.
 //!
 //! - [`ipc`]: the tray app ⇄ tunnel service protocol (ARCHITECTURE §5), with [`ipc::PROTOCOL_VERSION`].
+//! - [`portal`]: the portal ⇄ client and portal ⇄ gateway WebSocket protocol (ARCHITECTURE §4, §7),
+//!   with [`portal::PORTAL_PROTOCOL_VERSION`].
 //! - [`codec`]: the length-delimited JSON framing both ends of the IPC use.
 //! - [`SecretToken`]: a credential that never prints itself.
 //!
@@ -9,6 +11,7 @@
 
 pub mod codec;
 pub mod ipc;
+pub mod portal;
 mod secret;
 
 pub use secret::SecretToken;

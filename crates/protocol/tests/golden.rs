@@ -6,37 +6,18 @@
 //! `EMBER_UPDATE_GOLDEN=1 cargo test -p ember-protocol --test golden` and bump
 //! `PROTOCOL_VERSION` if older peers would misread the new form.
 
+mod common;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 
 use ember_protocol::SecretToken;
 use ember_protocol::ipc::*;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 fn check<T>(name: &str, message: T)
 where
-    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.json"));
-    let encoded = serde_json::to_string_pretty(&message).unwrap() + "\n";
-    if std::env::var_os("EMBER_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &encoded).unwrap();
-    }
-    let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set EMBER_UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    assert_eq!(encoded, golden, "encoding of `{name}` changed");
-    let decoded: T = serde_json::from_str(&golden).unwrap();
-    assert_eq!(
-        decoded, message,
-        "`{name}.json` decodes to a different message"
-    );
+    common::check_golden("tests/golden", name, message);
 }
 
 fn settings() -> ServiceSettings {

@@ -1,0 +1,399 @@
+//! Who is connected right now: client devices and gateways with a channel to their WebSocket
+//! task, the grants between them, and gateway choice. All in memory of one portal process; a
+//! client and the gateway it is granted must be connected to the same replica.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use ember_protocol::portal::{Interface, PortalToClient, PortalToGateway, Resource, SignOutReason};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::model::Snapshot;
+
+/// How many messages may wait for one client; a client that falls further behind is
+/// disconnected.
+pub const CLIENT_QUEUE: usize = 256;
+/// Gateways carry the grants of many clients, so more may wait for them.
+pub const GATEWAY_QUEUE: usize = 8192;
+
+/// What a connection task is told to send.
+#[derive(Debug)]
+pub enum Outbound {
+    Message(String),
+    /// Send this last message, then close.
+    Close(String),
+}
+
+pub type Sender = mpsc::Sender<Outbound>;
+
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub session: u64,
+    pub device_id: String,
+    pub user_id: String,
+    pub account_id: String,
+    pub token_id: String,
+    pub expires_at: Option<i64>,
+    pub public_key: String,
+    pub interface: Interface,
+    pub tx: Sender,
+    /// The resource list this client was last sent.
+    pub resources: Vec<Resource>,
+}
+
+#[derive(Debug)]
+pub struct GatewayEntry {
+    pub session: u64,
+    pub gateway_id: String,
+    pub account_id: String,
+    pub site_id: String,
+    pub token_id: String,
+    pub public_key: String,
+    pub interface: Interface,
+    pub tx: Sender,
+    /// What the gateway last reported in `health`.
+    pub reported_connections: u32,
+    /// When it was last chosen (a counter), to rotate among equally loaded gateways.
+    pub last_chosen: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Hub {
+    clients: HashMap<String, ClientEntry>,
+    gateways: HashMap<String, GatewayEntry>,
+    /// device id → gateway id → granted resource ids.
+    grants: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// gateway id → devices with grants through it (the reverse of `grants`, for load and
+    /// failover without scanning every device).
+    clients_of: HashMap<String, HashSet<String>>,
+    next_session: u64,
+    choices: u64,
+}
+
+pub fn encode<T: serde::Serialize>(message: &T) -> String {
+    // Our message types serialise infallibly (no maps with non-string keys, no custom impls).
+    serde_json::to_string(message).unwrap_or_else(|e| {
+        format!(r#"{{"type":"error","code":"internal","message":"cannot encode: {e}"}}"#)
+    })
+}
+
+fn send(tx: &Sender, message: Outbound) {
+    if let Err(e) = tx.try_send(message) {
+        // Full: the peer does not keep up; closing its channel ends its task.
+        debug!(error = %e, "dropping a message for a peer that does not keep up");
+    }
+}
+
+impl Hub {
+    pub fn next_session(&mut self) -> u64 {
+        self.next_session += 1;
+        self.next_session
+    }
+
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn gateways(&self) -> usize {
+        self.gateways.len()
+    }
+
+    /// Registers a client, replacing (and closing) an older connection of the same device.
+    pub fn add_client(&mut self, entry: ClientEntry) {
+        let device_id = entry.device_id.clone();
+        if let Some(old) = self.clients.insert(device_id.clone(), entry) {
+            send(
+                &old.tx,
+                Outbound::Close(encode(&PortalToClient::SignedOut {
+                    reason: SignOutReason::Replaced,
+                    message: "this device connected again".into(),
+                })),
+            );
+            self.drop_grants_of_client(&device_id);
+        }
+    }
+
+    /// Removes a client if `session` is still its current connection; its gateways are told.
+    pub fn remove_client(&mut self, device_id: &str, session: u64) {
+        if self
+            .clients
+            .get(device_id)
+            .is_some_and(|c| c.session == session)
+        {
+            self.clients.remove(device_id);
+            self.drop_grants_of_client(device_id);
+        }
+    }
+
+    fn drop_grants_of_client(&mut self, device_id: &str) {
+        let Some(grants) = self.grants.remove(device_id) else {
+            return;
+        };
+        for gateway_id in grants.keys() {
+            if let Some(devices) = self.clients_of.get_mut(gateway_id) {
+                devices.remove(device_id);
+            }
+            if let Some(gateway) = self.gateways.get(gateway_id) {
+                send(
+                    &gateway.tx,
+                    Outbound::Message(encode(&PortalToGateway::Revoke {
+                        client_id: device_id.to_owned(),
+                        resource_ids: Vec::new(),
+                    })),
+                );
+            }
+        }
+    }
+
+    pub fn add_gateway(&mut self, entry: GatewayEntry) {
+        let gateway_id = entry.gateway_id.clone();
+        if let Some(old) = self.gateways.insert(gateway_id, entry) {
+            send(
+                &old.tx,
+                Outbound::Close(encode(&PortalToGateway::Error {
+                    code: ember_protocol::portal::ErrorCode::HelloExpected,
+                    message: "this gateway connected again; closing the older connection".into(),
+                })),
+            );
+        }
+    }
+
+    /// Removes a gateway if `session` is still its current connection, and tells every client
+    /// with grants through it which resources need a new gateway.
+    pub fn remove_gateway(&mut self, gateway_id: &str, session: u64) {
+        if self
+            .gateways
+            .get(gateway_id)
+            .is_none_or(|g| g.session != session)
+        {
+            return;
+        }
+        self.gateways.remove(gateway_id);
+        let devices = self.clients_of.remove(gateway_id).unwrap_or_default();
+        for device_id in &devices {
+            let Some(per_gateway) = self.grants.get_mut(device_id) else {
+                continue;
+            };
+            let Some(resource_ids) = per_gateway.remove(gateway_id) else {
+                continue;
+            };
+            if per_gateway.is_empty() {
+                self.grants.remove(device_id);
+            }
+            if let Some(client) = self.clients.get(device_id) {
+                send(
+                    &client.tx,
+                    Outbound::Message(encode(&PortalToClient::GatewayOffline {
+                        gateway_id: gateway_id.to_owned(),
+                        resource_ids: resource_ids.into_iter().collect(),
+                    })),
+                );
+            }
+        }
+    }
+
+    pub fn client(&self, device_id: &str) -> Option<&ClientEntry> {
+        self.clients.get(device_id)
+    }
+
+    pub fn gateway(&self, gateway_id: &str) -> Option<&GatewayEntry> {
+        self.gateways.get(gateway_id)
+    }
+
+    pub fn set_reported_connections(&mut self, gateway_id: &str, session: u64, connections: u32) {
+        if let Some(g) = self
+            .gateways
+            .get_mut(gateway_id)
+            .filter(|g| g.session == session)
+        {
+            g.reported_connections = connections;
+        }
+    }
+
+    /// The least loaded online gateway of a site (load: clients granted through it here, or
+    /// what it reported, whichever is higher); among equals, the one chosen longest ago.
+    pub fn choose_gateway(&mut self, account_id: &str, site_id: &str) -> Option<&GatewayEntry> {
+        let clients_of = &self.clients_of;
+        let chosen = self
+            .gateways
+            .values()
+            .filter(|g| g.account_id == account_id && g.site_id == site_id)
+            .min_by_key(|g| {
+                let granted = clients_of.get(&g.gateway_id).map_or(0, HashSet::len);
+                let load = u32::try_from(granted)
+                    .unwrap_or(u32::MAX)
+                    .max(g.reported_connections);
+                (load, g.last_chosen, g.gateway_id.clone())
+            })?
+            .gateway_id
+            .clone();
+        self.choices += 1;
+        let gateway = self.gateways.get_mut(&chosen)?;
+        gateway.last_chosen = self.choices;
+        Some(gateway)
+    }
+
+    /// Whether this device already has a grant through a gateway of the site; reused so one
+    /// device keeps one connection per site.
+    pub fn gateway_in_use(&self, device_id: &str, site_id: &str) -> Option<&GatewayEntry> {
+        self.grants
+            .get(device_id)?
+            .keys()
+            .filter_map(|g| self.gateways.get(g))
+            .find(|g| g.site_id == site_id)
+    }
+
+    pub fn record_grant(&mut self, device_id: &str, gateway_id: &str, resource_id: &str) {
+        self.grants
+            .entry(device_id.to_owned())
+            .or_default()
+            .entry(gateway_id.to_owned())
+            .or_default()
+            .insert(resource_id.to_owned());
+        self.clients_of
+            .entry(gateway_id.to_owned())
+            .or_default()
+            .insert(device_id.to_owned());
+    }
+
+    pub fn has_grant(&self, device_id: &str, gateway_id: &str) -> bool {
+        self.grants
+            .get(device_id)
+            .is_some_and(|g| g.contains_key(gateway_id))
+    }
+
+    /// Applies a new snapshot: closes connections whose token was revoked or whose user was
+    /// disabled, pushes changed resource lists, and withdraws grants no policy allows anymore.
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) {
+        let mut withdrawn: Vec<(String, String, Vec<String>)> = Vec::new();
+        let mut closed: Vec<String> = Vec::new();
+        for client in self.clients.values_mut() {
+            let user_ok = snapshot
+                .users
+                .get(&client.user_id)
+                .is_some_and(|u| !u.disabled);
+            if snapshot.revoked_tokens.contains(&client.token_id) || !user_ok {
+                send(
+                    &client.tx,
+                    Outbound::Close(encode(&PortalToClient::SignedOut {
+                        reason: SignOutReason::Revoked,
+                        message: "this device's sign-in was revoked".into(),
+                    })),
+                );
+                closed.push(client.device_id.clone());
+                continue;
+            }
+            let resources = snapshot.visible_resources(&client.user_id);
+            if resources != client.resources {
+                send(
+                    &client.tx,
+                    Outbound::Message(encode(&PortalToClient::ResourcesUpdated {
+                        resources: resources.clone(),
+                    })),
+                );
+                client.resources = resources;
+            }
+            let Some(per_gateway) = self.grants.get_mut(&client.device_id) else {
+                continue;
+            };
+            for (gateway_id, resource_ids) in per_gateway.iter_mut() {
+                let gone: Vec<String> = resource_ids
+                    .iter()
+                    .filter(|r| !client.resources.iter().any(|v| &v.id == *r))
+                    .cloned()
+                    .collect();
+                if !gone.is_empty() {
+                    resource_ids.retain(|r| !gone.contains(r));
+                    withdrawn.push((gateway_id.clone(), client.device_id.clone(), gone));
+                }
+            }
+            per_gateway.retain(|gateway_id, r| {
+                if r.is_empty()
+                    && let Some(devices) = self.clients_of.get_mut(gateway_id)
+                {
+                    devices.remove(&client.device_id);
+                }
+                !r.is_empty()
+            });
+        }
+        for (gateway_id, device_id, resource_ids) in withdrawn {
+            if let Some(gateway) = self.gateways.get(&gateway_id) {
+                send(
+                    &gateway.tx,
+                    Outbound::Message(encode(&PortalToGateway::Revoke {
+                        client_id: device_id,
+                        resource_ids,
+                    })),
+                );
+            }
+        }
+        for device_id in closed {
+            if let Some(client) = self.clients.remove(&device_id) {
+                drop(client);
+                self.drop_grants_of_client(&device_id);
+            }
+        }
+        let revoked_gateways: Vec<String> = self
+            .gateways
+            .values()
+            .filter(|g| {
+                snapshot.revoked_tokens.contains(&g.token_id)
+                    || !snapshot.gateways.contains_key(&g.gateway_id)
+            })
+            .map(|g| g.gateway_id.clone())
+            .collect();
+        for gateway_id in revoked_gateways {
+            if let Some(gateway) = self.gateways.get(&gateway_id) {
+                let session = gateway.session;
+                send(
+                    &gateway.tx,
+                    Outbound::Close(encode(&PortalToGateway::Error {
+                        code: ember_protocol::portal::ErrorCode::TokenExpired,
+                        message: "this gateway's token was revoked".into(),
+                    })),
+                );
+                self.remove_gateway(&gateway_id, session);
+            }
+        }
+    }
+
+    /// Signs out clients whose token expired by `now` (unix seconds).
+    pub fn expire(&mut self, now: i64) {
+        let expired: Vec<String> = self
+            .clients
+            .values()
+            .filter(|c| c.expires_at.is_some_and(|e| e <= now))
+            .map(|c| c.device_id.clone())
+            .collect();
+        for device_id in expired {
+            if let Some(client) = self.clients.remove(&device_id) {
+                send(
+                    &client.tx,
+                    Outbound::Close(encode(&PortalToClient::SignedOut {
+                        reason: SignOutReason::Expired,
+                        message: "this device's sign-in expired; sign in again".into(),
+                    })),
+                );
+                self.drop_grants_of_client(&device_id);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Closes every connection (portal shutdown).
+    pub fn close_all(&mut self) {
+        let closing = || {
+            Outbound::Close(encode(&PortalToClient::Error {
+                code: ember_protocol::portal::ErrorCode::Internal,
+                message: "the portal is shutting down; reconnect shortly".into(),
+            }))
+        };
+        for client in self.clients.values() {
+            send(&client.tx, closing());
+        }
+        for gateway in self.gateways.values() {
+            send(&gateway.tx, closing());
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Ember's portal: the self-hostable control plane (ARCHITECTURE §7).
+//!
+//! - [`store`]: SQLite or PostgreSQL through sqlx, one set of migrations.
+//! - [`config`]: the TOML file and the model it may declare.
+//! - [`model`]: the in-memory [`model::Snapshot`] and policy evaluation.
+//! - [`signin`]: the sign-in page, CSRF, failure rate limit, token issue; [`oidc`]: sign-in
+//!   with an OpenID Connect provider (authorisation code + PKCE, discovery).
+//! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
+//!   gateway choice.
+//! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
+//! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do.
+
+pub mod admin;
+pub mod api;
+pub mod config;
+pub mod crypto;
+pub mod hub;
+pub mod model;
+pub mod oidc;
+pub mod server;
+pub mod signin;
+pub mod store;
+
+pub use config::Config;
+pub use server::Portal;
+pub use store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}

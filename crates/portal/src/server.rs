@@ -1,0 +1,228 @@
+//! The running portal: shared state, the HTTP router, and the task that follows store changes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use ember_protocol::portal::{CLIENT_API_PATH, GATEWAY_API_PATH, Relay};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::crypto;
+use crate::hub::Hub;
+use crate::model::Snapshot;
+use crate::signin::FailureLimiter;
+use crate::store::{Store, StoreError, now_unix};
+use crate::{api, oidc, signin};
+
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Config,
+    pub signing_key: Vec<u8>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    hub: Mutex<Hub>,
+    pub limiter: Mutex<FailureLimiter>,
+    public_url: String,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs `f` with the hub locked. Keep `f` short: it never awaits.
+    pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
+        f(&mut self.hub.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Where browsers reach this portal, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.config.server.heartbeat_interval_ms)
+    }
+
+    /// Relay credentials for `owner` (a device or gateway id), valid for each relay's lifetime.
+    pub fn relays_for(&self, owner: &str) -> Vec<Relay> {
+        let now = u64::try_from(now_unix()).unwrap_or(0);
+        self.config
+            .relays
+            .iter()
+            .map(|relay| {
+                let expires_at = now + relay.credential_lifetime_secs;
+                let (username, password) =
+                    crypto::relay_credentials(&relay.secret, owner, expires_at);
+                Relay {
+                    id: relay.id.clone(),
+                    urls: relay.urls.clone(),
+                    username,
+                    password,
+                    expires_at,
+                }
+            })
+            .collect()
+    }
+
+    /// When to send fresh relay credentials: at half the shortest lifetime.
+    pub fn relay_refresh_interval(&self) -> Option<Duration> {
+        self.config
+            .relays
+            .iter()
+            .map(|r| Duration::from_secs(r.credential_lifetime_secs / 2))
+            .min()
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        let snapshot = Arc::new(self.store.load_snapshot().await?);
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = snapshot.clone();
+        self.with_hub(|hub| hub.apply_snapshot(&snapshot));
+        Ok(())
+    }
+}
+
+/// A portal serving on a socket; dropping it does not stop it, [`Portal::shutdown`] does.
+#[derive(Debug)]
+pub struct Portal {
+    pub addr: SocketAddr,
+    pub state: Shared,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    watcher: JoinHandle<()>,
+}
+
+impl Portal {
+    /// Connects the store, applies the declared model, and serves on `config.server.listen`.
+    pub async fn start(config: Config) -> Result<Self, crate::Error> {
+        let store = Store::connect(&config.server.database).await?;
+        config.apply(&store).await?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| crate::Error::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        Self::serve(store, config, listener).await
+    }
+
+    pub async fn serve(
+        store: Store,
+        config: Config,
+        listener: TcpListener,
+    ) -> Result<Self, crate::Error> {
+        let addr = listener.local_addr().map_err(|source| crate::Error::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let signing_key = store.signing_key().await?;
+        let snapshot = Arc::new(store.load_snapshot().await?);
+        let limiter = FailureLimiter::new(
+            config.sign_in.max_failures,
+            Duration::from_secs(config.sign_in.failure_window_secs),
+        );
+        let state = Arc::new(AppState {
+            store,
+            signing_key,
+            snapshot: RwLock::new(snapshot),
+            hub: Mutex::new(Hub::default()),
+            limiter: Mutex::new(limiter),
+            public_url: config
+                .server
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            config,
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let router = router(state.clone());
+        let mut server_stop = stopped.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+        });
+        let watcher_state = state.clone();
+        let watcher = tokio::spawn(async move {
+            let period = Duration::from_millis(watcher_state.config.server.change_poll_interval_ms);
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+                let known = watcher_state.snapshot().generation;
+                match watcher_state.store.generation().await {
+                    Ok(current) if current != known => {
+                        if let Err(e) = watcher_state.reload().await {
+                            warn!(error = %e, "cannot reload the model");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "cannot read the model generation"),
+                }
+                watcher_state.with_hub(|hub| hub.expire(now_unix()));
+            }
+        });
+        info!(%addr, "portal listening");
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            server,
+            watcher,
+        })
+    }
+
+    /// Stops accepting, waits for open connections to finish, closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        // Live WebSockets do not end by themselves; tell every peer's task to close.
+        self.state.with_hub(|hub| hub.close_all());
+        let _ = self.watcher.await;
+        let _ = self.server.await;
+        self.state.store.close().await;
+    }
+
+    /// Waits until the server task ends (e.g. after a failure).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.server).await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(signin::index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/sign-in", get(signin::page).post(signin::submit))
+        .route("/sign-in/oidc", post(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
+        .route(CLIENT_API_PATH, get(api::client))
+        .route(GATEWAY_API_PATH, get(api::gateway))
+        .with_state(state)
+}

@@ -1,0 +1,558 @@
+//! The sign-in page (ARCHITECTURE §4): plain, accessible HTML with a password form.
+//!
+//! `GET /sign-in?as=client&state=S&nonce=N[&account=SLUG]` shows the form. The form carries a
+//! signed *attempt* (state, nonce, account, time, CSRF binding) so nothing is stored for a
+//! page view. `POST /sign-in` checks, in order: the CSRF cookie equals the form's CSRF field
+//! and is the one the attempt was signed with; the attempt's signature and age; the failure
+//! rate limit; the password. Then, atomically, the attempt is recorded as used (a second use
+//! is refused as a replay) and a client token is stored (as a hash), and the browser is sent
+//! to `ember://sign-in-callback?state=S&fragment=F&actor=NAME&account=SLUG`.
+//! The token is `hex(HMAC-SHA256(nonce, fragment))` (see [`crate::crypto::derive_client_token`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine as _;
+use ember_protocol::portal::AccountInfo;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+use tracing::{info, warn};
+
+use crate::crypto;
+use crate::server::Shared;
+use crate::store::now_unix;
+
+const CSRF_COOKIE: &str = "ember_csrf";
+
+/// Counts failed sign-ins per key (client address, account + email) in a sliding window.
+#[derive(Debug)]
+pub struct FailureLimiter {
+    max: u32,
+    window: Duration,
+    failures: HashMap<String, VecDeque<Instant>>,
+}
+
+impl FailureLimiter {
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self {
+            max,
+            window,
+            failures: HashMap::new(),
+        }
+    }
+
+    /// How long until `key` may try again, if it is blocked now.
+    pub fn blocked_for(&mut self, key: &str, now: Instant) -> Option<Duration> {
+        let failures = self.failures.get_mut(key)?;
+        while failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            failures.pop_front();
+        }
+        if failures.len() < self.max as usize {
+            return None;
+        }
+        failures
+            .front()
+            .map(|first| self.window.saturating_sub(now.duration_since(*first)))
+    }
+
+    pub fn record_failure(&mut self, key: &str, now: Instant) {
+        let failures = self.failures.entry(key.to_owned()).or_default();
+        failures.push_back(now);
+        while failures.len() > self.max as usize {
+            failures.pop_front();
+        }
+        // Bound the memory an attacker can make us use with many keys.
+        if self.failures.len() > 100_000 {
+            let window = self.window;
+            self.failures
+                .retain(|_, f| f.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+    }
+
+    pub fn clear(&mut self, key: &str) {
+        self.failures.remove(key);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    #[serde(rename = "as")]
+    pub as_: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SubmitForm {
+    pub attempt: String,
+    pub csrf: String,
+    pub account: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// What the form's `attempt` field carries, signed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Attempt {
+    pub(crate) state: String,
+    pub(crate) nonce: String,
+    pub(crate) account: String,
+    issued_at: i64,
+    /// SHA-256 (hex) of the CSRF value in the cookie and the form.
+    csrf: String,
+}
+
+pub async fn index() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Ember portal</title></head>",
+        "<body><main><h1>Ember portal</h1><p>Sign in from the Ember app: it opens this portal's sign-in page for you.</p></main></body></html>"
+    ))
+}
+
+pub async fn page(State(state): State<Shared>, Query(query): Query<PageQuery>) -> Response {
+    if query.as_.as_deref() != Some("client") {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This page is opened by the Ember app (missing `as=client`).",
+        );
+    }
+    let (Some(s), Some(nonce)) = (query.state, query.nonce) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is incomplete. Start again from the Ember app.",
+        );
+    };
+    if crypto::decode_hex32(&s, "state").is_err() || crypto::decode_hex32(&nonce, "nonce").is_err()
+    {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is malformed. Start again from the Ember app.",
+        );
+    }
+    let account = query.account.unwrap_or_else(|| {
+        let snapshot = state.snapshot();
+        match snapshot.accounts.values().collect::<Vec<_>>().as_slice() {
+            [only] => only.slug.clone(),
+            _ => String::new(),
+        }
+    });
+    let csrf = crypto::random_hex32();
+    let attempt = Attempt {
+        state: s,
+        nonce,
+        account: account.clone(),
+        issued_at: now_unix(),
+        csrf: hex::encode(Sha256::digest(csrf.as_bytes())),
+    };
+    let Ok(payload) = serde_json::to_vec(&attempt) else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The portal could not create the sign-in form.",
+        );
+    };
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+    let signature = crypto::sign(&state.signing_key, payload.as_bytes());
+    let attempt_field = format!("{payload}.{signature}");
+    let mut response = form_page(
+        &state.config.oidc,
+        StatusCode::OK,
+        &attempt_field,
+        &csrf,
+        &account,
+        "",
+        None,
+    );
+    let secure = if state.config.sign_in.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{CSRF_COOKIE}={csrf}; Path=/sign-in; HttpOnly; SameSite=Strict{secure}");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn submit(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SubmitForm>,
+) -> Response {
+    let attempt = match check_form(&state, &headers, &form.attempt, &form.csrf) {
+        Ok(attempt) => attempt,
+        Err(refusal) => return refusal,
+    };
+    let account_slug = form.account.trim().to_owned();
+    let email = form.email.trim().to_ascii_lowercase();
+    let ip_key = format!("ip:{}", peer.ip());
+    let user_key = format!("user:{account_slug}/{email}");
+    let now = Instant::now();
+    let blocked = {
+        let mut limiter = state
+            .limiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        limiter
+            .blocked_for(&ip_key, now)
+            .or_else(|| limiter.blocked_for(&user_key, now))
+    };
+    if let Some(wait) = blocked {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let mut response = form_page(
+            &state.config.oidc,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.attempt,
+            &form.csrf,
+            &account_slug,
+            &email,
+            Some(&format!(
+                "Too many failed sign-ins. Try again in {minutes} minute(s)."
+            )),
+        );
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let snapshot = state.snapshot();
+    let account = snapshot
+        .accounts
+        .values()
+        .find(|a| a.slug == account_slug)
+        .cloned();
+    let user = match &account {
+        Some(account) => state.store.password_user(&account.id, &email).await,
+        None => Ok(None),
+    };
+    let user = match user {
+        Ok(user) => user,
+        Err(e) => {
+            warn!(error = %e, "user look-up failed");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The portal cannot read its database. Try again shortly.",
+            );
+        }
+    };
+    // Verify against a dummy hash when the user does not exist, so timing tells nothing.
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let password = form.password.clone();
+    let verified = tokio::task::spawn_blocking(move || match stored {
+        Some(hash) => crypto::verify_password(&password, &hash),
+        None => {
+            let _ = crypto::verify_password(&password, DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let (Some(account), Some(user), true) = (account, user, verified) else {
+        {
+            let mut limiter = state
+                .limiter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            limiter.record_failure(&ip_key, now);
+            limiter.record_failure(&user_key, now);
+        }
+        info!(account = %account_slug, "failed sign-in");
+        return form_page(
+            &state.config.oidc,
+            StatusCode::UNAUTHORIZED,
+            &form.attempt,
+            &form.csrf,
+            &account_slug,
+            &email,
+            Some("Wrong account, email or password."),
+        );
+    };
+    if user.disabled {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This user is disabled. Ask your administrator.",
+        );
+    }
+    state
+        .limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear(&user_key);
+    finish(
+        &state,
+        &form.attempt,
+        &attempt,
+        &account,
+        &user.id,
+        &user.name,
+    )
+    .await
+}
+
+/// Checks a posted form: the CSRF cookie equals the form's field and is the one the attempt
+/// was signed with; the attempt's signature; its age.
+#[allow(clippy::result_large_err)] // the refusal is the HTTP answer, built once per bad form
+pub(crate) fn check_form(
+    state: &Shared,
+    headers: &HeaderMap,
+    attempt_field: &str,
+    csrf: &str,
+) -> Result<Attempt, Response> {
+    let cookie_csrf = cookie(headers, CSRF_COOKIE).unwrap_or_default();
+    let csrf_ok = !csrf.is_empty() && bool::from(cookie_csrf.as_bytes().ct_eq(csrf.as_bytes()));
+    let Some(attempt) = verify_attempt(state, attempt_field) else {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in form is not valid. Start again from the Ember app.",
+        ));
+    };
+    let csrf_hash = hex::encode(Sha256::digest(csrf.as_bytes()));
+    if !csrf_ok || !bool::from(csrf_hash.as_bytes().ct_eq(attempt.csrf.as_bytes())) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "The sign-in form could not be verified (cookies must be enabled). Start again from the Ember app.",
+        ));
+    }
+    check_attempt_age(state, &attempt)?;
+    Ok(attempt)
+}
+
+#[allow(clippy::result_large_err)] // as above
+pub(crate) fn check_attempt_age(state: &Shared, attempt: &Attempt) -> Result<(), Response> {
+    let age = now_unix() - attempt.issued_at;
+    if age < 0 || age as u64 > state.config.sign_in.attempt_lifetime_secs {
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in has expired. Start again from the Ember app.",
+        ));
+    }
+    Ok(())
+}
+
+/// The end of every successful sign-in (password or OIDC): record the attempt as used, store
+/// the token, and send the browser to the app.
+pub(crate) async fn finish(
+    state: &Shared,
+    attempt_field: &str,
+    attempt: &Attempt,
+    account: &AccountInfo,
+    user_id: &str,
+    user_name: &str,
+) -> Response {
+    let fragment = crypto::random_hex32();
+    let Ok(token) = crypto::derive_client_token(&attempt.nonce, &fragment) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is malformed. Start again from the Ember app.",
+        );
+    };
+    let attempt_id = hex::encode(Sha256::digest(attempt_field.as_bytes()));
+    let expires_at = now_unix() + state.config.sign_in.client_token_lifetime_secs as i64;
+    match state
+        .store
+        .complete_sign_in(&attempt_id, &account.id, user_id, &token, expires_at)
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error_page(
+                StatusCode::CONFLICT,
+                "This sign-in was already completed. Start again from the Ember app.",
+            );
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot store a token");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The portal cannot write its database. Try again shortly.",
+            );
+        }
+    }
+    info!(user = %user_id, "signed in");
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("state", &attempt.state)
+        .append_pair("fragment", &fragment)
+        .append_pair("actor", user_name)
+        .append_pair("account", &account.slug)
+        .finish();
+    let location = format!("ember://sign-in-callback?{query}");
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signed in</title></head><body><main><h1>Signed in</h1><p>Return to the Ember app. If it did not open, <a href=\"{}\">open it here</a>.</p></main></body></html>",
+            escape(&location)
+        )),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    // The sign-in cookies have done their job.
+    for expired in [
+        "ember_csrf=; Path=/sign-in; HttpOnly; SameSite=Strict; Max-Age=0",
+        "ember_oidc=; Path=/sign-in; HttpOnly; SameSite=Lax; Max-Age=0",
+    ] {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, HeaderValue::from_static(expired));
+    }
+    response
+}
+/// An argon2id hash of a random password nobody knows, to spend the same time on unknown users.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Y3Z0Q0pJvH0m8m5q3y7gkqj6m4H0nq3wq8r8mZ8kG3o";
+
+pub(crate) fn verify_attempt(state: &Shared, field: &str) -> Option<Attempt> {
+    let (payload, signature) = field.split_once('.')?;
+    if !crypto::verify_signature(&state.signing_key, payload.as_bytes(), signature) {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn form_page(
+    oidc: &[crate::config::OidcConfig],
+    status: StatusCode,
+    attempt: &str,
+    csrf: &str,
+    account: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    let error = error
+        .map(|e| format!("<p id=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let described = if error.is_empty() {
+        ""
+    } else {
+        " aria-describedby=\"error\""
+    };
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign in to Ember</title></head>
+<body>
+<main>
+<h1>Sign in to Ember</h1>
+{error}
+<form method="post" action="/sign-in">
+<input type="hidden" name="attempt" value="{attempt}">
+<input type="hidden" name="csrf" value="{csrf}">
+<p><label for="account">Account</label><br><input id="account" name="account" type="text" required autocomplete="organization" value="{account}"></p>
+<p><label for="email">Email</label><br><input id="email" name="email" type="email" required autocomplete="username" value="{email}"{described}></p>
+<p><label for="password">Password</label><br><input id="password" name="password" type="password" required autocomplete="current-password"{described}></p>
+<p><button type="submit">Sign in</button></p>
+</form>
+{providers}</main>
+</body>
+</html>
+"#,
+        providers = oidc
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| account.is_empty() || p.account == account)
+            .map(|(i, p)| format!(
+                "<form method=\"post\" action=\"/sign-in/oidc\"><input type=\"hidden\" name=\"attempt\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"provider\" value=\"{i}\"><p><button type=\"submit\">Sign in with {}</button></p></form>\n",
+                escape(attempt),
+                escape(csrf),
+                escape(&p.name)
+            ))
+            .collect::<String>(),
+        attempt = escape(attempt),
+        csrf = escape(csrf),
+        account = escape(account),
+        email = escape(email),
+    );
+    with_page_headers((status, Html(body)).into_response())
+}
+
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in problem</title></head><body><main><h1>Sign-in problem</h1><p role=\"alert\">{}</p></main></body></html>",
+        escape(message)
+    );
+    with_page_headers((status, Html(body)).into_response())
+}
+
+fn with_page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+pub(crate) fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_blocks_after_max_failures_until_the_window_passes() {
+        let mut limiter = FailureLimiter::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(limiter.blocked_for("k", t0), None, "attempt {i}");
+            limiter.record_failure("k", t0);
+        }
+        assert!(
+            limiter
+                .blocked_for("k", t0 + Duration::from_secs(10))
+                .is_some()
+        );
+        assert_eq!(limiter.blocked_for("other", t0), None);
+        assert_eq!(limiter.blocked_for("k", t0 + Duration::from_secs(61)), None);
+    }
+
+    #[test]
+    fn the_dummy_hash_parses_so_unknown_users_cost_a_full_verification() {
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(!crypto::verify_password("anything", DUMMY_HASH));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}
