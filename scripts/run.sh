@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds Ember and runs it on this machine: the tunnel service as root, the tray app as the
-# desktop user. Without a display (a server, CI), the app runs in a private Xvfb session and a
+# Builds Ember and runs it on this machine: the demo portal (its sign-in page on
+# http://127.0.0.1:8080, the default portal of the service), the tunnel service as root, the
+# tray app as the desktop user. Without a display (a server, CI), the app runs in a private Xvfb session and a
 # screenshot of its window is saved, so you can see what it shows. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,12 +10,20 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/ember/target}"
 
 scripts/deps.sh run
 npm run build:ui --silent
-cargo build -p ember-app -p ember-tunnel-service
+cargo build -p ember-app -p ember-tunnel-service -p ember-portal
 bin="$CARGO_TARGET_DIR/debug"
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
+
+# The portal never needs root; its demo database lives outside the checkout.
+portal_dir=/var/lib/ember-demo-portal
+mkdir -p "$portal_dir" && chown embertest: "$portal_dir"
+setpriv --reuid=embertest --regid="$(id -g embertest)" --init-groups \
+  "$bin/ember-portal" --demo --database "sqlite://$portal_dir/portal.db" &
+pids+=($!)
+sleep 2
 
 "$bin/ember-tunnel" run &
 pids+=($!)
