@@ -1,16 +1,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A DNS resource's address. Names compare case-insensitively; a trailing dot is ignored.
+use ember_protocol::portal::dns_pattern_matches;
+
+/// A DNS resource's address: `db.corp.example` (that name), `*.corp.example` (every name below,
+/// at any depth, not the suffix itself), `?` for exactly one label anywhere
+/// (`?.corp.example`, `db.?.corp.example`). Names compare case-insensitively; a trailing dot is
+/// ignored. Matching is the portal's own rule (`ember_protocol::portal::dns_pattern_matches`),
+/// so the client answers exactly the names the portal grants.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NamePattern {
-    /// `db.corp.example`: that name only.
-    Exact(String),
-    /// `*.corp.example`: every name below `corp.example`, at any depth, not the suffix itself.
-    AnyBelow(String),
-    /// `?.corp.example`: names exactly one label below `corp.example`.
-    OneBelow(String),
-}
+pub struct NamePattern(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
@@ -21,33 +20,23 @@ pub enum PatternError {
 impl NamePattern {
     /// Whether `name` (as it came in a query) is covered.
     pub fn matches(&self, name: &str) -> bool {
-        let name = normalize(name);
-        match self {
-            Self::Exact(exact) => name == *exact,
-            Self::AnyBelow(suffix) => below(&name, suffix).is_some(),
-            Self::OneBelow(suffix) => below(&name, suffix).is_some_and(|rest| !rest.contains('.')),
-        }
+        dns_pattern_matches(&self.0, name)
     }
 
-    /// Orders overlapping patterns: an exact name beats `?`, which beats `*`; among wildcards
-    /// the longer suffix wins.
+    /// Orders overlapping patterns: an exact name beats one with `?`, which beats `*`; then the
+    /// more fixed labels, the more specific.
     pub fn specificity(&self) -> (u8, usize) {
-        match self {
-            Self::Exact(name) => (2, name.len()),
-            Self::OneBelow(suffix) => (1, suffix.len()),
-            Self::AnyBelow(suffix) => (0, suffix.len()),
-        }
+        let labels = self.0.split('.');
+        let fixed = labels.clone().filter(|l| *l != "*" && *l != "?").count();
+        let kind = if self.0.starts_with("*.") {
+            0
+        } else if labels.into_iter().any(|l| l == "?") {
+            1
+        } else {
+            2
+        };
+        (kind, fixed)
     }
-}
-
-/// The labels of `name` in front of `.suffix`, if `name` is below `suffix`.
-fn below<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
-    let rest = name.strip_suffix(suffix)?.strip_suffix('.')?;
-    (!rest.is_empty()).then_some(rest)
-}
-
-fn normalize(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl FromStr for NamePattern {
@@ -55,22 +44,24 @@ impl FromStr for NamePattern {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = |why| PatternError::Invalid(text.to_owned(), why);
-        let normalized = normalize(text);
-        let (make, name): (fn(String) -> Self, &str) =
-            if let Some(suffix) = normalized.strip_prefix("*.") {
-                (Self::AnyBelow, suffix)
-            } else if let Some(suffix) = normalized.strip_prefix("?.") {
-                (Self::OneBelow, suffix)
-            } else {
-                (Self::Exact, &normalized)
-            };
-        if name.is_empty() {
+        let normalized = text.trim_end_matches('.').to_ascii_lowercase();
+        if normalized.is_empty() {
             return Err(invalid("it is empty"));
         }
-        if name.len() > 253 {
+        if normalized.len() > 253 {
             return Err(invalid("it is longer than 253 characters"));
         }
-        for label in name.split('.') {
+        let labels: Vec<&str> = normalized.split('.').collect();
+        if labels.len() < 2 && labels.iter().any(|l| *l == "*" || *l == "?") {
+            return Err(invalid("a wildcard needs a suffix"));
+        }
+        for (index, label) in labels.iter().enumerate() {
+            match *label {
+                "*" if index == 0 => continue,
+                "*" => return Err(invalid("`*` may only stand first")),
+                "?" => continue,
+                _ => {}
+            }
             if label.is_empty() || label.len() > 63 {
                 return Err(invalid("every label needs 1 to 63 characters"));
             }
@@ -84,17 +75,13 @@ impl FromStr for NamePattern {
                 return Err(invalid("a label cannot start or end with `-`"));
             }
         }
-        Ok(make(name.to_owned()))
+        Ok(Self(normalized))
     }
 }
 
 impl fmt::Display for NamePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Exact(name) => f.write_str(name),
-            Self::AnyBelow(suffix) => write!(f, "*.{suffix}"),
-            Self::OneBelow(suffix) => write!(f, "?.{suffix}"),
-        }
+        f.write_str(&self.0)
     }
 }
 
@@ -126,11 +113,12 @@ mod tests {
     }
 
     #[test]
-    fn question_mark_matches_exactly_one_label_below() {
+    fn question_mark_matches_exactly_one_label_anywhere() {
         let one = pattern("?.corp.example");
         assert!(one.matches("a.corp.example"));
         assert!(!one.matches("a.b.corp.example"));
         assert!(!one.matches("corp.example"));
+        assert!(pattern("db.?.corp.example").matches("db.eu.corp.example"));
     }
 
     #[test]
