@@ -13,27 +13,11 @@ const PEER: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
 
 #[tokio::test]
 async fn packets_cross_a_real_tun_device_both_ways() {
-    let mut testbed = match Testbed::new() {
-        Ok(testbed) => testbed,
-        Err(Error::NotRoot) => return eprintln!("SKIPPED: creating a TUN device needs root"),
-        Err(e) => panic!("{e}"),
-    };
+    let Some(mut testbed) = testbed() else { return };
     let host = testbed.add_public_host("tun").unwrap();
-    let runtime = tokio::runtime::Handle::current();
-    let (tun, socket) = testbed
-        .in_ns(&host.ns, move || {
-            let _entered = runtime.enter();
-            let tun = Tun::create(&TunConfig {
-                name: "ember0".into(),
-                mtu: DEFAULT_MTU,
-                ipv4: Some((TUN_ADDR, 11)),
-                ipv6: None,
-            })
-            .unwrap();
-            let socket = UdpSocket::bind((TUN_ADDR, 0)).unwrap();
-            (tun, socket)
-        })
-        .unwrap();
+    let (tun, socket) = with_tun(&testbed, &host.ns, 11, |tun| {
+        (tun, UdpSocket::bind((TUN_ADDR, 0)).unwrap())
+    });
     assert_eq!(tun.name(), "ember0");
     let local_port = socket.local_addr().unwrap().port();
 
@@ -110,27 +94,12 @@ async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
 
     use ember_io::routes::{Prefix, Routes};
 
-    let mut testbed = match Testbed::new() {
-        Ok(testbed) => testbed,
-        Err(Error::NotRoot) => return eprintln!("SKIPPED: routes need root"),
-        Err(e) => panic!("{e}"),
-    };
+    let Some(mut testbed) = testbed() else { return };
     let host = testbed.add_public_host("routes").unwrap();
-    let runtime = tokio::runtime::Handle::current();
-    let (tun, mut routes) = testbed
-        .in_ns(&host.ns, move || {
-            let _entered = runtime.enter();
-            let tun = Tun::create(&TunConfig {
-                name: "ember0".into(),
-                mtu: DEFAULT_MTU,
-                ipv4: Some((TUN_ADDR, 32)),
-                ipv6: None,
-            })
-            .unwrap();
-            let routes = Routes::new(tun.index()).unwrap();
-            (tun, routes)
-        })
-        .unwrap();
+    let (tun, mut routes) = with_tun(&testbed, &host.ns, 32, |tun| {
+        let routes = Routes::new(tun.index()).unwrap();
+        (tun, routes)
+    });
     let show = || {
         let output = testbed
             .exec(&host.ns, "ip", &["route", "show", "dev", "ember0"])
@@ -165,28 +134,13 @@ async fn a_network_change_is_reported_but_our_own_routes_are_not() {
 
     use ember_io::routes::{Prefix, Routes};
 
-    let mut testbed = match Testbed::new() {
-        Ok(testbed) => testbed,
-        Err(Error::NotRoot) => return eprintln!("SKIPPED: needs root"),
-        Err(e) => panic!("{e}"),
-    };
+    let Some(mut testbed) = testbed() else { return };
     let host = testbed.add_public_host("watch").unwrap();
-    let runtime = tokio::runtime::Handle::current();
-    let (tun, mut routes, mut changes) = testbed
-        .in_ns(&host.ns, move || {
-            let _entered = runtime.enter();
-            let tun = Tun::create(&TunConfig {
-                name: "ember0".into(),
-                mtu: DEFAULT_MTU,
-                ipv4: Some((TUN_ADDR, 32)),
-                ipv6: None,
-            })
-            .unwrap();
-            let routes = Routes::new(tun.index()).unwrap();
-            let changes = ember_io::netwatch::watch(tun.index()).unwrap();
-            (tun, routes, changes)
-        })
-        .unwrap();
+    let (tun, mut routes, mut changes) = with_tun(&testbed, &host.ns, 32, |tun| {
+        let routes = Routes::new(tun.index()).unwrap();
+        let changes = ember_io::netwatch::watch(tun.index()).unwrap();
+        (tun, routes, changes)
+    });
 
     let ours = BTreeSet::from([Prefix::new("10.30.0.0".parse().unwrap(), 16).unwrap()]);
     routes.apply(&ours).await.unwrap();
@@ -208,4 +162,39 @@ async fn a_network_change_is_reported_but_our_own_routes_are_not() {
         .expect("the new route is reported")
         .expect("the watch is running");
     drop(tun);
+}
+
+fn testbed() -> Option<Testbed> {
+    match Testbed::new() {
+        Ok(testbed) => Some(testbed),
+        Err(Error::NotRoot) => {
+            eprintln!("SKIPPED: TUN devices, routes and namespaces need root");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Creates `ember0` with `TUN_ADDR/prefix` in namespace `ns` and hands it to `setup`, which runs
+/// there too (inside the test's runtime), so everything it opens belongs to that namespace.
+fn with_tun<T: Send>(
+    testbed: &Testbed,
+    ns: &str,
+    prefix: u8,
+    setup: impl FnOnce(Tun) -> T + Send,
+) -> T {
+    let runtime = tokio::runtime::Handle::current();
+    testbed
+        .in_ns(ns, move || {
+            let _entered = runtime.enter();
+            let tun = Tun::create(&TunConfig {
+                name: "ember0".into(),
+                mtu: DEFAULT_MTU,
+                ipv4: Some((TUN_ADDR, prefix)),
+                ipv6: None,
+            })
+            .unwrap();
+            setup(tun)
+        })
+        .unwrap()
 }
