@@ -553,8 +553,11 @@ async fn a_second_resource_on_the_same_gateway_repeats_the_connection_credential
         .await;
     let first = client.recv().await;
     let _ = gateway.recv().await;
-    client.send(json!({"type": "request_access", "request_id": 2, "resource_id": db,
-        "domain": "eu.db.corp.example", "proxy_ips": ["100.96.0.1", "fd00:2021:1111:8000::1"]}))
+    client
+        .send(
+            json!({"type": "request_access", "request_id": 2, "resource_id": db,
+        "domain": "eu.db.corp.example", "proxy_ips": ["100.96.0.1", "fd00:2021:1111:8000::1"]}),
+        )
         .await;
     let second = client.recv().await;
     let grant = gateway.recv().await;
@@ -566,8 +569,11 @@ async fn a_second_resource_on_the_same_gateway_repeats_the_connection_credential
         "the gateway learns the client's proxy IPs for the name"
     );
 
-    client.send(json!({"type": "request_access", "request_id": 3, "resource_id": lan,
-        "new_connection": true}))
+    client
+        .send(
+            json!({"type": "request_access", "request_id": 3, "resource_id": lan,
+        "new_connection": true}),
+        )
         .await;
     let fresh = client.recv().await;
     let fresh_grant = gateway.recv().await;
