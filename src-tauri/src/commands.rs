@@ -26,3 +26,16 @@ pub async fn apply_settings(
 pub async fn sign_in(controller: State<'_, ControllerHandle>) -> Result<(), AppError> {
     controller.sign_in().await
 }
+
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_sign_in(controller: State<'_, ControllerHandle>) -> Result<(), AppError> {
+    controller.cancel_sign_in().await;
+    Ok(())
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn sign_out(controller: State<'_, ControllerHandle>) -> Result<(), AppError> {
+    controller.sign_out().await
+}

@@ -26,6 +26,7 @@ use tauri_specta::Event as _;
 
 use crate::controller::{Controller, ControllerHandle};
 use crate::desktop::{Navigate, TauriDesktop};
+use crate::token_store::{Keychain, TokenVault};
 use crate::view::{AppView, Page};
 
 const MAIN_WINDOW: &str = "main";
@@ -41,6 +42,7 @@ pub fn run() -> anyhow::Result<()> {
         }))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_clipboard_manager::init())
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             specta.mount_events(app);
@@ -94,6 +96,8 @@ fn setup<R: Runtime>(app: &AppHandle<R>) -> anyhow::Result<()> {
     let (controller, handle) = Controller::new(
         TauriDesktop::new(app.clone(), initial_tray),
         service_endpoint(),
+        TokenVault::new(Keychain),
+        true,
     );
     tauri::async_runtime::spawn(controller.run());
     app.manage(handle.clone());
@@ -134,13 +138,48 @@ fn handle_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 }
             });
         }
+        tray::MENU_CANCEL_SIGN_IN => {
+            let controller = app.state::<ControllerHandle>().inner().clone();
+            tauri::async_runtime::spawn(async move { controller.cancel_sign_in().await });
+        }
+        tray::MENU_SIGN_OUT => {
+            let controller = app.state::<ControllerHandle>().inner().clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = controller.sign_out().await {
+                    tracing::warn!("Sign-out failed: {e}");
+                }
+            });
+        }
         tray::MENU_OPEN => show_window(app, Some(Page::Resources)),
         tray::MENU_SETTINGS => show_window(app, Some(Page::Settings)),
         tray::MENU_QUIT => {
             tracing::info!("Quit from the tray");
             app.exit(0);
         }
-        other => tracing::debug!(id = other, "Unknown menu item"),
+        other => {
+            if let Some(resource_id) = other.strip_prefix(tray::MENU_COPY_PREFIX) {
+                copy_address(app, resource_id);
+            } else {
+                tracing::debug!(id = other, "Unknown menu item");
+            }
+        }
+    }
+}
+
+fn copy_address<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {
+    use tauri_plugin_clipboard_manager::ClipboardExt as _;
+    let view = app.state::<ControllerHandle>().view();
+    let Some(address) = view
+        .state
+        .iter()
+        .flat_map(|s| &s.resources)
+        .find(|r| r.id == resource_id)
+        .map(|r| r.address.clone())
+    else {
+        return;
+    };
+    if let Err(e) = app.clipboard().write_text(address) {
+        tracing::warn!("Cannot copy the address: {e}");
     }
 }
 

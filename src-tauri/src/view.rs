@@ -10,6 +10,8 @@ pub struct AppView {
     pub service: ServiceStatus,
     /// The service's state; present only while connected, so nothing stale is shown.
     pub state: Option<ViewState>,
+    /// The portal's sign-in page is open in the browser and the app waits for its link.
+    pub waiting_for_browser: bool,
 }
 
 impl AppView {
@@ -17,6 +19,7 @@ impl AppView {
         Self {
             service: ServiceStatus::Connecting,
             state: None,
+            waiting_for_browser: false,
         }
     }
 }

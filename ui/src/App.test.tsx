@@ -8,6 +8,7 @@ import { formatBytes } from "./pages/Resources";
 const notRunning = {
   service: { status: "not_running" as const, detail: "connection refused" },
   state: null,
+  waiting_for_browser: false,
 };
 
 describe("App", () => {
@@ -24,7 +25,15 @@ describe("App", () => {
 
   it("explains a missing group membership", async () => {
     render(
-      <App backend={new FakeBackend({ service: { status: "not_allowed", detail: "EACCES" }, state: null })} />,
+      <App
+        backend={
+          new FakeBackend({
+            service: { status: "not_allowed", detail: "EACCES" },
+            state: null,
+            waiting_for_browser: false,
+          })
+        }
+      />,
     );
     expect(await screen.findByTestId("service-not-allowed")).toHaveTextContent("log out and back in");
   });
@@ -68,6 +77,25 @@ describe("App", () => {
     await screen.findByTestId("resources-empty");
     act(() => backend.emitNavigate("settings"));
     expect(await screen.findByLabelText("Portal URL")).toHaveValue("http://127.0.0.1:8080");
+  });
+
+  it("shows the sign-in steps with a way to cancel, then offers sign-out", async () => {
+    const backend = new FakeBackend({ ...connected(), waiting_for_browser: true });
+    render(<App backend={backend} />);
+    expect(await screen.findByTestId("session-state")).toHaveTextContent("Waiting for the browser…");
+    await userEvent.click(screen.getByRole("button", { name: "Cancel sign-in" }));
+    expect(backend.calls).toEqual(["cancelSignIn"]);
+
+    const raising = signedOutState();
+    raising.session = { state: "raising_tunnel" };
+    act(() => backend.emitView(connected(raising)));
+    expect(await screen.findByTestId("session-state")).toHaveTextContent("Raising the tunnel…");
+
+    const signedIn = signedOutState();
+    signedIn.session = { state: "signed_in", account: "acme", actor: "Ada" };
+    act(() => backend.emitView(connected(signedIn)));
+    await userEvent.click(await screen.findByRole("button", { name: "Sign out" }));
+    expect(backend.calls).toEqual(["cancelSignIn", "signOut"]);
   });
 
   it("shows why sign-in did not start", async () => {

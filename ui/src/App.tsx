@@ -51,7 +51,11 @@ export function App({ backend }: { backend: Backend }) {
       <main className="content">
         {view.service.status === "connected" && view.state !== null ? (
           <>
-            <SessionBanner session={view.state.session} backend={backend} />
+            <SessionBanner
+              session={view.state.session}
+              waitingForBrowser={view.waiting_for_browser}
+              backend={backend}
+            />
             {page === "resources" ? (
               <ResourcesPage resources={view.state.resources} />
             ) : (

@@ -9,6 +9,8 @@ export interface Backend {
   getView(): Promise<AppView>;
   applySettings(settings: ServiceSettings): Promise<Result<null>>;
   signIn(): Promise<Result<null>>;
+  cancelSignIn(): Promise<Result<null>>;
+  signOut(): Promise<Result<null>>;
   /** Calls `onView` on every change; returns a function that stops listening. */
   onViewChanged(onView: (view: AppView) => void): Promise<() => void>;
   onNavigate(onPage: (page: Page) => void): Promise<() => void>;
@@ -18,6 +20,8 @@ export const tauriBackend: Backend = {
   getView: () => commands.getView(),
   applySettings: (settings) => commands.applySettings(settings),
   signIn: () => commands.signIn(),
+  cancelSignIn: () => commands.cancelSignIn(),
+  signOut: () => commands.signOut(),
   onViewChanged: (onView) => events.viewChanged.listen((event) => onView(event.payload)),
   onNavigate: (onPage) => events.navigate.listen((event) => onPage(event.payload)),
 };

@@ -9,6 +9,8 @@ export const commands = {
 	getView: () => __TAURI_INVOKE<AppView>("get_view"),
 	applySettings: (settings: ServiceSettings) => typedError<null, AppError>(__TAURI_INVOKE("apply_settings", { settings })),
 	signIn: () => typedError<null, AppError>(__TAURI_INVOKE("sign_in")),
+	cancelSignIn: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_sign_in")),
+	signOut: () => typedError<null, AppError>(__TAURI_INVOKE("sign_out")),
 };
 
 /** Events */
@@ -26,6 +28,8 @@ export type AppView = {
 	service: ServiceStatus,
 	/**  The service's state; present only while connected, so nothing stale is shown. */
 	state: ViewState | null,
+	/**  The portal's sign-in page is open in the browser and the app waits for its link. */
+	waiting_for_browser: boolean,
 };
 
 export type ConnectionPath = "direct" | "relayed";
@@ -80,7 +84,9 @@ export type ServiceStatus =
 
 export type SessionState = 
 /**  `reason` says why, when the user did not ask for it (token revoked, expired, …). */
-{ state: "signed_out"; reason: string | null } | { state: "connecting_to_portal" } | { state: "signed_in"; account: string; actor: string } | 
+{ state: "signed_out"; reason: string | null } | { state: "connecting_to_portal" } | 
+/**  The portal accepted the token; the TUN device, routes and DNS are being set up. */
+{ state: "raising_tunnel" } | { state: "signed_in"; account: string; actor: string } | 
 /**  Tunnels keep working; the portal connection is being re-established. */
 { state: "portal_reconnecting"; reason: string };
 

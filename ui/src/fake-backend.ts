@@ -14,7 +14,11 @@ export function signedOutState(): ViewState {
 }
 
 export function connected(state: ViewState = signedOutState()): AppView {
-  return { service: { status: "connected", service_version: "0.1.0" }, state };
+  return {
+    service: { status: "connected", service_version: "0.1.0" },
+    state,
+    waiting_for_browser: false,
+  };
 }
 
 export class FakeBackend implements Backend {
@@ -22,6 +26,7 @@ export class FakeBackend implements Backend {
   applied: ServiceSettings[] = [];
   applyResult: Result<null> = { status: "ok", data: null };
   signInResult: Result<null> = { status: "ok", data: null };
+  calls: string[] = [];
   private viewListeners: ((view: AppView) => void)[] = [];
   private pageListeners: ((page: Page) => void)[] = [];
 
@@ -37,7 +42,16 @@ export class FakeBackend implements Backend {
     return this.applyResult;
   }
   async signIn() {
+    this.calls.push("signIn");
     return this.signInResult;
+  }
+  async cancelSignIn() {
+    this.calls.push("cancelSignIn");
+    return { status: "ok" as const, data: null };
+  }
+  async signOut() {
+    this.calls.push("signOut");
+    return { status: "ok" as const, data: null };
   }
   async onViewChanged(onView: (view: AppView) => void) {
     this.viewListeners.push(onView);
