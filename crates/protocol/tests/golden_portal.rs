@@ -141,6 +141,8 @@ fn client_request_access() {
             request_id: 7,
             resource_id: "res_db".into(),
             domain: Some("eu.db.corp.example".into()),
+            proxy_ips: proxy_ips(),
+            new_connection: true,
         },
     );
 }
@@ -354,6 +356,7 @@ fn to_gateway_grant() {
             },
             resource: resources()[0].clone(),
             domain: Some("eu.db.corp.example".into()),
+            proxy_ips: proxy_ips(),
             preshared_key: "q8Qe5n0bJ3QmYV3x9lq2S0n2bB0mO5f4Q0xw6Y1H2cA=".into(),
             local_ice: ice("gw1x"),
             remote_ice: ice("cli1"),
@@ -408,5 +411,29 @@ fn error_body() {
             code: ErrorCode::TokenExpired,
             message: "the token has been revoked".into(),
         },
+    );
+}
+
+fn proxy_ips() -> Vec<std::net::IpAddr> {
+    vec![
+        Ipv4Addr::new(100, 96, 0, 1).into(),
+        Ipv6Addr::new(0xfd00, 0x2021, 0x1111, 0x8000, 0, 0, 0, 1).into(),
+    ]
+}
+
+#[test]
+fn request_access_from_a_client_without_proxy_ips_still_decodes() {
+    let message: ClientMessage =
+        serde_json::from_str(r#"{"type":"request_access","request_id":1,"resource_id":"res_web"}"#)
+            .unwrap();
+    assert_eq!(
+        message,
+        ClientMessage::RequestAccess {
+            request_id: 1,
+            resource_id: "res_web".into(),
+            domain: None,
+            proxy_ips: Vec::new(),
+            new_connection: false,
+        }
     );
 }
