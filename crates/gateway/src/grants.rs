@@ -246,7 +246,7 @@ mod tests {
         let internet =
             resource_grant(&resource(ResourceAddress::Internet, vec![]), &[], &[]).unwrap();
         assert_eq!(internet.destinations.len(), 2);
-        assert!(internet.destinations.iter().all(|p| p.len() == 0));
+        assert!(internet.destinations.iter().all(|p| p.is_empty()));
     }
 
     #[test]
