@@ -241,7 +241,14 @@ impl GatewayRouter {
                     Denied::NoResource(_) => self.stats.dropped_no_resource += 1,
                     Denied::NotAllowed { .. } => self.stats.dropped_not_allowed += 1,
                 }
-                tracing::debug!(?peer, destination = %real.unwrap_or(flow.destination), "Dropped a packet from a client: {denied}");
+                tracing::debug!(
+                    ?peer,
+                    protocol = flow.protocol,
+                    source_port = flow.source_port,
+                    destination = %real.unwrap_or(flow.destination),
+                    destination_port = flow.destination_port,
+                    "Dropped a packet from a client: {denied}"
+                );
                 return false;
             }
         }
