@@ -48,6 +48,10 @@ pub struct Options {
     pub private_key: [u8; 32],
     pub tun_name: String,
     pub resolver: Resolver,
+    /// After the portal link comes back, grants the portal does not send again within this
+    /// time are dropped: the portal forgot them with the old link, so it could no longer
+    /// revoke them.
+    pub reconfirm_within: Duration,
 }
 
 /// Connects, sets up the data plane and serves until SIGTERM/SIGINT or a permanent error.
@@ -119,6 +123,7 @@ pub async fn run(options: Options) -> Result<()> {
     let driver_task = tokio::spawn(driver.run());
 
     let mut gateway = Gateway::new(handle, router, options.resolver, interface);
+    gateway.reconfirm_within = options.reconfirm_within;
     gateway.set_relays(relays).await;
     let result = gateway
         .serve(portal, link, backoff, events, driver_task, &mut shutdown)
@@ -254,6 +259,11 @@ struct Gateway {
     expiries: BTreeSet<(u64, PeerId, GrantKey)>,
     relay_ids: HashMap<String, RelayId>,
     link: Option<PortalLink<GatewaySide>>,
+    /// Grants from before the last reconnect that the portal has not sent again yet, and when
+    /// they are dropped.
+    unconfirmed: BTreeSet<(PeerId, GrantKey)>,
+    reconfirm_by: Option<tokio::time::Instant>,
+    reconfirm_within: Duration,
 }
 
 impl Gateway {
@@ -278,6 +288,9 @@ impl Gateway {
             expiries: BTreeSet::new(),
             relay_ids: HashMap::new(),
             link: None,
+            unconfirmed: BTreeSet::new(),
+            reconfirm_by: None,
+            reconfirm_within: Duration::from_secs(120),
         }
     }
 
@@ -313,6 +326,7 @@ impl Gateway {
                         backoff.reset();
                         self.link = Some(link);
                         self.handle_portal(init).await;
+                        self.start_reconfirming();
                         tracing::info!("Connected to the portal again");
                     }
                     Err(e) if e.is_permanent() => return Err(permanent(e)),
@@ -332,6 +346,7 @@ impl Gateway {
                     self.send(GatewayMessage::Health { connections, cpu_percent: None }).await;
                 }
                 () = tokio::time::sleep(next_expiry) => self.expire().await,
+                () = sleep_until(self.reconfirm_by) => self.drop_unconfirmed().await,
                 _ = flow_tick.tick() => self.router.lock().tick(),
                 result = &mut driver_task => {
                     return match result {
@@ -522,6 +537,7 @@ impl Gateway {
         {
             self.expiries.remove(&(old, peer, key.clone()));
         }
+        self.unconfirmed.remove(&(peer, key.clone()));
         self.expiries.insert((expires_at, peer, key));
         self.driver
             .send(Command::Grant(Box::new(Grant {
@@ -595,6 +611,44 @@ impl Gateway {
                 client.expiries.remove(&key);
             }
             tracing::info!(%client_id, resource_id = %key.resource_id, "A grant expired");
+            if !self.router.lock().revoke_grant(peer, &key) {
+                self.forget_client(&client_id).await;
+            }
+        }
+    }
+
+    /// Every grant held now must come again from the portal within `reconfirm_within`.
+    fn start_reconfirming(&mut self) {
+        let router = self.router.lock();
+        self.unconfirmed = self
+            .expiries
+            .iter()
+            .filter(|(_, peer, key)| router.has_grant(*peer, key))
+            .map(|(_, peer, key)| (*peer, key.clone()))
+            .collect();
+        drop(router);
+        if !self.unconfirmed.is_empty() {
+            tracing::info!(
+                grants = self.unconfirmed.len(),
+                within = ?self.reconfirm_within,
+                "Grants from before the reconnect must be confirmed by the portal"
+            );
+            self.reconfirm_by = Some(tokio::time::Instant::now() + self.reconfirm_within);
+        }
+    }
+
+    async fn drop_unconfirmed(&mut self) {
+        self.reconfirm_by = None;
+        for (peer, key) in std::mem::take(&mut self.unconfirmed) {
+            let Some(client_id) = self.client_of.get(&peer).cloned() else {
+                continue;
+            };
+            if let Some(client) = self.clients.get_mut(&client_id)
+                && let Some(expiry) = client.expiries.remove(&key)
+            {
+                self.expiries.remove(&(expiry, peer, key.clone()));
+            }
+            tracing::info!(%client_id, resource_id = %key.resource_id, "A grant the portal did not confirm after reconnecting was dropped");
             if !self.router.lock().revoke_grant(peer, &key) {
                 self.forget_client(&client_id).await;
             }
@@ -728,6 +782,13 @@ async fn recv(
 ) -> Result<PortalToGateway, ember_portal_client::LinkError> {
     match link {
         Some(link) => link.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

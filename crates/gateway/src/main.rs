@@ -50,6 +50,10 @@ struct Cli {
     /// The name the portal shows for this gateway (default: the host name).
     #[arg(long)]
     name: Option<String>,
+    /// Seconds within which the portal must send a grant again after the link to it came
+    /// back; grants it does not confirm are dropped.
+    #[arg(long, default_value_t = 120, hide = true)]
+    reconfirm_secs: u64,
     /// Log filter, e.g. `info` or `info,ember_gateway=debug` (also EMBER_LOG).
     #[arg(long, env = "EMBER_LOG", default_value = "info")]
     log: String,
@@ -99,6 +103,7 @@ async fn run(cli: Cli) -> Result<()> {
         private_key,
         tun_name: cli.tun_name,
         resolver,
+        reconfirm_within: std::time::Duration::from_secs(cli.reconfirm_secs),
     })
     .await
 }

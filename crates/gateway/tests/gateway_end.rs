@@ -166,6 +166,18 @@ fn the_gateway_forwards_granted_flows_and_drops_the_rest() {
         std::thread::sleep(Duration::from_millis(100));
     }
     phase("the gateway reconnected to the restarted portal");
+    // The restarted portal knows nothing of the client's grant (the client is gone): the
+    // gateway drops it once the confirmation window closes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gateway.log().contains("did not confirm after reconnecting") {
+        assert!(
+            Instant::now() < deadline,
+            "the unconfirmed grant was kept:\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    phase("the grant the portal did not confirm was dropped");
 
     // What the site saw: the web server only the gateway's masqueraded address, the traps
     // nothing at all — the gateway dropped those packets, as its log says.
@@ -995,6 +1007,7 @@ impl GatewayProcess {
             .arg("--log-dir")
             .arg(&log_dir)
             .args(["--resolver", &format!("{SITE_DNS}:53")])
+            .args(["--reconfirm-secs", "2"])
             .env("EMBER_LOG", "info,ember_gateway=debug")
             .env_remove("EMBER_GATEWAY_TOKEN")
             .stdin(Stdio::null())
