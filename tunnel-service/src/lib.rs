@@ -13,5 +13,7 @@ pub mod platform;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod settings;
 pub mod status;
+pub mod tunnel;
