@@ -144,6 +144,21 @@ pub enum PortalToClient {
     },
 }
 
+impl PortalToClient {
+    pub const TYPES: &'static [&'static str] = &[
+        "init",
+        "resources_updated",
+        "relays_updated",
+        "access_granted",
+        "access_denied",
+        "ice_candidates",
+        "gateway_offline",
+        "heartbeat",
+        "signed_out",
+        "error",
+    ];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gateway ⇄ portal
 
@@ -224,6 +239,18 @@ pub enum PortalToGateway {
         code: ErrorCode,
         message: String,
     },
+}
+
+impl PortalToGateway {
+    pub const TYPES: &'static [&'static str] = &[
+        "init",
+        "relays_updated",
+        "grant",
+        "revoke",
+        "ice_candidates",
+        "heartbeat",
+        "error",
+    ];
 }
 
 // ---------------------------------------------------------------------------------------------

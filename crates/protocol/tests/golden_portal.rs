@@ -437,3 +437,29 @@ fn request_access_from_a_client_without_proxy_ips_still_decodes() {
         }
     );
 }
+
+/// `decode` refuses types missing from `TYPES`: every message kind must be listed.
+#[test]
+fn every_golden_message_decodes_with_its_side_type_list() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/portal");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let decoded = if name.starts_with("to_client_") {
+            decode::<PortalToClient>(&text, PortalToClient::TYPES).map(|_| ())
+        } else if name.starts_with("to_gateway_") {
+            decode::<PortalToGateway>(&text, PortalToGateway::TYPES).map(|_| ())
+        } else if name.starts_with("client_") {
+            decode::<ClientMessage>(&text, ClientMessage::TYPES).map(|_| ())
+        } else if name.starts_with("gateway_") {
+            decode::<GatewayMessage>(&text, GatewayMessage::TYPES).map(|_| ())
+        } else {
+            continue;
+        };
+        assert_eq!(decoded, Ok(()), "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} golden messages found");
+}
