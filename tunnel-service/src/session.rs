@@ -291,7 +291,7 @@ impl Session {
     }
 
     fn retry_later(&mut self, reason: String) {
-        let delay = self.backoff.next();
+        let delay = self.backoff.next_delay();
         tracing::info!(%reason, ?delay, "No portal connection; retrying");
         if self.signed_in {
             self.set_session(SessionState::PortalReconnecting { reason });
@@ -393,7 +393,8 @@ impl Session {
                 reason,
                 message,
             } => {
-                tracing::info!(%resource_id, ?reason, %message, "Access denied");
+                tracing::info!(%resource_id, ?reason, "Access denied");
+                tracing::debug!(%resource_id, %message, "Why access was denied");
                 lock(&tunnel.router).handle_access_denied(request_id, &resource_id, message, now);
                 self.carry_out().await;
                 self.publish_views();
