@@ -907,7 +907,10 @@ mod tests {
         std::iter::from_fn(|| router.poll_output()).collect()
     }
 
-    fn requests(outputs: &[Output]) -> Vec<(u64, String, Option<String>, Vec<IpAddr>, bool)> {
+    /// Request id, resource, domain, proxy IPs, new connection.
+    type Asked = (u64, String, Option<String>, Vec<IpAddr>, bool);
+
+    fn requests(outputs: &[Output]) -> Vec<Asked> {
         outputs
             .iter()
             .filter_map(|o| match o {

@@ -535,3 +535,80 @@ async fn after_sigkill_the_next_start_restores_dns() {
     );
     drop(service);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_outlives_a_portal_restart_and_a_network_change_reconnects_the_portal() {
+    let Some(mut world) = world().await else {
+        return;
+    };
+    let ns = world.client.ns.clone();
+    let service = NsService::start(&ns, world.dir.path());
+    let mut app = service.app().await;
+    let (token, _) = world.portal.client_token().await;
+    let signed_in = sign_in(&mut app, &world.portal, &token).await;
+    let proxy_ips = resolve(&ns, "app.corp.example");
+
+    world.portal.shutdown().await;
+    let state = wait_for(&mut app, "reconnecting", |s| {
+        matches!(s.session, SessionState::PortalReconnecting { .. })
+    })
+    .await;
+    assert_eq!(state.interface, signed_in.interface, "the tunnel stays up");
+    // Meanwhile the stub keeps answering, from memory and from upstream.
+    assert_eq!(resolve(&ns, "app.corp.example"), proxy_ips);
+    assert_eq!(resolve(&ns, "www.example.org"), vec![UPSTREAM_ANSWER]);
+    assert!(tunnel_routes(&ns).iter().any(|r| r == "10.77.0.0/16"));
+
+    let addr = world.portal.addr();
+    let listener = world
+        .testbed
+        .in_ns(&world.server.ns, || {
+            std::net::TcpListener::bind(addr).unwrap()
+        })
+        .unwrap();
+    world.portal.restart(listener).await;
+    let state = wait_for(&mut app, "signed in again", |s| {
+        matches!(s.session, SessionState::SignedIn { .. })
+    })
+    .await;
+    assert_eq!(state.interface, signed_in.interface);
+    assert_eq!(
+        resolve(&ns, "app.corp.example"),
+        proxy_ips,
+        "stable for the session"
+    );
+
+    // A route appearing under the tunnel is a network change: connections start over and the
+    // portal link is made anew.
+    let log = || {
+        std::fs::read_dir(world.dir.path().join("log"))
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect::<String>()
+    };
+    let handshakes = |log: &str| log.matches("Signed in resources").count();
+    let before = handshakes(&log());
+    ip(&ns, "route add 192.0.2.0/24 via 198.51.100.1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = log();
+        if log.contains("The network changed") && handshakes(&log) > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect after the network change:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The published state may not even change when the reconnect is quick; ask for it.
+    let Reply::State { state } = request(&mut app, 9, Request::GetState).await else {
+        panic!("no state");
+    };
+    assert!(
+        matches!(state.session, SessionState::SignedIn { .. }),
+        "{state:?}"
+    );
+    assert!(has_device(&ns));
+    drop(service);
+}

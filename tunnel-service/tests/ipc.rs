@@ -311,12 +311,20 @@ async fn a_token_the_portal_refuses_signs_out_with_its_reason() {
     let portal = TestPortal::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).await;
     let service = TestService::start();
     let mut client = good_client(&service).await;
+    // The most verbose log level: even then the token must stay out of the log.
     let settings = ServiceSettings {
         portal_url: portal.url(),
-        log_filter: "debug".into(),
+        log_filter: "trace".into(),
     };
     assert_eq!(
-        request(&mut client, 1, Request::ApplySettings { settings }).await,
+        request(
+            &mut client,
+            1,
+            Request::ApplySettings {
+                settings: settings.clone()
+            }
+        )
+        .await,
         Ok(Reply::Done)
     );
     let result = request(
@@ -350,10 +358,7 @@ async fn a_token_the_portal_refuses_signs_out_with_its_reason() {
                 },
                 interface: None,
                 resources: Vec::new(),
-                settings: ServiceSettings {
-                    portal_url: portal.url(),
-                    log_filter: "debug".into(),
-                },
+                settings,
             }
         })
     );

@@ -32,39 +32,47 @@ gateways = [{ site = "Berlin", name = "berlin-1" }]
 
 #[derive(Debug)]
 pub struct TestPortal {
-    pub portal: Portal,
-    _dir: tempfile::TempDir,
+    portal: Option<Portal>,
+    addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
 }
 
 impl TestPortal {
     pub async fn start(listener: std::net::TcpListener) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let database = format!("sqlite://{}", dir.path().join("portal.db").display());
-        let config = Config::parse(&format!(
-            r#"
-[server]
-listen = "{listen}"
-database = "{database}"
-heartbeat_interval_ms = 1000
-change_poll_interval_ms = 100
-{MODEL}"#,
-            listen = listener.local_addr().unwrap(),
-        ))
-        .unwrap();
-        let store = Store::connect(&config.server.database).await.unwrap();
-        config.apply(&store).await.unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let portal = Portal::serve(store, config, listener).await.unwrap();
-        Self { portal, _dir: dir }
+        let addr = listener.local_addr().unwrap();
+        let portal = serve(&dir, listener).await;
+        Self {
+            portal: Some(portal),
+            addr,
+            dir,
+        }
+    }
+
+    /// Stops the portal: every client is told and disconnected.
+    pub async fn shutdown(&mut self) {
+        if let Some(portal) = self.portal.take() {
+            portal.shutdown().await;
+        }
+    }
+
+    /// Serves the same database again, on `listener` (bound to the same address).
+    pub async fn restart(&mut self, listener: std::net::TcpListener) {
+        self.shutdown().await;
+        assert_eq!(listener.local_addr().unwrap(), self.addr);
+        self.portal = Some(serve(&self.dir, listener).await);
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.portal.addr)
+        format!("http://{}", self.addr)
     }
 
     fn store(&self) -> &Store {
-        &self.portal.state.store
+        &self.portal.as_ref().unwrap().state.store
     }
 
     async fn account(&self) -> String {
@@ -113,4 +121,24 @@ change_poll_interval_ms = 100
             .await
             .unwrap();
     }
+}
+
+async fn serve(dir: &tempfile::TempDir, listener: std::net::TcpListener) -> Portal {
+    let database = format!("sqlite://{}", dir.path().join("portal.db").display());
+    let config = Config::parse(&format!(
+        r#"
+[server]
+listen = "{listen}"
+database = "{database}"
+heartbeat_interval_ms = 1000
+change_poll_interval_ms = 100
+{MODEL}"#,
+        listen = listener.local_addr().unwrap(),
+    ))
+    .unwrap();
+    let store = Store::connect(&config.server.database).await.unwrap();
+    config.apply(&store).await.unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    Portal::serve(store, config, listener).await.unwrap()
 }
