@@ -26,6 +26,7 @@ use ember_engine::{
 use ember_io::routes::Prefix;
 use ember_protocol::ipc::{ConnectionPath, ResourceState, ResourceView};
 use ember_protocol::portal::{self, Resource, ResourceAddress};
+use etherparse::{Icmpv4Type, Icmpv6Type, PacketBuilder, icmpv4, icmpv6};
 
 /// Where the stub resolver listens (ARCHITECTURE §3).
 pub const SENTINEL_V4: Ipv4Addr = Ipv4Addr::new(100, 100, 111, 1);
@@ -619,6 +620,9 @@ impl ClientRouter {
         }
         if let Some(denial) = self.denied.get(&key.resource) {
             if now.saturating_duration_since(denial.at) < RETRY_AFTER_DENIAL {
+                if let Some(icmp) = prohibited(packet) {
+                    self.outputs.push_back(Output::WriteTun(icmp));
+                }
                 return;
             }
             self.denied.remove(&key.resource);
@@ -672,7 +676,13 @@ impl ClientRouter {
     }
 
     fn deny(&mut self, key: &Key, message: String, now: Instant) {
-        self.pending.remove(key);
+        if let Some(mut pending) = self.pending.remove(key) {
+            for packet in pending.packets.drain() {
+                if let Some(icmp) = prohibited(&packet) {
+                    self.outputs.push_back(Output::WriteTun(icmp));
+                }
+            }
+        }
         if let Some(grant) = self.granted.get_mut(&key.resource) {
             match &key.domain {
                 Some(domain) => {
@@ -798,6 +808,50 @@ pub fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
         }
         _ => None,
     }
+}
+
+/// An ICMP "administratively prohibited" for `packet`, back to its sender, so an application
+/// fails at once instead of waiting out its timeout. `None` for ICMP other than echo requests
+/// (an error is never answered with an error), later fragments and what does not parse.
+pub fn prohibited(packet: &[u8]) -> Option<Vec<u8>> {
+    let (src, dst) = addresses(packet)?;
+    let mut reply = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let header_len = usize::from(packet.first()? & 0x0f) * 4;
+            let fragment_offset = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]) & 0x1fff;
+            let is_icmp = *packet.get(9)? == 1;
+            if header_len < 20
+                || fragment_offset != 0
+                || (is_icmp && packet.get(header_len) != Some(&8))
+            {
+                return None;
+            }
+            let quoted = packet.get(..packet.len().min(header_len + 8))?;
+            PacketBuilder::ipv4(dst.octets(), src.octets(), 64)
+                .icmpv4(Icmpv4Type::DestinationUnreachable(
+                    icmpv4::DestUnreachableHeader::FilterProhibited,
+                ))
+                .write(&mut reply, quoted)
+                .ok()?;
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let is_icmp = *packet.get(6)? == 58;
+            if is_icmp && packet.get(40) != Some(&128) {
+                return None;
+            }
+            // The error fits the minimum MTU: 40 + 8 bytes of headers, the rest quoted.
+            let quoted = packet.get(..packet.len().min(1280 - 48))?;
+            PacketBuilder::ipv6(dst.octets(), src.octets(), 64)
+                .icmpv6(Icmpv6Type::DestinationUnreachable(
+                    icmpv6::DestUnreachableCode::Prohibited,
+                ))
+                .write(&mut reply, quoted)
+                .ok()?;
+        }
+        _ => return None,
+    }
+    Some(reply)
 }
 
 /// `10.0.0.0/24`, or a bare address as a host prefix.
@@ -1208,15 +1262,57 @@ mod tests {
             view.reason.as_deref(),
             Some("all gateways of Paris are offline")
         );
-        assert!(
-            outputs(&mut router).is_empty(),
-            "held packets dropped, nothing sent"
-        );
+        // The held packet is dropped; its sender learns at once.
+        let out = outputs(&mut router);
+        let [Output::WriteTun(icmp)] = out.as_slice() else {
+            panic!("expected one ICMP error, got {out:?}");
+        };
+        assert_prohibited(icmp, "10.20.5.1");
 
         router.outbound(&mut to("10.20.5.1", 1), now + Duration::from_secs(1));
-        assert!(outputs(&mut router).is_empty(), "no request storm");
+        let out = outputs(&mut router);
+        assert!(
+            matches!(out.as_slice(), [Output::WriteTun(icmp)] if addresses(icmp).is_some()),
+            "no request storm, only an ICMP error: {out:?}"
+        );
         router.outbound(&mut to("10.20.5.1", 2), now + RETRY_AFTER_DENIAL);
         assert_eq!(requests(&outputs(&mut router)).len(), 1);
+    }
+
+    fn assert_prohibited(icmp: &[u8], from: &str) {
+        let sliced = etherparse::SlicedPacket::from_ip(icmp).unwrap();
+        let (src, dst) = addresses(icmp).unwrap();
+        assert_eq!((src, dst), (from.parse().unwrap(), IpAddr::V4(ME)));
+        let Some(etherparse::TransportSlice::Icmpv4(header)) = sliced.transport else {
+            panic!("not ICMPv4");
+        };
+        assert_eq!((header.type_u8(), header.code_u8()), (3, 13));
+        // A checksum the kernel accepts.
+        assert_eq!(
+            header.checksum(),
+            header.header().icmp_type.calc_checksum(header.payload())
+        );
+    }
+
+    #[test]
+    fn icmp_errors_are_never_answered_with_icmp_errors() {
+        let unreachable = prohibited(&to("10.20.5.1", 0)).unwrap();
+        assert_eq!(prohibited(&unreachable), None);
+        let echo = etherparse::PacketBuilder::ipv4(ME.octets(), [10, 20, 5, 1], 64)
+            .icmpv4_echo_request(1, 1);
+        let mut ping = Vec::new();
+        echo.write(&mut ping, b"ping").unwrap();
+        assert!(
+            prohibited(&ping).is_some(),
+            "a ping learns it is prohibited"
+        );
+        let v6 = udp(
+            ("fd00::1".parse().unwrap(), 1),
+            ("fd00:2021:1111:8000::5".parse().unwrap(), 2),
+            &[0; 2000],
+        );
+        let error = prohibited(&v6).unwrap();
+        assert_eq!(error.len(), 1280, "an ICMPv6 error fits the minimum MTU");
     }
 
     #[test]

@@ -403,14 +403,18 @@ async fn signed_in_the_service_routes_resources_answers_dns_and_undoes_it_all() 
     );
 
     // Traffic to a resource asks the portal for access; its only gateway is offline, which
-    // the app is told.
-    world
+    // the app is told — and the application too, at once, by an ICMP error.
+    let socket = world
         .testbed
         .in_ns(&ns, || {
             let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-            socket.send_to(b"hello", ("10.77.1.1", 9)).unwrap();
+            socket.connect(("10.77.1.1", 9)).unwrap();
+            socket.set_nonblocking(true).unwrap();
+            socket
         })
         .unwrap();
+    let socket = tokio::net::UdpSocket::from_std(socket).unwrap();
+    socket.send(b"hello").await.unwrap();
     let state = wait_for(&mut app, "Office LAN unreachable", |s| {
         s.resources
             .iter()
@@ -429,6 +433,12 @@ async fn signed_in_the_service_routes_resources_answers_dns_and_undoes_it_all() 
             .contains("offline"),
         "{lan:?}"
     );
+    let mut buf = [0u8; 64];
+    let error = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+        .await
+        .expect("no ICMP error reached the application")
+        .unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::HostUnreachable, "{error}");
 
     // A new resource reaches the service live, and its route follows.
     world.portal.add_resource("Lab", "10.99.0.0/16").await;
