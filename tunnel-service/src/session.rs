@@ -1,9 +1,10 @@
 //! A signed-in session: the portal link, and the tunnel it drives.
 //!
 //! ```text
-//! ConnectingToPortal ──init──▶ SignedIn ──link lost──▶ PortalReconnecting ──init──▶ SignedIn
-//!         │                       │                           │
-//!         └──── token rejected, revoked or expired; sign-out; stop ────▶ SignedOut (torn down)
+//! ConnectingToPortal ─init─▶ RaisingTunnel ─▶ SignedIn ─link lost─▶ PortalReconnecting
+//!                                                ▲                          │ init
+//!                                                └──────────────────────────┘
+//! any state ── token refused, revoked or expired; sign-out; stop ──▶ SignedOut (all undone)
 //! ```
 //!
 //! The tunnel is built on the first `init` and lives until the session ends: while the portal
@@ -324,6 +325,7 @@ impl Session {
                 tunnel.router_wake.notify_one();
             }
             None => {
+                self.set_session(SessionState::RaisingTunnel);
                 let setup = TunnelSetup {
                     private_key: self.config.identity.private_key(),
                     state_dir: &self.config.state_dir,
