@@ -5,4 +5,8 @@ pub const ALL: &[&str] = &[
     "sign_in",
     "cancel_sign_in",
     "sign_out",
+    "get_preferences",
+    "set_preferences",
+    "export_logs",
+    "clear_logs",
 ];

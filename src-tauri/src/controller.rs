@@ -55,7 +55,13 @@ enum Command {
     DeepLink {
         link: url::Url,
     },
+    ExportServiceLogs {
+        reply: oneshot::Sender<Result<ServiceLogs, AppError>>,
+    },
 }
+
+/// Service log files as they arrive: (file name, bytes), in order.
+type ServiceLogs = Vec<(String, Vec<u8>)>;
 
 /// Who waits for the answer to a request sent to the service.
 #[derive(Debug)]
@@ -63,6 +69,8 @@ enum Waiter {
     Caller(oneshot::Sender<Result<(), AppError>>),
     /// A request the controller made on its own (restoring the session); failures are logged.
     Log(&'static str),
+    /// An export of the service's logs, collecting the chunks that come before the answer.
+    Logs(oneshot::Sender<Result<ServiceLogs, AppError>>, ServiceLogs),
 }
 
 /// A cheap, cloneable way to talk to the controller.
@@ -95,6 +103,19 @@ impl ControllerHandle {
     /// Forgets the token and tells the service to sign out.
     pub async fn sign_out(&self) -> Result<(), AppError> {
         self.ask(|reply| Command::SignOut { reply }).await
+    }
+
+    /// The service's log files, for the diagnostics bundle.
+    pub async fn export_service_logs(&self) -> Result<ServiceLogs, AppError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || AppError::ServiceUnavailable {
+            detail: "the app is shutting down".into(),
+        };
+        self.commands
+            .send(Command::ExportServiceLogs { reply })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// An `ember://` link the OS handed to the app.
@@ -228,11 +249,9 @@ impl<D: Desktop> Controller<D> {
             }
         };
         for (_, waiter) in self.awaiting_reply.drain() {
-            if let Waiter::Caller(reply) = waiter {
-                let _ = reply.send(Err(AppError::ServiceUnavailable {
-                    detail: lost.clone(),
-                }));
-            }
+            waiter.fail(AppError::ServiceUnavailable {
+                detail: lost.clone(),
+            });
         }
         Some(lost)
     }
@@ -283,7 +302,33 @@ impl<D: Desktop> Controller<D> {
                         tracing::warn!("The service refused {what}: {e}");
                     }
                 }
+                Some(Waiter::Logs(reply, files)) => {
+                    let _ = reply.send(
+                        result
+                            .map(|_| files)
+                            .map_err(|error| AppError::Service { error }),
+                    );
+                }
             },
+            ServiceMessage::LogChunk {
+                id,
+                file,
+                data_base64,
+            } => {
+                use base64::Engine as _;
+                let Some(Waiter::Logs(_, files)) = self.awaiting_reply.get_mut(&id) else {
+                    return;
+                };
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data_base64)
+                else {
+                    tracing::warn!(%file, "A log chunk from the service is not base64; skipped");
+                    return;
+                };
+                match files.last_mut() {
+                    Some((name, data)) if *name == file => data.extend_from_slice(&bytes),
+                    _ => files.push((file, bytes)),
+                }
+            }
             other => tracing::debug!(?other, "Ignoring an unexpected message from the service"),
         }
     }
@@ -316,6 +361,14 @@ impl<D: Desktop> Controller<D> {
                 self.send_request(connection, Request::SignOut, Waiter::Caller(reply))
                     .await
             }
+            Command::ExportServiceLogs { reply } => {
+                self.send_request(
+                    connection,
+                    Request::ExportLogs,
+                    Waiter::Logs(reply, Vec::new()),
+                )
+                .await
+            }
             Command::DeepLink { link } => {
                 let Some(token) = self.handle_deep_link(&link) else {
                     return Ok(());
@@ -347,11 +400,9 @@ impl<D: Desktop> Controller<D> {
                 Ok(())
             }
             Err(e) => {
-                if let Waiter::Caller(reply) = waiter {
-                    let _ = reply.send(Err(AppError::ServiceUnavailable {
-                        detail: e.to_string(),
-                    }));
-                }
+                waiter.fail(AppError::ServiceUnavailable {
+                    detail: e.to_string(),
+                });
                 Err(e.to_string())
             }
         }
@@ -490,6 +541,9 @@ impl<D: Desktop> Controller<D> {
                         let _ = reply.send(Ok(()));
                     }
                     Some(Command::CancelSignIn) => self.cancel_sign_in(),
+                    Some(Command::ExportServiceLogs { reply }) => {
+                        let _ = reply.send(Err(not_connected()));
+                    }
                     // Kept in the vault: the session starts when the service is back.
                     Some(Command::DeepLink { link }) => {
                         let _ = self.handle_deep_link(&link);
@@ -528,6 +582,20 @@ impl<D: Desktop> Controller<D> {
         }
         self.desktop.show_view(&view);
         self.view.send_replace(view);
+    }
+}
+
+impl Waiter {
+    fn fail(self, error: AppError) {
+        match self {
+            Self::Caller(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Logs(reply, _) => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Log(_) => {}
+        }
     }
 }
 

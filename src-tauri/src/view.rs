@@ -52,7 +52,9 @@ pub enum ServiceStatus {
 #[serde(rename_all = "snake_case")]
 pub enum Page {
     Resources,
+    Account,
     Settings,
+    Diagnostics,
 }
 
 /// Why a command failed, for the webview to show.
@@ -65,4 +67,7 @@ pub enum AppError {
     Service { error: IpcError },
     #[error("cannot open the browser: {detail}")]
     Browser { detail: String },
+    /// Writing a file on this computer failed (preferences, log bundle).
+    #[error("{detail}")]
+    Local { detail: String },
 }

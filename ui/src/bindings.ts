@@ -11,6 +11,12 @@ export const commands = {
 	signIn: () => typedError<null, AppError>(__TAURI_INVOKE("sign_in")),
 	cancelSignIn: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_sign_in")),
 	signOut: () => typedError<null, AppError>(__TAURI_INVOKE("sign_out")),
+	getPreferences: () => __TAURI_INVOKE<AppPreferences>("get_preferences"),
+	setPreferences: (preferences: AppPreferences) => typedError<null, AppError>(__TAURI_INVOKE("set_preferences", { preferences })),
+	/**  Writes the diagnostics bundle and returns its path. */
+	exportLogs: () => typedError<string, AppError>(__TAURI_INVOKE("export_logs")),
+	/**  Deletes the app's older log files and returns how many. */
+	clearLogs: () => typedError<number, AppError>(__TAURI_INVOKE("clear_logs")),
 };
 
 /** Events */
@@ -21,7 +27,18 @@ export const events = {
 
 /* Types */
 /**  Why a command failed, for the webview to show. */
-export type AppError = { kind: "service_unavailable"; detail: string } | { kind: "service"; error: IpcError } | { kind: "browser"; detail: string };
+export type AppError = { kind: "service_unavailable"; detail: string } | { kind: "service"; error: IpcError } | { kind: "browser"; detail: string } | 
+/**  Writing a file on this computer failed (preferences, log bundle). */
+{ kind: "local"; detail: string };
+
+export type AppPreferences = {
+	/**  Start Ember when the user logs in. */
+	start_on_login?: boolean,
+	/**  When started at login, stay in the tray instead of opening the window. */
+	start_minimised?: boolean,
+	/**  Sign in with the kept token when the app starts. */
+	connect_on_start?: boolean,
+};
 
 /**  Everything the window and the tray show, sent whole on every change. */
 export type AppView = {
@@ -41,7 +58,7 @@ export type IpcError = { code: "not_available_yet"; what: string } | { code: "in
 export type Navigate = Page;
 
 /**  Pages of the main window that the tray can open directly. */
-export type Page = "resources" | "settings";
+export type Page = "resources" | "account" | "settings" | "diagnostics";
 
 export type ResourceState = "unknown" | "connecting" | "active" | "idle" | "broken" | "unreachable";
 

@@ -1,5 +1,5 @@
 // A typed stand-in for the Rust side, for page tests.
-import type { AppError, AppView, Page, ServiceSettings, ViewState } from "./bindings";
+import type { AppError, AppPreferences, AppView, Page, ServiceSettings, ViewState } from "./bindings";
 import type { Backend, Result } from "./backend";
 
 export const SETTINGS: ServiceSettings = { portal_url: "http://127.0.0.1:8080", log_filter: "info" };
@@ -27,6 +27,8 @@ export class FakeBackend implements Backend {
   applyResult: Result<null> = { status: "ok", data: null };
   signInResult: Result<null> = { status: "ok", data: null };
   calls: string[] = [];
+  preferences: AppPreferences = { start_on_login: true, start_minimised: true, connect_on_start: true };
+  exportResult: Result<string> = { status: "ok", data: "/home/ada/Downloads/ember-logs-20261125-221530.zip" };
   private viewListeners: ((view: AppView) => void)[] = [];
   private pageListeners: ((page: Page) => void)[] = [];
 
@@ -48,6 +50,22 @@ export class FakeBackend implements Backend {
   async cancelSignIn() {
     this.calls.push("cancelSignIn");
     return { status: "ok" as const, data: null };
+  }
+  async getPreferences() {
+    return this.preferences;
+  }
+  async setPreferences(preferences: AppPreferences) {
+    this.calls.push("setPreferences");
+    this.preferences = preferences;
+    return { status: "ok" as const, data: null };
+  }
+  async exportLogs() {
+    this.calls.push("exportLogs");
+    return this.exportResult;
+  }
+  async clearLogs() {
+    this.calls.push("clearLogs");
+    return { status: "ok" as const, data: 2 };
   }
   async signOut() {
     this.calls.push("signOut");
