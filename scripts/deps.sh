@@ -16,9 +16,13 @@ GUI_TEST_PACKAGES=(xvfb xauth dbus dbus-x11 imagemagick webkit2gtk-driver haskel
 NETWORK_TEST_PACKAGES=(iproute2 nftables conntrack coturn iperf3 curl)
 # Portal tests: PostgreSQL server binaries (the tests start a throwaway cluster themselves).
 PORTAL_TEST_PACKAGES=(postgresql)
+# Package tests (scripts/test-packages.sh): a clean Debian root booted with systemd-nspawn,
+# lintian, manual pages from --help; python3 signs the installed service in.
+PACKAGE_TEST_PACKAGES=(debootstrap systemd-container lintian help2man zstd python3)
 
 missing=()
-for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}"; do
+for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}" \
+  "${PACKAGE_TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
