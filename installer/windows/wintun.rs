@@ -165,7 +165,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dll(&dir, b"MZ");
         for pin in ["", "abc", &"0".repeat(62), &"g".repeat(64)] {
-            assert!(matches!(verify(&path, pin), Err(WintunError::BadPin)), "{pin:?}");
+            assert!(
+                matches!(verify(&path, pin), Err(WintunError::BadPin)),
+                "{pin:?}"
+            );
         }
     }
 
