@@ -6,11 +6,11 @@
 //                  [--user embertest] [--artifacts DIR]
 // Prints figures (reaction times, RSS) and ends with "N passed, N failed".
 
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, chmodSync, chownSync, writeFileSync, readFileSync, existsSync, rmSync, openSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { checks, createHarness, sleep, until } from "./harness.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -29,214 +29,14 @@ if (process.getuid() !== 0) {
   process.exit(0);
 }
 
-const artifacts = resolve(args.artifacts);
-mkdirSync(artifacts, { recursive: true });
-const uid = Number(execFileSync("id", ["-u", args.user]).toString().trim());
-const gid = Number(execFileSync("id", ["-g", args.user]).toString().trim());
-const work = mkdtempSync(join(tmpdir(), "ember-gui-"));
-chmodSync(work, 0o755);
-const home = join(work, "home");
-const runtimeDir = join(work, "run"); // the service's socket folder
-for (const dir of [home, join(home, "run"), join(home, "data"), join(home, "config"), join(home, "cache")]) {
-  mkdirSync(dir, { recursive: true });
-  chownSync(dir, uid, gid);
-}
-chmodSync(join(home, "run"), 0o700);
-const socket = join(runtimeDir, "tunnel.sock");
-const display = `:${90 + (process.pid % 9)}`;
-const driverPort = 4444 + (process.pid % 50) * 2;
-const busAddress = `unix:path=${join(home, "run", "bus")}`;
-
-// The environment of everything that runs as the desktop user.
-const userEnv = {
-  PATH: "/usr/local/bin:/usr/bin:/bin",
-  HOME: home,
-  XDG_DATA_HOME: join(home, "data"),
-  XDG_CONFIG_HOME: join(home, "config"),
-  XDG_CACHE_HOME: join(home, "cache"),
-  XDG_RUNTIME_DIR: join(home, "run"),
-  DISPLAY: display,
-  DBUS_SESSION_BUS_ADDRESS: busAddress,
-  EMBER_TUNNEL_SOCKET: socket,
-  EMBER_LOG: "debug",
-  NO_AT_BRIDGE: "1",
-  LANG: "C.UTF-8",
-};
-
-const children = [];
-function start(name, command, argv, { asUser = true, env = userEnv } = {}) {
-  const out = openLog(join(artifacts, `${name}.log`));
-  const [cmd, cmdArgs] = asUser
-    ? ["setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), command, ...argv]]
-    : [command, argv];
-  const child = spawn(cmd, cmdArgs, { stdio: ["ignore", out, out], detached: true, env: asUser ? {} : env });
-  child.name = name;
-  children.push(child);
-  return child;
-}
-function openLog(path) {
-  return openSync(path, "w");
-}
-function stop(child, signal = "SIGTERM") {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = new Promise((done) => child.once("exit", done));
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    return Promise.resolve();
-  }
-  return exited;
-}
-async function cleanup() {
-  for (const child of children.reverse()) await stop(child, "SIGKILL");
-  rmSync(work, { recursive: true, force: true });
-}
-
-const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
-async function until(what, probe, timeoutMs = 30000, everyMs = 50) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
-    await sleep(everyMs);
-  }
-}
-
-// --- the tunnel service -------------------------------------------------------------------
-let service = null;
-async function startService() {
-  service = start("service", args.service, [
-    "run",
-    "--runtime-dir", runtimeDir,
-    "--state-dir", join(work, "state"),
-    "--log-dir", join(work, "log"),
-  ], { asUser: false, env: { PATH: process.env.PATH, EMBER_LOG: "debug" } });
-  await until("the service socket", () => existsSync(socket), 10000);
-}
-function serviceStatus() {
-  return JSON.parse(execFileSync(args.service, ["status", "--socket", socket]).toString());
-}
-
-// --- WebDriver over plain HTTP ------------------------------------------------------------
-const ELEMENT = "element-6066-11e4-a52f-4a5c1b9e2bf7";
-async function wd(method, path, body) {
-  const response = await fetch(`http://127.0.0.1:${driverPort}${path}`, {
-    method,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value)}`);
-  return json.value;
-}
-async function newSession() {
-  const value = await wd("POST", "/session", {
-    capabilities: { alwaysMatch: { "tauri:options": { application: resolve(args.app) } } },
-  });
-  return value.sessionId;
-}
-async function find(session, css) {
-  const element = await wd("POST", `/session/${session}/element`, { using: "css selector", value: css });
-  return element[ELEMENT] ?? element.ELEMENT ?? Object.values(element)[0];
-}
-async function textOf(session, css) {
-  return wd("GET", `/session/${session}/element/${await find(session, css)}/text`);
-}
-async function click(session, css) {
-  await wd("POST", `/session/${session}/element/${await find(session, css)}/click`, {});
-}
-async function waitForText(session, css, expected, timeoutMs) {
-  return until(`"${expected}" in ${css}`, async () => (await textOf(session, css)).includes(expected), timeoutMs);
-}
-async function screenshot(session, name) {
-  // WebKit paints asynchronously under Xvfb; give the last change a moment to reach the screen.
-  await sleep(500);
-  writeFileSync(join(artifacts, `${name}.png`), Buffer.from(await wd("GET", `/session/${session}/screenshot`), "base64"));
-  // The whole X screen too: the window as a person would see it.
-  execFileSync("import", ["-display", display, "-window", "root", join(artifacts, `${name}-screen.png`)]);
-}
-
-// --- the tray, over D-Bus -----------------------------------------------------------------
-function gdbus(...argv) {
-  return execFileSync("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "env", "-i",
-    ...Object.entries(userEnv).map(([k, v]) => `${k}=${v}`), "gdbus", "call", "--session", ...argv]).toString();
-}
-function registeredTrayItems() {
-  const reply = gdbus("--dest", "org.kde.StatusNotifierWatcher", "--object-path", "/StatusNotifierWatcher",
-    "--method", "org.freedesktop.DBus.Properties.Get", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems");
-  return [...reply.matchAll(/'([^']+)'/g)].map((m) => m[1]);
-}
-function trayMenuLabels() {
-  const [item] = registeredTrayItems();
-  if (!item) return [];
-  // An entry is either "bus-name" (item at /StatusNotifierItem) or "bus-name/object/path".
-  const slash = item.indexOf("/");
-  const bus = slash < 0 ? item : item.slice(0, slash);
-  const path = slash < 0 ? findItemPath(bus) : item.slice(slash);
-  const menuReply = gdbus("--dest", bus, "--object-path", path, "--method", "org.freedesktop.DBus.Properties.Get",
-    "org.kde.StatusNotifierItem", "Menu");
-  const menuPath = menuReply.match(/objectpath '([^']+)'/)[1];
-  const layout = gdbus("--dest", bus, "--object-path", menuPath, "--method", "com.canonical.dbusmenu.GetLayout", "--", "0", "-1", "['label']");
-  return [...layout.matchAll(/'label': <'([^']*)'>/g)].map((m) => m[1]);
-}
-function findItemPath(bus) {
-  const tree = execFileSync("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "env", "-i",
-    ...Object.entries(userEnv).map(([k, v]) => `${k}=${v}`), "gdbus", "introspect", "--session", "--dest", bus, "--object-path", "/", "--recurse"]).toString();
-  let current = null;
-  for (const line of tree.split("\n")) {
-    const node = line.match(/^\s*node (\S+)/);
-    if (node) current = node[1];
-    if (line.includes("interface org.kde.StatusNotifierItem")) return current;
-  }
-  return "/StatusNotifierItem";
-}
-
-// --- memory -------------------------------------------------------------------------------
-function rssKiB(pid) {
-  const match = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+) kB/);
-  return match ? Number(match[1]) : 0;
-}
-function appMemory() {
-  const appPid = Number(execFileSync("pgrep", ["-u", String(uid), "-x", "ember"]).toString().split("\n")[0]);
-  const webPids = execFileSync("sh", ["-c", `pgrep -u ${uid} -f WebKit || true`]).toString().split("\n").filter(Boolean).map(Number);
-  return { app: rssKiB(appPid), webkit: webPids.reduce((sum, pid) => sum + rssKiB(pid), 0) };
-}
-
-// --- the checks ---------------------------------------------------------------------------
-const results = [];
-async function check(name, body) {
-  const started = Date.now();
-  try {
-    await body();
-    results.push({ name, ok: true });
-    console.log(`PASS ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`FAIL ${name}: ${e.stack ?? e}`);
-  }
-}
+const h = createHarness(args);
+const { artifacts, uid, userEnv } = h;
+const { wd, newSession, find, click, waitForText, screenshot, trayMenuLabels, appMemory, serviceStatus, startService, stop } = h;
+const { check, fail, finish } = checks();
 const figures = {};
 
 try {
-  mkdirSync("/tmp/.X11-unix", { recursive: true, mode: 0o1777 });
-  chmodSync("/tmp/.X11-unix", 0o1777);
-  start("dbus", "dbus-daemon", ["--session", "--nofork", `--address=${busAddress}`]);
-  start("xvfb", "Xvfb", [display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"]);
-  await until("the X display", () => existsSync(`/tmp/.X11-unix/X${display.slice(1)}`), 10000);
-  await until("the D-Bus session", () => existsSync(join(home, "run", "bus")), 10000);
-  start("status-notifier-watcher", "status-notifier-watcher", []);
-  // Every notification the app sends, whether or not a daemon shows it.
-  start("notifications", "dbus-monitor", ["--session", "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"]);
-  await sleep(300);
-  start("tauri-driver", args.driver, ["--port", String(driverPort), "--native-port", String(driverPort + 1)]);
-  await until("tauri-driver", async () => (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok, 15000);
-
+  await h.startDesktop();
   await startService();
   let session = null;
 
@@ -263,18 +63,15 @@ try {
   await check("an ember:// link reaches the running app, which logs it without its secrets", async () => {
     // The app registered itself as the handler at start; a second instance forwards the link.
     const link = "ember://sign-in-callback?state=forged&fragment=very-secret-fragment&actor=x&account=y";
-    execFileSync("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "env", "-i",
-      ...Object.entries(userEnv).map(([k, v]) => `${k}=${v}`), "gio", "open", link], { timeout: 20000 });
+    h.asUser("gio", ["open", link]);
     const logDir = join(userEnv.XDG_DATA_HOME, "dev.ember.client", "logs");
     const appLog = () => execFileSync("sh", ["-c", `cat "${logDir}"/app*.log`]).toString();
-    await until("the app to log the link", () => appLog().includes("Received a deep link"), 15000);
-    const log = appLog();
-    if (log.includes("very-secret-fragment")) throw new Error("the app logged the link's secret");
-    if (!log.includes("matches_pending_sign_in=false")) throw new Error("a link without a pending sign-in was not ignored");
+    await until("the app to log the link", () => appLog().includes("Ignoring a deep link: no sign-in is pending"), 15000);
+    if (appLog().includes("very-secret-fragment")) throw new Error("the app logged the link's secret");
   });
 
   await check("settings changed in the window reach the service", async () => {
-    await click(session, "nav button:nth-of-type(2)");
+    await click(session, "[data-testid=nav-settings]");
     await click(session, "#log-filter option[value=debug]");
     await click(session, "form.settings button[type=submit]");
     await waitForText(session, "form.settings [role=status]", "Saved.", 10000);
@@ -284,12 +81,12 @@ try {
     const save = await find(session, "form.settings button[type=submit]");
     await until("Save to be disabled", async () => !(await wd("GET", `/session/${session}/element/${save}/enabled`)), 5000);
     await screenshot(session, "2-settings-saved");
-    await click(session, "nav button:nth-of-type(1)");
+    await click(session, "[data-testid=nav-resources]");
   });
 
   await check("a killed service is noticed (window, tray, notification) and its restart picked up within 2 s", async () => {
     let t0 = Date.now();
-    await stop(service, "SIGKILL");
+    await stop(h.service, "SIGKILL");
     await waitForText(session, "[data-testid=service-not-running]", "Tunnel service is not running", 10000);
     figures.killNoticedMs = Date.now() - t0;
     await until("the tray to say so", () => trayMenuLabels().includes("Tunnel service is not running"), 5000);
@@ -308,8 +105,8 @@ try {
   await until("the app to exit", () => execFileSync("sh", ["-c", `pgrep -u ${uid} -x ember || true`]).toString().trim() === "", 10000);
 
   await check("started without a service, the app says so and recovers when it starts", async () => {
-    await stop(service, "SIGTERM");
-    if (service.exitCode !== 0) throw new Error(`the service exited with ${service.exitCode} on SIGTERM`);
+    await stop(h.service, "SIGTERM");
+    if (h.service.exitCode !== 0) throw new Error(`the service exited with ${h.service.exitCode} on SIGTERM`);
     session = await newSession();
     await waitForText(session, "[data-testid=service-not-running]", "Tunnel service is not running", 60000);
     await screenshot(session, "4-not-running");
@@ -318,10 +115,9 @@ try {
     await wd("DELETE", `/session/${session}`).catch(() => {});
   });
 } catch (e) {
-  results.push({ name: "setup", ok: false });
-  console.log(`FAIL setup: ${e.stack ?? e}`);
+  fail("setup", e);
 } finally {
-  await cleanup();
+  await h.cleanup();
 }
 
 if (figures.rssAfterStart) {
@@ -330,8 +126,4 @@ if (figures.rssAfterStart) {
 }
 if (figures.killNoticedMs !== undefined) console.log(`figure: service kill shown after ${figures.killNoticedMs} ms`);
 if (figures.restartNoticedMs !== undefined) console.log(`figure: service restart shown after ${figures.restartNoticedMs} ms (includes service start-up)`);
-const passed = results.filter((r) => r.ok).length;
-const failed = results.length - passed;
-console.log(`artifacts: ${artifacts}`);
-console.log(`gui: ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish("gui", artifacts);

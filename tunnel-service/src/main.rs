@@ -78,7 +78,6 @@ async fn run(args: RunArgs) -> Result<()> {
         Err(e) => (settings::defaults(), Some(e)),
     };
     let filter = std::env::var("EMBER_LOG").unwrap_or_else(|_| settings.log_filter.clone());
-    let filter = settings::effective_log_filter(&filter);
     let logs = ember_logging::init(&filter, Some(&args.log_dir), "tunnel")
         .context("cannot set up logging")?;
     tracing::info!(

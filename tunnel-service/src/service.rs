@@ -189,7 +189,7 @@ impl Service {
                 message: e.to_string(),
             })?;
         if let Some(logs) = &self.logs
-            && let Err(e) = logs.set_filter(&settings::effective_log_filter(&settings.log_filter))
+            && let Err(e) = logs.set_filter(&settings.log_filter)
         {
             tracing::warn!("Could not apply the new log filter: {e}");
         }

@@ -315,6 +315,11 @@ async fn ask_upstream(upstream: &[SocketAddr], query: &[u8]) -> Option<Vec<u8>> 
         let Ok(socket) = tokio::net::UdpSocket::bind(bind).await else {
             continue;
         };
+        // The upstream resolvers are the ones the system had before Ember: reach them the way
+        // the system did, even when a resource covers their address.
+        if let Err(e) = ember_io::policy::mark_socket(&socket) {
+            tracing::debug!("Cannot mark the DNS forwarding socket: {e}");
+        }
         if let Err(e) = socket.send_to(query, server).await {
             tracing::debug!(%server, "Cannot forward a DNS query: {e}");
             continue;

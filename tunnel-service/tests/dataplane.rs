@@ -212,10 +212,11 @@ fn ip(ns: &str, args: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The routes into `ember0`: in Ember's own table (see `ember_io::policy`).
 fn tunnel_routes(ns: &str) -> Vec<String> {
     [
-        ip(ns, "-4 route show dev ember0"),
-        ip(ns, "-6 route show dev ember0"),
+        ip(ns, "-4 route show table 177 dev ember0"),
+        ip(ns, "-6 route show table 177 dev ember0"),
     ]
     .concat()
     .lines()

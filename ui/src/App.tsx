@@ -45,6 +45,7 @@ export function App({ backend }: { backend: Backend }) {
             key={target}
             type="button"
             className="nav-item"
+            data-testid={`nav-${target}`}
             aria-current={page === target ? "page" : undefined}
             onClick={() => setPage(target)}
           >

@@ -139,7 +139,7 @@ impl<R: Router> Driver<R> {
             }
             if let Some(slept) = self.suspend.check() {
                 tracing::info!(?slept, "The machine was asleep; starting connections over");
-                self.engine.reset(Instant::now());
+                self.start_over();
                 continue;
             }
             let deadline = self.engine.poll_timeout();
@@ -214,7 +214,7 @@ impl<R: Router> Driver<R> {
             }
             Command::Relays(relays) => self.engine.handle_relays(relays, now),
             Command::RemovePeer(peer) => self.engine.remove_peer(peer),
-            Command::Reset => self.engine.reset(now),
+            Command::Reset => self.start_over(),
             Command::SendPackets { peer, packets } => {
                 for packet in packets {
                     self.engine.handle_tun_packet(peer, &packet, now);
@@ -232,6 +232,22 @@ impl<R: Router> Driver<R> {
             }
         }
         Ok(())
+    }
+
+    /// The network may look different now (roaming, sleep): offer the addresses there are
+    /// today and set up every connection afresh.
+    fn start_over(&mut self) {
+        let now = Instant::now();
+        let bound: Vec<SocketAddr> = self
+            .sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect();
+        self.host_candidates = host_candidates(&bound, self.tun.name());
+        tracing::debug!(candidates = ?self.host_candidates, "Host candidates");
+        self.engine
+            .handle_local_addresses(&self.host_candidates, now);
+        self.engine.reset(now);
     }
 
     /// Drains the engine's outputs. `false` when nobody listens for events any more.

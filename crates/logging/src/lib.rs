@@ -45,10 +45,20 @@ impl LogHandle {
     }
 }
 
+/// Appended to every filter: the WebSocket library logs the whole handshake request — the
+/// portal token in its `Authorization` header — at TRACE, so that module never goes below
+/// INFO, whatever a user or an environment variable asks for.
+pub const SECRET_GUARD: &str = "tungstenite::handshake=info";
+
 /// Checks a filter such as `info,ember_tunnel=debug` without installing it.
 pub fn parse_filter(directives: &str) -> Result<EnvFilter, Error> {
+    let guarded = if directives.trim().is_empty() {
+        SECRET_GUARD.to_owned()
+    } else {
+        format!("{directives},{SECRET_GUARD}")
+    };
     EnvFilter::builder()
-        .parse(directives)
+        .parse(&guarded)
         .map_err(|e| Error::InvalidFilter {
             filter: directives.to_owned(),
             reason: e.to_string(),
@@ -115,6 +125,14 @@ mod tests {
             "ember=info,tauri=warn",
         ] {
             parse_filter(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_filter_keeps_the_websocket_handshake_and_its_token_out_of_the_logs() {
+        for filter in ["", "trace", "info,ember=debug", "off", "tungstenite=trace"] {
+            let installed = parse_filter(filter).unwrap().to_string();
+            assert!(installed.contains(SECRET_GUARD), "{filter:?} → {installed}");
         }
     }
 

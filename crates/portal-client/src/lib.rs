@@ -279,8 +279,9 @@ pub async fn connect<S: Side>(
         None
     };
     let handshake = async {
+        let stream = open_tcp(&url).await?;
         let (mut socket, _) =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+            tokio_tungstenite::client_async_tls_with_config(request, stream, None, connector)
                 .await
                 .map_err(handshake_error)?;
         send_json(&mut socket, &hello)
@@ -331,6 +332,37 @@ pub async fn connect<S: Side>(
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A TCP connection to the portal that stays out of Ember's own tunnel (the portal may sit in
+/// a network a resource covers).
+async fn open_tcp(url: &url::Url) -> Result<TcpStream, ConnectError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| ConnectError::InvalidUrl("the portal URL has no host".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addresses = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| ConnectError::Unreachable(format!("cannot resolve {host}: {e}")))?;
+    let mut last_error = None;
+    for address in addresses {
+        let socket = match address {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        if let Err(e) = ember_io::policy::mark_socket(&socket) {
+            debug!("Cannot mark the portal connection: {e}");
+        }
+        match socket.connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = Some(format!("{address}: {e}")),
+        }
+    }
+    Err(ConnectError::Unreachable(
+        last_error.unwrap_or_else(|| format!("{host} has no address")),
+    ))
+}
 
 /// Owns the socket: forwards messages both ways, sends heartbeats, notices a silent portal.
 async fn run_link<S: Side>(

@@ -430,7 +430,9 @@ impl ClientConnection {
         if send_text(&mut socket, init).await {
             connection.serve(&mut socket, rx).await;
         }
-        state.with_hub(|hub| hub.remove_client(&connection.device_id, connection.session));
+        state.with_hub(|hub| {
+            hub.remove_client(&connection.device_id, connection.session, now_unix())
+        });
         info!(device = %connection.device_id, "client disconnected");
     }
 

@@ -67,6 +67,16 @@ pub struct PairCredentials {
     pub gateway_ice: IceCredentials,
 }
 
+/// How long a disconnected device keeps its grants.
+pub const RECONNECT_GRACE_SECS: i64 = 60;
+
+#[derive(Debug)]
+struct Departed {
+    user_id: String,
+    token_id: String,
+    left_at: i64,
+}
+
 #[derive(Debug, Default)]
 pub struct Hub {
     clients: HashMap<String, ClientEntry>,
@@ -79,6 +89,11 @@ pub struct Hub {
     /// (device id, gateway id) → the credentials of their connection, repeated in every grant
     /// while the pair has grants so a second resource does not disturb the connection.
     pair_credentials: HashMap<(String, String), PairCredentials>,
+    /// Devices whose connection dropped, with the user they were and when they left. Their
+    /// grants stay for [`RECONNECT_GRACE_SECS`], so a client that only lost its link to the
+    /// portal (not to the gateway) gets the same credentials again and its tunnel is not torn
+    /// down and rebuilt.
+    departed: HashMap<String, Departed>,
     next_session: u64,
     choices: u64,
 }
@@ -112,29 +127,52 @@ impl Hub {
     }
 
     /// Registers a client, replacing (and closing) an older connection of the same device.
+    /// The same device and user keep their grants across the replacement; anyone else on that
+    /// device starts without them.
     pub fn add_client(&mut self, entry: ClientEntry) {
         let device_id = entry.device_id.clone();
-        if let Some(old) = self.clients.insert(device_id.clone(), entry) {
-            send(
-                &old.tx,
-                Outbound::Close(encode(&PortalToClient::SignedOut {
-                    reason: SignOutReason::Replaced,
-                    message: "this device connected again".into(),
-                })),
-            );
+        let user_id = entry.user_id.clone();
+        let departed = self.departed.remove(&device_id);
+        let previous_user = match self.clients.insert(device_id.clone(), entry) {
+            Some(old) => {
+                send(
+                    &old.tx,
+                    Outbound::Close(encode(&PortalToClient::SignedOut {
+                        reason: SignOutReason::Replaced,
+                        message: "this device connected again".into(),
+                    })),
+                );
+                Some(old.user_id)
+            }
+            None => departed.map(|d| d.user_id),
+        };
+        if previous_user.is_some_and(|previous| previous != user_id) {
             self.drop_grants_of_client(&device_id);
         }
     }
 
-    /// Removes a client if `session` is still its current connection; its gateways are told.
-    pub fn remove_client(&mut self, device_id: &str, session: u64) {
+    /// Removes a client if `session` is still its current connection. Its grants stay for
+    /// [`RECONNECT_GRACE_SECS`] (see [`Hub::expire`]).
+    pub fn remove_client(&mut self, device_id: &str, session: u64, now: i64) {
         if self
             .clients
             .get(device_id)
-            .is_some_and(|c| c.session == session)
+            .is_none_or(|c| c.session != session)
         {
-            self.clients.remove(device_id);
-            self.drop_grants_of_client(device_id);
+            return;
+        }
+        let Some(client) = self.clients.remove(device_id) else {
+            return;
+        };
+        if self.grants.contains_key(device_id) {
+            self.departed.insert(
+                device_id.to_owned(),
+                Departed {
+                    user_id: client.user_id,
+                    token_id: client.token_id,
+                    left_at: now,
+                },
+            );
         }
     }
 
@@ -303,6 +341,34 @@ impl Hub {
     /// Applies a new snapshot: closes connections whose token was revoked or whose user was
     /// disabled, pushes changed resource lists, and withdraws grants no policy allows anymore.
     pub fn apply_snapshot(&mut self, snapshot: &Snapshot) {
+        // A device that is away cannot be told what changed: a revoked token, a disabled user
+        // or a grant no policy allows any more withdraws all its grants. It asks again on return.
+        let lapsed: Vec<String> = self
+            .departed
+            .iter()
+            .filter(|(device_id, away)| {
+                let user_ok = snapshot
+                    .users
+                    .get(&away.user_id)
+                    .is_some_and(|u| !u.disabled);
+                let visible: HashSet<String> = snapshot
+                    .visible_resources(&away.user_id)
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+                let granted_still_visible = self.grants.get(*device_id).is_none_or(|per_gateway| {
+                    per_gateway.values().flatten().all(|r| visible.contains(r))
+                });
+                snapshot.revoked_tokens.contains(&away.token_id)
+                    || !user_ok
+                    || !granted_still_visible
+            })
+            .map(|(device_id, _)| device_id.clone())
+            .collect();
+        for device_id in lapsed {
+            self.departed.remove(&device_id);
+            self.drop_grants_of_client(&device_id);
+        }
         let mut withdrawn: Vec<(String, String, Vec<String>)> = Vec::new();
         let mut closed: Vec<String> = Vec::new();
         for client in self.clients.values_mut() {
@@ -397,6 +463,16 @@ impl Hub {
 
     /// Signs out clients whose token expired by `now` (unix seconds).
     pub fn expire(&mut self, now: i64) {
+        let gone: Vec<String> = self
+            .departed
+            .iter()
+            .filter(|(_, d)| now - d.left_at >= RECONNECT_GRACE_SECS)
+            .map(|(device, _)| device.clone())
+            .collect();
+        for device_id in gone {
+            self.departed.remove(&device_id);
+            self.drop_grants_of_client(&device_id);
+        }
         let expired: Vec<String> = self
             .clients
             .values()

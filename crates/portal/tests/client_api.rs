@@ -606,3 +606,57 @@ async fn proxy_ips_outside_the_proxy_ranges_or_without_a_name_are_refused() {
         assert_eq!(answer["reason"], "invalid_domain", "{answer}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_comes_back_soon_keeps_its_grants_and_connection_credentials() {
+    let portal = TestPortal::sqlite().await;
+    let gateway_token = portal.gateway_token("berlin-1").await;
+    let (mut gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (token, _) = portal.client_token("ada@acme.example").await;
+    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
+    let request = json!({"type": "request_access", "request_id": 1, "resource_id": lan});
+    client.send(request.clone()).await;
+    let first = client.recv().await;
+    assert_eq!(gateway.recv().await["type"], "grant");
+
+    // The link to the portal drops (the tunnel to the gateway does not) and comes back.
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
+    client.send(request).await;
+    let again = client.recv().await;
+    assert_eq!(again["preshared_key"], first["preshared_key"]);
+    assert_eq!(again["local_ice"], first["local_ice"]);
+    let next = gateway.recv().await;
+    assert_eq!(
+        next["type"], "grant",
+        "no revoke in between, only the repeated grant: {next}"
+    );
+    assert_eq!(next["preshared_key"], first["preshared_key"]);
+}
+
+#[tokio::test]
+async fn revoking_the_token_of_a_client_that_is_away_withdraws_its_grants_at_once() {
+    let portal = TestPortal::sqlite().await;
+    let gateway_token = portal.gateway_token("berlin-1").await;
+    let (mut gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (token, token_id) = portal.client_token("ada@acme.example").await;
+    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
+    client
+        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
+        .await;
+    let _ = client.recv().await;
+    assert_eq!(gateway.recv().await["type"], "grant");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    portal.store().revoke_token(&token_id).await.unwrap();
+    let revoke = gateway
+        .try_recv(Duration::from_secs(2))
+        .await
+        .expect("the gateway hears of it within the change poll");
+    assert_eq!(revoke["type"], "revoke", "{revoke}");
+    assert_eq!(revoke["resource_ids"], json!([]));
+}
