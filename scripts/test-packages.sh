@@ -202,8 +202,10 @@ files=(/usr/bin/ember /usr/bin/ember-tunnel /usr/lib/systemd/system/ember-tunnel
 missing_files=()
 for file in "${files[@]}"; do ct test -e "$file" || missing_files+=("$file"); done
 check "all ${#files[@]} files are installed" test ${#missing_files[@]} -eq 0 || printf '    missing %s\n' "${missing_files[@]}"
+binaries=(/usr/bin/ember /usr/bin/ember-tunnel /usr/bin/ember-portal)
+[ $have_gateway = yes ] && binaries+=(/usr/bin/ember-gateway)
 check "the binaries find every shared library" bash -c \
-  "! nsenter --target $ct_pid --mount -- ldd /usr/bin/ember /usr/bin/ember-tunnel /usr/bin/ember-portal | grep 'not found'"
+  "! nsenter --target $ct_pid --mount -- ldd ${binaries[*]} | grep 'not found'"
 check "the tray library the app loads at run time is installed" ct bash -c 'ldconfig -p | grep -q libayatana-appindicator3.so.1'
 check "ember:// links open the app (MIME cache)" ct grep -q 'x-scheme-handler/ember=dev.ember.client.desktop' \
   /usr/share/applications/mimeinfo.cache
