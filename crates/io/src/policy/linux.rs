@@ -83,8 +83,12 @@ async fn ip(namespace: &Namespace, args: &[&str]) -> io::Result<()> {
     // be one that goes back to a pool.
     std::thread::spawn(move || {
         let run = || -> io::Result<std::process::Output> {
-            nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(io::Error::from)?;
+            // Entering a namespace needs CAP_SYS_ADMIN, which the hardened service lacks;
+            // only enter it when this thread is elsewhere (tests).
+            if !is_current(&namespace)? {
+                nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(io::Error::from)?;
+            }
             Command::new("ip")
                 .args(&args)
                 .output()
@@ -106,4 +110,12 @@ async fn ip(namespace: &Namespace, args: &[&str]) -> io::Result<()> {
     result
         .await
         .unwrap_or_else(|_| Err(io::Error::other("the `ip` thread ended without an answer")))
+}
+
+/// Whether `namespace` is the network namespace of the calling thread.
+fn is_current(namespace: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let target = namespace.metadata()?;
+    let current = std::fs::metadata("/proc/thread-self/ns/net")?;
+    Ok(target.dev() == current.dev() && target.ino() == current.ino())
 }

@@ -131,12 +131,21 @@ fn write_atomically(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
         ".{}.ember-tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
     ));
-    let mut file = std::fs::OpenOptions::new()
+    let created = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(&temp)?;
+        .open(&temp);
+    let mut file = match created {
+        Ok(file) => file,
+        // A read-only folder around a writable file (systemd's ProtectSystem=strict with
+        // ReadWritePaths=/etc/resolv.conf): the file can only be rewritten.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EROFS) => {
+            return write_in_place(path, contents);
+        }
+        Err(e) => return Err(e),
+    };
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     drop(file);
@@ -144,15 +153,19 @@ fn write_atomically(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
         // A bind-mounted file (containers, `ip netns exec`) cannot be replaced, only rewritten.
         Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
             let _ = std::fs::remove_file(&temp);
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(path)?;
-            file.write_all(contents.as_bytes())?;
-            file.sync_all()
+            write_in_place(path, contents)
         }
         other => other,
     }
+}
+
+fn write_in_place(path: &Path, contents: &str) -> io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(test)]
