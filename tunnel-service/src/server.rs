@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use ember_ipc::PeerIdentity;
 use ember_ipc::transport::{AccessPolicy, Listener, ServerStream};
-use ember_protocol::codec::JsonCodec;
+use ember_protocol::codec::{FrameError, JsonCodec};
 use ember_protocol::ipc::{
     ClientMessage, IpcError, PROTOCOL_VERSION, Reply, Request, ServiceMessage,
 };
@@ -182,6 +182,11 @@ async fn session(connection: &mut Connection, context: &Context) -> Result<(), S
         tokio::select! {
             frame = connection.next() => match frame {
                 None => return Ok(()),
+                // An app that quits or crashes resets its connection: that is no bad frame.
+                Some(Err(FrameError::Io(e))) => {
+                    tracing::debug!("An app went away: {e}");
+                    return Ok(());
+                }
                 Some(Err(e)) => {
                     tracing::warn!("Closing an IPC connection after a bad frame: {e}");
                     connection.send(ServiceMessage::ProtocolError { message: e.to_string() }).await?;

@@ -62,6 +62,10 @@ pub enum TunnelError {
     Routes(std::io::Error),
     #[error("cannot open a UDP socket for the tunnel: {0}")]
     Socket(std::io::Error),
+    #[error("cannot add the routes into the tunnel: {0}")]
+    RoutesApply(ember_io::routes::RoutesError),
+    #[error("cannot point the system's DNS at Ember: {0}")]
+    Dns(String),
 }
 
 /// What building a tunnel needs besides what the portal sent.
@@ -103,8 +107,10 @@ impl Tunnel {
         router.handle_resources(resources);
         let mut routes = Routes::new(index).map_err(TunnelError::Routes)?;
         let wanted = wanted_routes(&router, ipv6);
+        // "Signed in" must mean the tunnel works: without its routes it would not.
         if let Err(e) = routes.apply(&wanted).await {
-            tracing::warn!("Some routes could not be added: {e}");
+            let _ = routes.clear().await;
+            return Err(TunnelError::RoutesApply(e));
         }
 
         let mut sockets =
@@ -149,8 +155,9 @@ impl Tunnel {
         ) {
             Ok((dns, upstream)) => (Some(dns), upstream),
             Err(e) => {
-                tracing::error!("Cannot point the system's DNS at Ember: {e}");
-                (None, Vec::new())
+                driver_task.abort();
+                let _ = routes.clear().await;
+                return Err(TunnelError::Dns(e.to_string()));
             }
         };
         tracing::info!(upstream = upstream.len(), "DNS stub ready");
