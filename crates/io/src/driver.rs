@@ -24,10 +24,17 @@ const TUN_BUFFER_LEN: usize = 65_536;
 /// Events waiting for the controller; beyond this the loop waits for it to catch up.
 const EVENT_QUEUE: usize = 1024;
 
-/// Decides which peer a packet from the TUN device belongs to.
+/// Where packets go between the TUN device and the peers: the part of the loop that differs
+/// between the tunnel service and the gateway.
 pub trait Router: Send + 'static {
-    /// `None` drops the packet (no resource, not granted).
-    fn peer_for(&mut self, packet: &[u8]) -> Option<PeerId>;
+    /// A packet read from the TUN device: the peer that gets it, or `None` when the router
+    /// kept it (held until a grant, a DNS query it answers) or dropped it. May rewrite the
+    /// packet in place (addresses and checksums).
+    fn outbound(&mut self, packet: &mut [u8]) -> Option<PeerId>;
+
+    /// A packet decrypted from `peer`, before it is written to the TUN device. May rewrite it
+    /// in place; `false` drops it (the gateway checks every packet against the grants here).
+    fn inbound(&mut self, peer: PeerId, packet: &mut [u8]) -> bool;
 }
 
 /// What the controller asks of a running driver.
@@ -43,6 +50,14 @@ pub enum Command {
     /// The network changed: drop every connection and start over.
     Reset,
     Stats(oneshot::Sender<Vec<(PeerId, ConnectionStats)>>),
+    /// An IP packet for the local side, e.g. a DNS answer.
+    WriteTun(Vec<u8>),
+    /// Packets the router held back until the grant for `peer` arrived; they go through the
+    /// engine like packets from the TUN device, in order.
+    SendPackets {
+        peer: PeerId,
+        packets: Vec<Vec<u8>>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -142,17 +157,21 @@ impl<R: Router> Driver<R> {
                 }
                 read = self.tun.recv(&mut tun_buffer) => {
                     let len = read?;
-                    let packet = &tun_buffer[..len];
-                    match self.router.peer_for(packet) {
+                    let packet = &mut tun_buffer[..len];
+                    match self.router.outbound(packet) {
                         Some(peer) => self.engine.handle_tun_packet(peer, packet, Instant::now()),
-                        None => tracing::trace!(len, "No peer for a packet from the TUN device"),
+                        None => tracing::trace!(len, "Packet from the TUN device kept or dropped by the router"),
                     }
                 }
                 command = self.commands.recv() => {
                     let Some(command) = command else {
                         return Ok(());
                     };
-                    if let Err(e) = self.handle_command(command) {
+                    if let Command::WriteTun(packet) = command {
+                        if let Err(e) = self.tun.send(&packet).await {
+                            tracing::debug!("Writing to the TUN device failed: {e}");
+                        }
+                    } else if let Err(e) = self.handle_command(command) {
                         tracing::warn!("A command for the engine failed: {e}");
                     }
                 }
@@ -196,6 +215,13 @@ impl<R: Router> Driver<R> {
             Command::Relays(relays) => self.engine.handle_relays(relays, now),
             Command::RemovePeer(peer) => self.engine.remove_peer(peer),
             Command::Reset => self.engine.reset(now),
+            Command::SendPackets { peer, packets } => {
+                for packet in packets {
+                    self.engine.handle_tun_packet(peer, &packet, now);
+                }
+            }
+            // Handled in the loop, where writing can be awaited.
+            Command::WriteTun(_) => {}
             Command::Stats(reply) => {
                 let peers: Vec<PeerId> = self.engine.peers().collect();
                 let stats = peers
@@ -230,7 +256,11 @@ impl<R: Router> Driver<R> {
                 tracing::debug!(dst = %transmit.dst, "Sending a datagram failed: {e}");
             }
         }
-        while let Some((_, packet)) = self.engine.poll_packet() {
+        while let Some((peer, mut packet)) = self.engine.poll_packet() {
+            if !self.router.inbound(peer, &mut packet) {
+                tracing::trace!(peer = peer.0, "Packet from a peer dropped by the router");
+                continue;
+            }
             if let Err(e) = self.tun.send(&packet).await {
                 tracing::debug!("Writing to the TUN device failed: {e}");
             }
@@ -244,21 +274,29 @@ impl<R: Router> Driver<R> {
     }
 }
 
-/// One host address per socket family: an address of a real interface (not loopback, not
-/// link-local, not the TUN device `exclude`) with the socket's port.
+/// The addresses of the real interfaces (not loopback, not link-local, not the TUN device
+/// `exclude`), each with the port of the socket of its family. A host with several networks
+/// (a gateway with a WAN and a LAN side) offers them all; ICE finds the one that works.
 pub fn host_candidates(bound: &[SocketAddr], exclude: &str) -> Vec<SocketAddr> {
     let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
-    bound
-        .iter()
-        .filter_map(|bound| {
-            let ip = interfaces
-                .iter()
-                .filter(|i| i.name != exclude && !i.is_loopback())
-                .map(|i| i.ip())
-                .find(|ip| ip.is_ipv4() == bound.is_ipv4() && !is_link_local(ip))?;
-            Some(SocketAddr::new(ip, bound.port()))
-        })
-        .collect()
+    let mut candidates = Vec::new();
+    for bound in bound {
+        for interface in &interfaces {
+            let ip = interface.ip();
+            if interface.name == exclude
+                || interface.is_loopback()
+                || ip.is_ipv4() != bound.is_ipv4()
+                || is_link_local(&ip)
+            {
+                continue;
+            }
+            let candidate = SocketAddr::new(ip, bound.port());
+            if !candidates.contains(&candidate) {
+                candidates.push(candidate);
+            }
+        }
+    }
+    candidates
 }
 
 fn is_link_local(ip: &IpAddr) -> bool {

@@ -25,8 +25,12 @@ const GATEWAY_PEER: PeerId = PeerId(2);
 struct OnePeer(PeerId);
 
 impl Router for OnePeer {
-    fn peer_for(&mut self, _packet: &[u8]) -> Option<PeerId> {
+    fn outbound(&mut self, _packet: &mut [u8]) -> Option<PeerId> {
         Some(self.0)
+    }
+
+    fn inbound(&mut self, _peer: PeerId, _packet: &mut [u8]) -> bool {
+        true
     }
 }
 

@@ -1,5 +1,6 @@
 //! The client and gateway WebSocket APIs (see `ember_protocol::portal` for the protocol).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,7 +19,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::crypto;
-use crate::hub::{CLIENT_QUEUE, ClientEntry, GATEWAY_QUEUE, GatewayEntry, Outbound, encode};
+use crate::hub::{
+    CLIENT_QUEUE, ClientEntry, GATEWAY_QUEUE, GatewayEntry, Outbound, PairCredentials, encode,
+};
 use crate::server::Shared;
 use crate::store::{DeviceHello, TokenKind, TokenRecord, now_unix};
 
@@ -504,7 +507,15 @@ impl ClientConnection {
                 request_id,
                 resource_id,
                 domain,
-            } => self.request_access(request_id, resource_id, domain),
+                proxy_ips,
+                new_connection,
+            } => self.request_access(AccessRequest {
+                request_id,
+                resource_id,
+                domain,
+                proxy_ips,
+                new_connection,
+            }),
             ClientMessage::IceCandidates {
                 gateway_id,
                 candidates,
@@ -539,12 +550,14 @@ impl ClientConnection {
         send_text(socket, reply).await
     }
 
-    fn request_access(
-        &self,
-        request_id: u64,
-        resource_id: String,
-        domain: Option<String>,
-    ) -> String {
+    fn request_access(&self, request: AccessRequest) -> String {
+        let AccessRequest {
+            request_id,
+            resource_id,
+            domain,
+            proxy_ips,
+            new_connection,
+        } = request;
         let deny = |reason: DenialReason, message: String, resource_id: String| {
             encode(&PortalToClient::AccessDenied {
                 request_id,
@@ -560,6 +573,9 @@ impl ClientConnection {
                 String::new(),
             );
         }
+        if let Err(message) = check_proxy_ips(&proxy_ips, domain.is_some()) {
+            return deny(DenialReason::InvalidDomain, message, resource_id);
+        }
         let snapshot = self.state.snapshot();
         let record = match snapshot.evaluate_access(&self.user_id, &resource_id, domain.as_deref())
         {
@@ -569,9 +585,6 @@ impl ClientConnection {
         let Some(user) = snapshot.users.get(&self.user_id) else {
             return deny(DenialReason::Forbidden, "unknown user".into(), resource_id);
         };
-        let preshared_key = crypto::random_key_base64();
-        let client_ice = ice_credentials();
-        let gateway_ice = ice_credentials();
         self.state.with_hub(|hub| {
             let Some(client) = hub
                 .client(&self.device_id)
@@ -604,10 +617,30 @@ impl ClientConnection {
                     resource_id.clone(),
                 );
             };
+            let gateway_id = gateway.gateway_id.clone();
+            let PairCredentials {
+                preshared_key,
+                client_ice,
+                gateway_ice,
+            } = hub.pair_credentials(&self.device_id, &gateway_id, new_connection, || {
+                PairCredentials {
+                    preshared_key: crypto::random_key_base64(),
+                    client_ice: ice_credentials(),
+                    gateway_ice: ice_credentials(),
+                }
+            });
+            let Some(gateway) = hub.gateway(&gateway_id) else {
+                return deny(
+                    DenialReason::Offline,
+                    format!("all gateways of {} are offline", record.resource.site.name),
+                    resource_id.clone(),
+                );
+            };
             let grant = PortalToGateway::Grant {
                 client: client_peer,
                 resource: record.resource.clone(),
                 domain: domain.clone(),
+                proxy_ips,
                 preshared_key: preshared_key.clone(),
                 local_ice: gateway_ice.clone(),
                 remote_ice: client_ice.clone(),
@@ -638,15 +671,53 @@ impl ClientConnection {
                     ipv4: gateway.interface.ipv4,
                     ipv6: gateway.interface.ipv6,
                 },
-                preshared_key: preshared_key.clone(),
-                local_ice: client_ice.clone(),
-                remote_ice: gateway_ice.clone(),
+                preshared_key,
+                local_ice: client_ice,
+                remote_ice: gateway_ice,
             };
-            let gateway_id = gateway.gateway_id.clone();
             hub.record_grant(&self.device_id, &gateway_id, &resource_id);
             encode(&granted)
         })
     }
+}
+
+/// Proxy IPs come only with a domain, a few per name, from the client's proxy ranges
+/// (ARCHITECTURE §3): anything else would let a client make the gateway answer for addresses
+/// the client's stub never hands out.
+fn check_proxy_ips(proxy_ips: &[IpAddr], has_domain: bool) -> Result<(), String> {
+    const MAX_PROXY_IPS: usize = 16;
+    if proxy_ips.is_empty() {
+        return Ok(());
+    }
+    if !has_domain {
+        return Err("proxy IPs are only for DNS resources".into());
+    }
+    if proxy_ips.len() > MAX_PROXY_IPS {
+        return Err(format!("at most {MAX_PROXY_IPS} proxy IPs per name"));
+    }
+    let in_proxy_range = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => {
+            (u32::from(*v4) >> 21) == (u32::from(std::net::Ipv4Addr::new(100, 96, 0, 0)) >> 21)
+        }
+        IpAddr::V6(v6) => {
+            (u128::from(*v6) >> 21)
+                == (u128::from(std::net::Ipv6Addr::new(
+                    0xfd00, 0x2021, 0x1111, 0x8000, 0, 0, 0, 0,
+                )) >> 21)
+        }
+    };
+    match proxy_ips.iter().find(|ip| !in_proxy_range(ip)) {
+        Some(ip) => Err(format!("{ip} is not in the proxy ranges")),
+        None => Ok(()),
+    }
+}
+
+struct AccessRequest {
+    request_id: u64,
+    resource_id: String,
+    domain: Option<String>,
+    proxy_ips: Vec<IpAddr>,
+    new_connection: bool,
 }
 
 fn ice_credentials() -> IceCredentials {

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use ember_protocol::portal::{Interface, PortalToClient, PortalToGateway, Resource, SignOutReason};
+use ember_protocol::portal::{
+    IceCredentials, Interface, PortalToClient, PortalToGateway, Resource, SignOutReason,
+};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -57,6 +59,14 @@ pub struct GatewayEntry {
     pub last_chosen: u64,
 }
 
+/// What both ends of one client–gateway connection share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairCredentials {
+    pub preshared_key: String,
+    pub client_ice: IceCredentials,
+    pub gateway_ice: IceCredentials,
+}
+
 #[derive(Debug, Default)]
 pub struct Hub {
     clients: HashMap<String, ClientEntry>,
@@ -66,6 +76,9 @@ pub struct Hub {
     /// gateway id → devices with grants through it (the reverse of `grants`, for load and
     /// failover without scanning every device).
     clients_of: HashMap<String, HashSet<String>>,
+    /// (device id, gateway id) → the credentials of their connection, repeated in every grant
+    /// while the pair has grants so a second resource does not disturb the connection.
+    pair_credentials: HashMap<(String, String), PairCredentials>,
     next_session: u64,
     choices: u64,
 }
@@ -130,6 +143,8 @@ impl Hub {
             return;
         };
         for gateway_id in grants.keys() {
+            self.pair_credentials
+                .remove(&(device_id.to_owned(), gateway_id.clone()));
             if let Some(devices) = self.clients_of.get_mut(gateway_id) {
                 devices.remove(device_id);
             }
@@ -171,6 +186,8 @@ impl Hub {
         self.gateways.remove(gateway_id);
         let devices = self.clients_of.remove(gateway_id).unwrap_or_default();
         for device_id in &devices {
+            self.pair_credentials
+                .remove(&(device_id.clone(), gateway_id.to_owned()));
             let Some(per_gateway) = self.grants.get_mut(device_id) else {
                 continue;
             };
@@ -241,6 +258,27 @@ impl Hub {
             .keys()
             .filter_map(|g| self.gateways.get(g))
             .find(|g| g.site_id == site_id)
+    }
+
+    /// The pair's current credentials, or new ones from `fresh` when the pair has no grant yet
+    /// or the client asked for a new connection (its last one failed).
+    pub fn pair_credentials(
+        &mut self,
+        device_id: &str,
+        gateway_id: &str,
+        new_connection: bool,
+        fresh: impl FnOnce() -> PairCredentials,
+    ) -> PairCredentials {
+        let key = (device_id.to_owned(), gateway_id.to_owned());
+        let reuse = !new_connection && self.has_grant(device_id, gateway_id);
+        match self.pair_credentials.get(&key) {
+            Some(existing) if reuse => existing.clone(),
+            _ => {
+                let credentials = fresh();
+                self.pair_credentials.insert(key, credentials.clone());
+                credentials
+            }
+        }
     }
 
     pub fn record_grant(&mut self, device_id: &str, gateway_id: &str, resource_id: &str) {

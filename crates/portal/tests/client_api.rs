@@ -530,3 +530,79 @@ async fn a_silent_client_is_dropped_within_three_heartbeats() {
     let state = portal.portal.as_ref().unwrap().state.clone();
     assert_eq!(state.with_hub(|h| h.clients()), 0);
 }
+
+#[tokio::test]
+async fn a_second_resource_on_the_same_gateway_repeats_the_connection_credentials() {
+    let portal = TestPortal::sqlite().await;
+    let gateway_token = portal.gateway_token("berlin-1").await;
+    let (mut gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (token, _) = portal.client_token("ada@acme.example").await;
+    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let db = init["resources"][0]["id"].as_str().unwrap().to_owned();
+    let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
+    let credentials = |m: &serde_json::Value| {
+        (
+            m["preshared_key"].clone(),
+            m["local_ice"].clone(),
+            m["remote_ice"].clone(),
+        )
+    };
+
+    client
+        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
+        .await;
+    let first = client.recv().await;
+    let _ = gateway.recv().await;
+    client
+        .send(
+            json!({"type": "request_access", "request_id": 2, "resource_id": db,
+        "domain": "eu.db.corp.example", "proxy_ips": ["100.96.0.1", "fd00:2021:1111:8000::1"]}),
+        )
+        .await;
+    let second = client.recv().await;
+    let grant = gateway.recv().await;
+    assert_eq!(second["type"], "access_granted", "{second}");
+    assert_eq!(credentials(&first), credentials(&second));
+    assert_eq!(
+        grant["proxy_ips"],
+        json!(["100.96.0.1", "fd00:2021:1111:8000::1"]),
+        "the gateway learns the client's proxy IPs for the name"
+    );
+
+    client
+        .send(
+            json!({"type": "request_access", "request_id": 3, "resource_id": lan,
+        "new_connection": true}),
+        )
+        .await;
+    let fresh = client.recv().await;
+    let fresh_grant = gateway.recv().await;
+    assert_ne!(credentials(&first), credentials(&fresh));
+    assert_eq!(fresh_grant["preshared_key"], fresh["preshared_key"]);
+    assert_eq!(fresh_grant["local_ice"], fresh["remote_ice"]);
+}
+
+#[tokio::test]
+async fn proxy_ips_outside_the_proxy_ranges_or_without_a_name_are_refused() {
+    let portal = TestPortal::sqlite().await;
+    let gateway_token = portal.gateway_token("berlin-1").await;
+    let (_gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (token, _) = portal.client_token("ada@acme.example").await;
+    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let db = init["resources"][0]["id"].as_str().unwrap().to_owned();
+    let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
+    for request in [
+        json!({"resource_id": db, "domain": "eu.db.corp.example", "proxy_ips": ["10.20.0.5"]}),
+        json!({"resource_id": lan, "proxy_ips": ["100.96.0.1"]}),
+    ] {
+        let mut message = json!({"type": "request_access", "request_id": 1});
+        message
+            .as_object_mut()
+            .unwrap()
+            .extend(request.as_object().unwrap().clone());
+        client.send(message).await;
+        let answer = client.recv().await;
+        assert_eq!(answer["type"], "access_denied", "{answer}");
+        assert_eq!(answer["reason"], "invalid_domain", "{answer}");
+    }
+}

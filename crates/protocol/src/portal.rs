@@ -62,6 +62,14 @@ pub enum ClientMessage {
         /// For DNS resources: the name the application asked for (must match the pattern).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         domain: Option<String>,
+        /// For DNS resources: the proxy IPs the client's stub resolver gave `domain`; the
+        /// gateway translates them to the addresses it resolves.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proxy_ips: Vec<IpAddr>,
+        /// The client's connection to the site's gateway failed: the portal issues fresh ICE
+        /// credentials and preshared key for the pair, so both ends start over.
+        #[serde(default, skip_serializing_if = "is_false")]
+        new_connection: bool,
     },
     /// Trickled ICE candidates (SDP `candidate:` attribute values) for the gateway of a grant.
     IceCandidates {
@@ -136,6 +144,21 @@ pub enum PortalToClient {
     },
 }
 
+impl PortalToClient {
+    pub const TYPES: &'static [&'static str] = &[
+        "init",
+        "resources_updated",
+        "relays_updated",
+        "access_granted",
+        "access_denied",
+        "ice_candidates",
+        "gateway_offline",
+        "heartbeat",
+        "signed_out",
+        "error",
+    ];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gateway ⇄ portal
 
@@ -190,6 +213,11 @@ pub enum PortalToGateway {
         resource: Resource,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         domain: Option<String>,
+        /// The client's proxy IPs for `domain` (see [`ClientMessage::RequestAccess`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proxy_ips: Vec<IpAddr>,
+        /// The same for every grant of one client on this gateway while the pair has grants,
+        /// so a second resource does not disturb the connection.
         preshared_key: String,
         local_ice: IceCredentials,
         remote_ice: IceCredentials,
@@ -211,6 +239,18 @@ pub enum PortalToGateway {
         code: ErrorCode,
         message: String,
     },
+}
+
+impl PortalToGateway {
+    pub const TYPES: &'static [&'static str] = &[
+        "init",
+        "relays_updated",
+        "grant",
+        "revoke",
+        "ice_candidates",
+        "heartbeat",
+        "error",
+    ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,6 +449,10 @@ impl DecodeError {
             Self::Malformed(_) => ErrorCode::Malformed,
         }
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Decodes one text frame, telling an unknown `type` (of an otherwise sound message) apart from

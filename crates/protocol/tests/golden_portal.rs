@@ -141,6 +141,8 @@ fn client_request_access() {
             request_id: 7,
             resource_id: "res_db".into(),
             domain: Some("eu.db.corp.example".into()),
+            proxy_ips: proxy_ips(),
+            new_connection: true,
         },
     );
 }
@@ -354,6 +356,7 @@ fn to_gateway_grant() {
             },
             resource: resources()[0].clone(),
             domain: Some("eu.db.corp.example".into()),
+            proxy_ips: proxy_ips(),
             preshared_key: "q8Qe5n0bJ3QmYV3x9lq2S0n2bB0mO5f4Q0xw6Y1H2cA=".into(),
             local_ice: ice("gw1x"),
             remote_ice: ice("cli1"),
@@ -409,4 +412,54 @@ fn error_body() {
             message: "the token has been revoked".into(),
         },
     );
+}
+
+fn proxy_ips() -> Vec<std::net::IpAddr> {
+    vec![
+        Ipv4Addr::new(100, 96, 0, 1).into(),
+        Ipv6Addr::new(0xfd00, 0x2021, 0x1111, 0x8000, 0, 0, 0, 1).into(),
+    ]
+}
+
+#[test]
+fn request_access_from_a_client_without_proxy_ips_still_decodes() {
+    let message: ClientMessage =
+        serde_json::from_str(r#"{"type":"request_access","request_id":1,"resource_id":"res_web"}"#)
+            .unwrap();
+    assert_eq!(
+        message,
+        ClientMessage::RequestAccess {
+            request_id: 1,
+            resource_id: "res_web".into(),
+            domain: None,
+            proxy_ips: Vec::new(),
+            new_connection: false,
+        }
+    );
+}
+
+/// `decode` refuses types missing from `TYPES`: every message kind must be listed.
+#[test]
+fn every_golden_message_decodes_with_its_side_type_list() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/portal");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let decoded = if name.starts_with("to_client_") {
+            decode::<PortalToClient>(&text, PortalToClient::TYPES).map(|_| ())
+        } else if name.starts_with("to_gateway_") {
+            decode::<PortalToGateway>(&text, PortalToGateway::TYPES).map(|_| ())
+        } else if name.starts_with("client_") {
+            decode::<ClientMessage>(&text, ClientMessage::TYPES).map(|_| ())
+        } else if name.starts_with("gateway_") {
+            decode::<GatewayMessage>(&text, GatewayMessage::TYPES).map(|_| ())
+        } else {
+            continue;
+        };
+        assert_eq!(decoded, Ok(()), "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} golden messages found");
 }
