@@ -104,7 +104,10 @@ fn serve(mut stream: TcpStream, files: &[File]) -> std::io::Result<()> {
     }
     let head = String::from_utf8_lossy(&head);
     let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or("/"));
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or("/"),
+    );
     if method != "GET" {
         return respond(&mut stream, "405 Method Not Allowed", b"");
     }
@@ -113,7 +116,10 @@ fn serve(mut stream: TcpStream, files: &[File]) -> std::io::Result<()> {
         let body = format!("ember e2e resource {local}\n");
         return respond(&mut stream, "200 OK", body.as_bytes());
     }
-    match files.iter().find(|f| path.strip_prefix('/') == Some(f.name.as_str())) {
+    match files
+        .iter()
+        .find(|f| path.strip_prefix('/') == Some(f.name.as_str()))
+    {
         Some(file) => respond(&mut stream, "200 OK", &file.bytes),
         None => respond(&mut stream, "404 Not Found", b"not found\n"),
     }

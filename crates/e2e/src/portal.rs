@@ -165,7 +165,10 @@ pub fn sign_in_through_browser(
 ) -> Result<String> {
     let state = hex::encode(rand::random::<[u8; 32]>());
     let nonce = hex::encode(rand::random::<[u8; 32]>());
-    let jar = work.join(format!("cookies-{}", hex::encode(rand::random::<[u8; 4]>())));
+    let jar = work.join(format!(
+        "cookies-{}",
+        hex::encode(rand::random::<[u8; 4]>())
+    ));
     let jar = jar.to_string_lossy().into_owned();
 
     let page_url =
@@ -340,7 +343,10 @@ mod tests {
         };
         let text = config_toml(&model);
         let parsed: toml::Table = toml::from_str(&text).unwrap();
-        assert_eq!(parsed["accounts"][0]["resources"].as_array().unwrap().len(), 4 + 3 + 10);
+        assert_eq!(
+            parsed["accounts"][0]["resources"].as_array().unwrap().len(),
+            4 + 3 + 10
+        );
         assert!(text.contains("\"Branch 3\""), "{text}");
         assert!(text.contains("10.30.3.1/32"), "{text}");
         assert!(text.contains("h9.bulk.corp.example"), "{text}");

@@ -180,7 +180,12 @@ impl Binaries {
             });
         }
         let exe = std::env::current_exe().map_err(io_error("find the running executable"))?;
-        let dirs = exe.ancestors().skip(1).take(2).map(Path::to_path_buf).collect();
+        let dirs = exe
+            .ancestors()
+            .skip(1)
+            .take(2)
+            .map(Path::to_path_buf)
+            .collect();
         Ok(Self { dirs })
     }
 
@@ -402,6 +407,7 @@ impl World {
             &mut testbed,
             &dns_host.ns,
             dns_host.addr,
+            "ember.test",
             &[(addr::PUBLIC_NAME, portal_host.addr)],
             &dir.join("dnsmasq-upstream.log"),
         )?;
@@ -409,9 +415,10 @@ impl World {
             &mut testbed,
             &resource.ns,
             addr::RESOURCE,
+            "corp.example",
             &[
                 (addr::WEB_NAME, addr::WEB),
-                ("apps.corp.example", addr::APPS),
+                (addr::APPS_PATTERN, addr::APPS),
                 (addr::FINANCE_NAME, addr::FINANCE),
             ],
             &dir.join("dnsmasq-corp.log"),
@@ -530,7 +537,7 @@ impl World {
     // The portal
 
     fn write_portal_config(&self) -> Result<()> {
-        let hash = self.portal_cli_with_stdin(&["hash-password"], &self.password)?;
+        let hash = self.portal_cli_with_stdin(None, &["hash-password"], &self.password)?;
         let model = portal::Model {
             listen: (self.portal_host.addr, addr::PORTAL_PORT).into(),
             database: format!("sqlite://{}", self.dir.join("portal.db").display()),
@@ -592,14 +599,21 @@ impl World {
 
     /// `ember-portal --config … ARGS` (admin commands); its standard output.
     pub fn portal_cli(&self, args: &[&str]) -> Result<String> {
-        self.portal_cli_with_stdin(args, "")
+        self.portal_cli_with_stdin(Some(&self.portal_config), args, "")
     }
 
-    fn portal_cli_with_stdin(&self, args: &[&str], stdin: &str) -> Result<String> {
+    fn portal_cli_with_stdin(
+        &self,
+        config: Option<&Path>,
+        args: &[&str],
+        stdin: &str,
+    ) -> Result<String> {
         let bin = self.bins.portal()?;
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(&self.portal_config)
+        let mut command = Command::new(&bin);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .args(args)
             .env("EMBER_LOG", "warn")
             .stdin(Stdio::piped())
@@ -677,6 +691,20 @@ impl World {
 
     pub fn gateway_pid(&self) -> Option<u32> {
         self.gateway_proc.as_ref().map(Proc::pid)
+    }
+
+    /// Waits until the HQ gateway holds a connection to the portal (e.g. after a portal restart).
+    pub fn wait_gateway_connected(&mut self, timeout: Duration) -> Result<()> {
+        let ns = self.gateway.host.ns.clone();
+        let portal = format!("{}:{}", self.portal_host.addr, addr::PORTAL_PORT);
+        let proc = self
+            .gateway_proc
+            .as_mut()
+            .ok_or_else(|| Error::Failed("the gateway is not running".into()))?;
+        wait_until("the gateway to connect to the portal", timeout, || {
+            proc.check_running()?;
+            Ok(connected_to(&ns, &portal)?.then_some(()))
+        })
     }
 
     /// Starts one gateway per extra site, each on its own public host.
@@ -771,7 +799,11 @@ impl World {
     pub fn start_tunnel(&mut self) -> Result<()> {
         let bin = self.bins.tunnel()?;
         let base = self.dir.join("tunnel");
-        let (run, state, logs) = (self.service_runtime_dir(), self.service_state_dir(), base.join("log"));
+        let (run, state, logs) = (
+            self.service_runtime_dir(),
+            self.service_state_dir(),
+            base.join("log"),
+        );
         for dir in [&run, &state, &logs] {
             std::fs::create_dir_all(dir).map_err(io_error(format!("create {}", dir.display())))?;
         }
@@ -801,14 +833,13 @@ impl World {
             child,
             log,
         };
-        let socket = self.service_socket();
-        wait_until("the tunnel service's socket", SERVICE_TIMEOUT, || {
+        // A crashed service leaves its socket file behind: wait for an answer, not the file.
+        let answered = wait_until("the tunnel service to answer", SERVICE_TIMEOUT, || {
             proc.check_running()?;
-            Ok(socket.exists().then_some(()))
-        })?;
+            Ok(self.status().ok().map(|_| ()))
+        });
         self.tunnel = Some(proc);
-        self.status()?;
-        Ok(())
+        answered
     }
 
     /// Stops the service: SIGTERM is a clean stop (it restores DNS and routes), SIGKILL a crash.
@@ -841,7 +872,11 @@ impl World {
             token: SecretToken::new(token),
         })? {
             Ok(_) => {}
-            Err(e) => return Err(Error::Failed(format!("the service refused to sign in: {e}"))),
+            Err(e) => {
+                return Err(Error::Failed(format!(
+                    "the service refused to sign in: {e}"
+                )));
+            }
         }
         self.wait_for_state("the service to be signed in", SERVICE_TIMEOUT, |state| {
             matches!(state.session, SessionState::SignedIn { .. }) && state.interface.is_some()
@@ -851,7 +886,9 @@ impl World {
     pub fn sign_out(&mut self) -> Result<()> {
         match self.ipc(Request::SignOut)? {
             Ok(_) => Ok(()),
-            Err(e) => Err(Error::Failed(format!("the service refused to sign out: {e}"))),
+            Err(e) => Err(Error::Failed(format!(
+                "the service refused to sign out: {e}"
+            ))),
         }
     }
 
@@ -871,13 +908,17 @@ impl World {
                     match message {
                         Ok(ServiceMessage::Response { id: 1, result }) => return Ok(result),
                         Ok(ServiceMessage::Stopping { reason }) => {
-                            return Err(Error::Failed(format!("the service is stopping: {reason}")));
+                            return Err(Error::Failed(format!(
+                                "the service is stopping: {reason}"
+                            )));
                         }
                         Ok(_) => {}
                         Err(e) => return Err(Error::Failed(format!("IPC: {e}"))),
                     }
                 }
-                Err(Error::Failed("the tunnel service closed the connection".into()))
+                Err(Error::Failed(
+                    "the tunnel service closed the connection".into(),
+                ))
             })
             .await;
             answer.unwrap_or_else(|_| {
@@ -969,15 +1010,12 @@ impl World {
     /// `curl URL` from namespace `ns` (with that namespace's resolv.conf).
     pub fn curl(&self, ns: &str, url: &str, max_time: Duration, extra: &[&str]) -> Result<Fetched> {
         let out = self.scratch("curl");
-        let result = run_curl(ns, url, max_time, extra, &out).and_then(|(status, times)| {
-            let body = std::fs::read(&out).unwrap_or_default();
-            Ok(Fetched {
-                status,
-                body,
-                time_connect: times[0],
-                time_starttransfer: times[1],
-                time_total: times[2],
-            })
+        let result = run_curl(ns, url, max_time, extra, &out).map(|(status, times)| Fetched {
+            status,
+            body: std::fs::read(&out).unwrap_or_default(),
+            time_connect: times[0],
+            time_starttransfer: times[1],
+            time_total: times[2],
         });
         let _ = std::fs::remove_file(&out);
         result
@@ -990,7 +1028,13 @@ impl World {
     }
 
     /// Downloads `url` from `ns` to a file; the SHA-256 of what arrived.
-    pub fn download(&self, ns: &str, url: &str, max_time: Duration, extra: &[&str]) -> Result<String> {
+    pub fn download(
+        &self,
+        ns: &str,
+        url: &str,
+        max_time: Duration,
+        extra: &[&str],
+    ) -> Result<String> {
         let out = self.scratch("download");
         let result = run_curl(ns, url, max_time, extra, &out).and_then(|(status, _)| {
             if status != 200 {
@@ -1066,7 +1110,9 @@ impl World {
     /// How long both routers keep idle UDP mappings.
     pub fn set_udp_timeouts(&self, seconds: u32) -> Result<()> {
         self.testbed.set_udp_timeout(&self.client.router, seconds)?;
-        Ok(self.testbed.set_udp_timeout(&self.gateway.router, seconds)?)
+        Ok(self
+            .testbed
+            .set_udp_timeout(&self.gateway.router, seconds)?)
     }
 
     /// Both routers forget every mapping now.
@@ -1080,6 +1126,23 @@ impl World {
         Ok(self.coturn.restart(&mut self.testbed)?)
     }
 
+    /// Packets counted so far by the named nftables counter `ip TABLE NAME` in `ns`.
+    pub fn nft_packets(&self, ns: &str, table: &str, name: &str) -> Result<u64> {
+        let out = self
+            .testbed
+            .exec(ns, "nft", &["list", "counter", "ip", table, name])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "packets"
+                && let Some(n) = words.next().and_then(|n| n.parse().ok())
+            {
+                return Ok(n);
+            }
+        }
+        Err(Error::Failed(format!("no packet count in `{text}`")))
+    }
+
     // -----------------------------------------------------------------------------------------
     // Diagnostics
 
@@ -1091,7 +1154,11 @@ impl World {
         files.push(self.coturn.log.clone());
         files.sort();
         for file in files {
-            out.push_str(&format!("==> {} <==\n{}\n", file.display(), tail(&file, lines)));
+            out.push_str(&format!(
+                "==> {} <==\n{}\n",
+                file.display(),
+                tail(&file, lines)
+            ));
         }
         out
     }
@@ -1106,7 +1173,11 @@ impl Drop for World {
     #[allow(clippy::print_stderr)] // the logs of a failed test are its diagnosis
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- ember-e2e: logs of the world ({}) ---\n{}", self.dir.display(), self.logs(40));
+            eprintln!(
+                "--- ember-e2e: logs of the world ({}) ---\n{}",
+                self.dir.display(),
+                self.logs(40)
+            );
         }
         self.stop_tunnel(Signal::SIGTERM);
         self.stop_extra_gateways();
@@ -1156,7 +1227,10 @@ fn run_curl(
         .arg(format!("{:.3}", max_time.as_secs_f64()))
         .arg("-o")
         .arg(out)
-        .args(["-w", "%{http_code} %{time_connect} %{time_starttransfer} %{time_total}"])
+        .args([
+            "-w",
+            "%{http_code} %{time_connect} %{time_starttransfer} %{time_total}",
+        ])
         .args(extra)
         .arg(url)
         .output()
@@ -1178,14 +1252,20 @@ fn run_curl(
     }
 }
 
+/// A DNS server for `zone` like a real one: the given names (`*.suffix` for every name below
+/// the suffix), NXDOMAIN for the rest of the zone, REFUSED outside it (no upstream). Exact
+/// names answer AAAA with NODATA; for wildcards dnsmasq answers AAAA with NXDOMAIN, which a
+/// resolver must tolerate next to the A answer.
 fn spawn_dnsmasq(
     testbed: &mut Testbed,
     ns: &str,
     listen: Ipv4Addr,
+    zone: &str,
     names: &[(&str, Ipv4Addr)],
     log: &Path,
 ) -> Result<()> {
-    let args = dnsmasq_args(listen, names, log);
+    let mut args = dnsmasq_args(listen, names, log);
+    args.push(format!("--local=/{zone}/"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     testbed.spawn_logged(ns, "dnsmasq", &args, &[], &log.with_extension("out"))?;
     Ok(())
@@ -1205,7 +1285,10 @@ fn dnsmasq_args(listen: Ipv4Addr, names: &[(&str, Ipv4Addr)], log: &Path) -> Vec
         format!("--log-facility={}", log.display()),
     ];
     for (name, addr) in names {
-        args.push(format!("--address=/{name}/{addr}"));
+        match name.strip_prefix("*.") {
+            Some(suffix) => args.push(format!("--address=/{suffix}/{addr}")),
+            None => args.push(format!("--host-record={name},{addr}")),
+        }
     }
     args
 }
@@ -1239,7 +1322,17 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 /// Whether namespace `ns` holds an established TCP connection to `peer` (`IP:PORT`).
 fn connected_to(ns: &str, peer: &str) -> Result<bool> {
     let output = Command::new("ip")
-        .args(["netns", "exec", ns, "ss", "-Htn", "state", "established", "dst", peer])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ss",
+            "-Htn",
+            "state",
+            "established",
+            "dst",
+            peer,
+        ])
         .output()
         .map_err(io_error("run ss"))?;
     Ok(!String::from_utf8_lossy(&output.stdout).trim().is_empty())
@@ -1278,9 +1371,7 @@ fn collect_logs(dir: &Path, files: &mut Vec<PathBuf>) {
         let path = entry.path();
         if path.is_dir() {
             collect_logs(&path, files);
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "log" || e == "out")
+        } else if path.extension().is_some_and(|e| e == "log" || e == "out")
             || path.to_string_lossy().contains(".log.")
         {
             files.push(path);

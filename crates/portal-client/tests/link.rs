@@ -45,7 +45,9 @@ gateways = [{{ site = "Berlin", name = "berlin-1" }}]
 "#,
             db = dir.path().join("portal.db").display()
         );
-        let portal = Portal::start(Config::parse(&config).unwrap()).await.unwrap();
+        let portal = Portal::start(Config::parse(&config).unwrap())
+            .await
+            .unwrap();
         Self {
             url: format!("http://{}", portal.addr),
             portal: Some(portal),

@@ -330,7 +330,10 @@ impl Testbed {
         let addr = Ipv4Addr::new(a, b, c, 254);
         let _ = run("ip", &format!("link del {device}"));
         let (_, inside) = veth_names();
-        run("ip", &format!("link add {device} type veth peer name {inside}"))?;
+        run(
+            "ip",
+            &format!("link add {device} type veth peer name {inside}"),
+        )?;
         self.host_uplink = Some(device.to_owned());
         run("ip", &format!("link set {inside} netns {}", self.internet))?;
         self.ip(&self.internet, &format!("link set {inside} master br0"))?;
@@ -365,7 +368,9 @@ impl Testbed {
         grace: std::time::Duration,
     ) -> Result<()> {
         let Some(index) = self.children.iter().position(|c| c.id() == pid) else {
-            return Err(Error::Other(format!("process {pid} is not one of the testbed's")));
+            return Err(Error::Other(format!(
+                "process {pid} is not one of the testbed's"
+            )));
         };
         let mut child = self.children.swap_remove(index);
         stop_child(&mut child, signal, grace);
@@ -464,7 +469,6 @@ impl Testbed {
         self.next_public += 1;
         addr
     }
-
 }
 
 impl Drop for Testbed {
@@ -549,11 +553,7 @@ pub fn spawn_in(
 }
 
 /// Sends `signal`, waits up to `grace` for the exit, then kills.
-pub fn stop_child(
-    child: &mut Child,
-    signal: nix::sys::signal::Signal,
-    grace: std::time::Duration,
-) {
+pub fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal, grace: std::time::Duration) {
     let Ok(pid) = i32::try_from(child.id()) else {
         let _ = child.kill();
         let _ = child.wait();
