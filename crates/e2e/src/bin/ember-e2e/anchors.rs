@@ -61,6 +61,20 @@ pub fn plumb(world: &World) -> Result<()> {
     Ok(())
 }
 
+/// Removes wireguard-go's UAPI sockets of this process on drop: they live in the machine's
+/// `/var/run/wireguard`, and a killed wireguard-go leaves them behind.
+#[derive(Debug)]
+pub struct WireguardSockets;
+
+impl Drop for WireguardSockets {
+    fn drop(&mut self) {
+        let pid = std::process::id();
+        for side in ["wgc", "wgg"] {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{side}{pid}.sock"));
+        }
+    }
+}
+
 /// A tunnel anchor: its two processes (client side, gateway side) and the address to test.
 #[derive(Debug)]
 pub struct Tunnel {

@@ -101,6 +101,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     };
     let started = Instant::now();
+    let _sockets = anchors::WireguardSockets;
     let mut world = World::start(Options {
         extra_sites: args.sites,
         bulk_resources: args.resources,
@@ -312,6 +313,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "≤ 30 MB",
     );
 
+    if let Ok(tunnel) = wireguard {
+        tunnel.stop(&mut world);
+    }
     println!(
         "\nEmber data-plane benchmark ({}; {} run, {:.0} s; binaries from {})\n",
         machine_summary(),
