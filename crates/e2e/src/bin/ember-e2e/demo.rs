@@ -84,7 +84,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         addr::WEB_NAME
     );
     println!(
-        "             sudo ip netns exec {client_ns} {} status --socket {}",
+        "             sudo {} status --socket {}",
         world
             .bins
             .tunnel()
