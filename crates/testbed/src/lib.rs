@@ -1,7 +1,8 @@
 //! A small internet in network namespaces, for tests that need real packets: an "internet"
 //! bridge with public hosts (documentation ranges only), hosts behind NAT routers
-//! (endpoint-independent or symmetric mapping), random loss, conntrack timeouts, and the real
-//! coturn relay.
+//! (endpoint-independent or symmetric mapping), private LANs behind a host, random loss,
+//! conntrack timeouts, a router's public address changing (roaming), and the real coturn relay.
+//! `crates/e2e` builds Ember's end-to-end world from these parts.
 //!
 //! Needs root. Everything a [`Testbed`] creates is named with a per-process prefix and removed
 //! when it is dropped; traffic never leaves the namespaces it created.
