@@ -14,6 +14,12 @@ pub fn builder<R: Runtime>() -> tauri_specta::Builder<R> {
             commands::get_view,
             commands::apply_settings,
             commands::sign_in,
+            commands::cancel_sign_in,
+            commands::sign_out,
+            commands::get_preferences,
+            commands::set_preferences,
+            commands::export_logs,
+            commands::clear_logs,
         ])
         .events(tauri_specta::collect_events![ViewChanged, Navigate])
         // Byte counters are u64; as JavaScript numbers they stay exact up to 8 PiB.

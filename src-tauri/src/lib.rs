@@ -10,7 +10,9 @@ pub mod bindings;
 pub mod commands;
 pub mod controller;
 pub mod desktop;
+pub mod diagnostics;
 pub mod notifications;
+pub mod preferences;
 pub mod sign_in;
 pub mod token_store;
 pub mod tray;
@@ -26,12 +28,22 @@ use tauri_specta::Event as _;
 
 use crate::controller::{Controller, ControllerHandle};
 use crate::desktop::{Navigate, TauriDesktop};
+use crate::token_store::{Keychain, TokenVault};
 use crate::view::{AppView, Page};
 
 const MAIN_WINDOW: &str = "main";
 
 /// Starts the app and returns when the user quits.
 pub fn run() -> anyhow::Result<()> {
+    // The app holds no privileges by design (the service does); as root it would also write
+    // root-owned files into the user's folders and keychain.
+    #[cfg(unix)]
+    if nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "Ember's tray app does not run as root. Start it as your own user; the tunnel \
+             service does the privileged work."
+        );
+    }
     let specta = bindings::builder::<tauri::Wry>();
     let app = tauri::Builder::default()
         // First, so a second instance hands over its arguments (and deep link) and exits
@@ -41,6 +53,11 @@ pub fn run() -> anyhow::Result<()> {
         }))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec![preferences::AUTOSTART_ARG]),
+        ))
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             specta.mount_events(app);
@@ -91,9 +108,31 @@ fn setup<R: Runtime>(app: &AppHandle<R>) -> anyhow::Result<()> {
     let tray_icon = tray::create(app, &initial_tray)?;
     tray_icon.on_menu_event(|app, event| handle_menu(app, event.id().as_ref()));
 
+    let config_dir = app
+        .path()
+        .app_config_dir()
+        .context("no folder for the app's preferences")?;
+    let preferences = preferences::load(&config_dir);
+    let bundle_dir = app
+        .path()
+        .download_dir()
+        .or_else(|_| app.path().home_dir())
+        .unwrap_or_else(|_| log_dir.clone());
+    app.manage(commands::AppPaths {
+        log_dir: log_dir.clone(),
+        config_dir,
+        bundle_dir,
+    });
+    let started_at_login = std::env::args().any(|a| a == preferences::AUTOSTART_ARG);
+    if !(started_at_login && preferences.start_minimised) {
+        show_window(app, None);
+    }
+
     let (controller, handle) = Controller::new(
         TauriDesktop::new(app.clone(), initial_tray),
         service_endpoint(),
+        TokenVault::new(Keychain),
+        preferences.connect_on_start,
     );
     tauri::async_runtime::spawn(controller.run());
     app.manage(handle.clone());
@@ -134,13 +173,48 @@ fn handle_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 }
             });
         }
+        tray::MENU_CANCEL_SIGN_IN => {
+            let controller = app.state::<ControllerHandle>().inner().clone();
+            tauri::async_runtime::spawn(async move { controller.cancel_sign_in().await });
+        }
+        tray::MENU_SIGN_OUT => {
+            let controller = app.state::<ControllerHandle>().inner().clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = controller.sign_out().await {
+                    tracing::warn!("Sign-out failed: {e}");
+                }
+            });
+        }
         tray::MENU_OPEN => show_window(app, Some(Page::Resources)),
         tray::MENU_SETTINGS => show_window(app, Some(Page::Settings)),
         tray::MENU_QUIT => {
             tracing::info!("Quit from the tray");
             app.exit(0);
         }
-        other => tracing::debug!(id = other, "Unknown menu item"),
+        other => {
+            if let Some(resource_id) = other.strip_prefix(tray::MENU_COPY_PREFIX) {
+                copy_address(app, resource_id);
+            } else {
+                tracing::debug!(id = other, "Unknown menu item");
+            }
+        }
+    }
+}
+
+fn copy_address<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {
+    use tauri_plugin_clipboard_manager::ClipboardExt as _;
+    let view = app.state::<ControllerHandle>().view();
+    let Some(address) = view
+        .state
+        .iter()
+        .flat_map(|s| &s.resources)
+        .find(|r| r.id == resource_id)
+        .map(|r| r.address.clone())
+    else {
+        return;
+    };
+    if let Err(e) = app.clipboard().write_text(address) {
+        tracing::warn!("Cannot copy the address: {e}");
     }
 }
 

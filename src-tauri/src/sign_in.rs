@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use ember_protocol::SecretToken;
+use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
+use sha2::Sha256;
 
 /// A deep link older than this no longer completes a sign-in.
 pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -42,6 +45,93 @@ impl PendingSignIn {
         use subtle::ConstantTimeEq as _;
         now.saturating_duration_since(self.started) <= SIGN_IN_TIMEOUT
             && bool::from(self.state.as_bytes().ct_eq(state.as_bytes()))
+    }
+
+    /// Checks an `ember://sign-in-callback` link against this sign-in and derives the token
+    /// from the nonce and the link's `fragment` (the rule is in `crates/portal/README.md`).
+    pub fn complete(&self, link: &url::Url, now: Instant) -> Result<SignedIn, CallbackError> {
+        let callback = Callback::parse(link)?;
+        if !self.accepts(&callback.state, now) {
+            return Err(CallbackError::NotPending);
+        }
+        let nonce = hex::decode(&self.nonce).map_err(|_| CallbackError::Malformed("nonce"))?;
+        let fragment =
+            hex::decode(&callback.fragment).map_err(|_| CallbackError::Malformed("fragment"))?;
+        if fragment.len() != 32 {
+            return Err(CallbackError::Malformed("fragment"));
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&nonce)
+            .map_err(|_| CallbackError::Malformed("nonce"))?;
+        mac.update(&fragment);
+        Ok(SignedIn {
+            token: SecretToken::new(hex::encode(mac.finalize().into_bytes())),
+            actor: callback.actor,
+            account: callback.account,
+        })
+    }
+}
+
+/// What a completed sign-in yields.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub token: SecretToken,
+    pub actor: Option<String>,
+    pub account: Option<String>,
+}
+
+/// Why a deep link did not complete a sign-in. None of these are acted on; they are logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    #[error("not a sign-in callback")]
+    NotACallback,
+    #[error("the `{0}` parameter is missing or malformed")]
+    Malformed(&'static str),
+    /// No sign-in is pending, it is older than ten minutes, or `state` does not match.
+    #[error("no pending sign-in matches this link")]
+    NotPending,
+}
+
+struct Callback {
+    state: String,
+    fragment: String,
+    actor: Option<String>,
+    account: Option<String>,
+}
+
+impl Callback {
+    fn parse(link: &url::Url) -> Result<Self, CallbackError> {
+        // `ember://sign-in-callback?…`: the host is the action.
+        if link.scheme() != "ember" || link.host_str() != Some("sign-in-callback") {
+            return Err(CallbackError::NotACallback);
+        }
+        let mut state = None;
+        let mut fragment = None;
+        let mut actor = None;
+        let mut account = None;
+        for (key, value) in link.query_pairs() {
+            let slot = match key.as_ref() {
+                "state" => &mut state,
+                "fragment" => &mut fragment,
+                "actor" => &mut actor,
+                "account" => &mut account,
+                _ => continue,
+            };
+            // A repeated parameter is a forged or mangled link, not something to guess about.
+            if slot.replace(value.into_owned()).is_some() {
+                return Err(CallbackError::Malformed("repeated parameter"));
+            }
+        }
+        let is_hex64 = |v: &String| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
+        Ok(Self {
+            state: state
+                .filter(is_hex64)
+                .ok_or(CallbackError::Malformed("state"))?,
+            fragment: fragment
+                .filter(is_hex64)
+                .ok_or(CallbackError::Malformed("fragment"))?,
+            actor: actor.map(|a| a.chars().take(128).collect()),
+            account: account.map(|a| a.chars().take(128).collect()),
+        })
     }
 }
 
@@ -92,6 +182,82 @@ mod tests {
         assert!(!pending.accepts(&state[1..], now));
         assert!(!pending.accepts("", now));
         assert!(!pending.accepts(&state, now + SIGN_IN_TIMEOUT + Duration::from_secs(1)));
+    }
+
+    fn callback(state: &str, fragment: &str) -> url::Url {
+        url::Url::parse(&format!(
+            "ember://sign-in-callback?state={state}&fragment={fragment}&actor=Ada&account=acme"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_matching_callback_yields_the_token_the_portal_derives() {
+        let now = Instant::now();
+        let (mut pending, _) = PendingSignIn::begin("http://127.0.0.1:8080", now).unwrap();
+        pending.nonce = "00".repeat(31) + "01";
+        let fragment = "ab".repeat(32);
+        let signed_in = pending
+            .complete(&callback(&pending.state.clone(), &fragment), now)
+            .unwrap();
+        // The same computation, spelled out independently of `complete`.
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&hex::decode(&pending.nonce).unwrap()).unwrap();
+        mac.update(&[0xab; 32]);
+        assert_eq!(
+            signed_in.token.expose(),
+            hex::encode(mac.finalize().into_bytes())
+        );
+        assert_eq!(signed_in.actor.as_deref(), Some("Ada"));
+        assert_eq!(signed_in.account.as_deref(), Some("acme"));
+    }
+
+    #[test]
+    fn forged_stale_or_malformed_callbacks_are_refused() {
+        let now = Instant::now();
+        let (pending, _) = PendingSignIn::begin("http://127.0.0.1:8080", now).unwrap();
+        let state = pending.state.clone();
+        let fragment = "cd".repeat(32);
+        let wrong_state = "0".repeat(64);
+        let cases = [
+            (
+                callback(&wrong_state, &fragment),
+                now,
+                CallbackError::NotPending,
+            ),
+            (
+                callback(&state, &fragment),
+                now + SIGN_IN_TIMEOUT + Duration::from_secs(1),
+                CallbackError::NotPending,
+            ),
+            (
+                callback(&state, "zz"),
+                now,
+                CallbackError::Malformed("fragment"),
+            ),
+            (
+                url::Url::parse(&format!("ember://sign-in-callback?fragment={fragment}")).unwrap(),
+                now,
+                CallbackError::Malformed("state"),
+            ),
+            (
+                url::Url::parse(&format!(
+                    "ember://sign-in-callback?state={state}&state={state}&fragment={fragment}"
+                ))
+                .unwrap(),
+                now,
+                CallbackError::Malformed("repeated parameter"),
+            ),
+            (
+                url::Url::parse(&format!("ember://other?state={state}&fragment={fragment}"))
+                    .unwrap(),
+                now,
+                CallbackError::NotACallback,
+            ),
+        ];
+        for (link, at, expected) in cases {
+            assert_eq!(pending.complete(&link, at).unwrap_err(), expected, "{link}");
+        }
     }
 
     #[test]

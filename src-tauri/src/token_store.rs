@@ -16,7 +16,7 @@ const ACCOUNT: &str = "portal-token";
 pub struct StoreError(pub String);
 
 /// A place that keeps one token across runs.
-pub trait TokenStore: Send + Sync + 'static {
+pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
     fn load(&self) -> Result<Option<SecretToken>, StoreError>;
     fn save(&self, token: &SecretToken) -> Result<(), StoreError>;
     /// Deleting what is not there is not an error.
@@ -69,16 +69,16 @@ pub enum Kept {
 /// The token of the signed-in user, kept in a [`TokenStore`] when it works and in memory
 /// otherwise.
 #[derive(Debug)]
-pub struct TokenVault<S> {
-    store: S,
+pub struct TokenVault {
+    store: Box<dyn TokenStore>,
     in_memory: Mutex<Option<SecretToken>>,
     told_user: Mutex<bool>,
 }
 
-impl<S: TokenStore> TokenVault<S> {
-    pub fn new(store: S) -> Self {
+impl TokenVault {
+    pub fn new(store: impl TokenStore) -> Self {
         Self {
-            store,
+            store: Box::new(store),
             in_memory: Mutex::new(None),
             told_user: Mutex::new(false),
         }
@@ -135,6 +135,7 @@ mod tests {
     use super::*;
 
     /// A keychain that is locked: every call fails.
+    #[derive(Debug)]
     struct LockedKeychain;
 
     impl TokenStore for LockedKeychain {

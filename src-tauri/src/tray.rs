@@ -3,18 +3,22 @@
 //! do not concern the tray cause no flicker.
 
 use tauri::image::Image;
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::menu::{IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Runtime};
 
 use crate::view::{AppView, ServiceStatus};
-use ember_protocol::ipc::{ResourceState, SessionState};
+use ember_protocol::ipc::{ResourceState, ResourceView, SessionState};
 
 pub const TRAY_ID: &str = "ember";
 pub const MENU_SIGN_IN: &str = "sign_in";
+pub const MENU_CANCEL_SIGN_IN: &str = "cancel_sign_in";
+pub const MENU_SIGN_OUT: &str = "sign_out";
 pub const MENU_OPEN: &str = "open";
 pub const MENU_SETTINGS: &str = "settings";
 pub const MENU_QUIT: &str = "quit";
+/// Followed by the resource id: copies that resource's address.
+pub const MENU_COPY_PREFIX: &str = "copy:";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrayIconKind {
@@ -26,61 +30,135 @@ pub enum TrayIconKind {
     Degraded,
 }
 
+/// The one session action the menu offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAction {
+    /// Greyed out: the service is not there.
+    SignInUnavailable,
+    SignIn,
+    CancelSignIn,
+    SignOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayResource {
+    pub id: String,
+    /// "Demo web server — active"
+    pub label: String,
+    pub address: String,
+    pub site: String,
+    /// The state with its reason, e.g. "unreachable: all gateways of Home are offline".
+    pub status: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrayView {
     pub icon: TrayIconKind,
     /// The first, disabled menu line; also the tooltip.
     pub status_line: String,
-    pub can_sign_in: bool,
+    /// "Signed in as Ada (acme)" while signed in.
+    pub account_line: Option<String>,
+    pub action: SessionAction,
+    pub resources: Vec<TrayResource>,
 }
 
 pub fn tray_view(view: &AppView) -> TrayView {
-    let unreachable = |status_line: &str| TrayView {
-        icon: TrayIconKind::ServiceUnreachable,
+    let simple = |icon, status_line: &str, action| TrayView {
+        icon,
         status_line: status_line.to_owned(),
-        can_sign_in: false,
+        account_line: None,
+        action,
+        resources: Vec::new(),
     };
-    match (&view.service, &view.state) {
-        (ServiceStatus::Connecting, _) => unreachable("Connecting to the tunnel service…"),
-        (ServiceStatus::NotRunning { .. }, _) => unreachable("Tunnel service is not running"),
+    let unreachable = |line: &str| {
+        simple(
+            TrayIconKind::ServiceUnreachable,
+            line,
+            SessionAction::SignInUnavailable,
+        )
+    };
+    let state = match (&view.service, &view.state) {
+        (ServiceStatus::Connecting, _) => return unreachable("Connecting to the tunnel service…"),
+        (ServiceStatus::NotRunning { .. }, _) => {
+            return unreachable("Tunnel service is not running");
+        }
         (ServiceStatus::NotAllowed { .. }, _) => {
-            unreachable("No permission to use the tunnel service")
+            return unreachable("No permission to use the tunnel service");
         }
         (ServiceStatus::Incompatible { .. }, _) => {
-            unreachable("Update Ember: app and service differ")
+            return unreachable("Update Ember: app and service differ");
         }
-        (ServiceStatus::Connected { .. }, None) => unreachable("Connecting to the tunnel service…"),
-        (ServiceStatus::Connected { .. }, Some(state)) => match &state.session {
-            SessionState::SignedOut { .. } => TrayView {
-                icon: TrayIconKind::SignedOut,
-                status_line: "Signed out".into(),
-                can_sign_in: true,
+        (ServiceStatus::Connected { .. }, None) => {
+            return unreachable("Connecting to the tunnel service…");
+        }
+        (ServiceStatus::Connected { .. }, Some(state)) => state,
+    };
+    let connecting =
+        |line: &str| simple(TrayIconKind::Connecting, line, SessionAction::CancelSignIn);
+    match &state.session {
+        SessionState::SignedOut { .. } if view.waiting_for_browser => {
+            connecting("Waiting for the browser…")
+        }
+        SessionState::SignedOut { reason } => simple(
+            TrayIconKind::SignedOut,
+            &match reason {
+                Some(reason) => format!("Signed out: {reason}"),
+                None => "Signed out".into(),
             },
-            SessionState::ConnectingToPortal => TrayView {
-                icon: TrayIconKind::Connecting,
-                status_line: "Connecting to the portal…".into(),
-                can_sign_in: false,
-            },
-            SessionState::PortalReconnecting { .. } => TrayView {
-                icon: TrayIconKind::Degraded,
-                status_line: "Reconnecting to the portal…".into(),
-                can_sign_in: false,
-            },
-            SessionState::SignedIn { actor, .. } => {
-                let broken = state
-                    .resources
-                    .iter()
-                    .any(|r| r.state == ResourceState::Broken);
-                TrayView {
-                    icon: if broken {
-                        TrayIconKind::Degraded
-                    } else {
-                        TrayIconKind::SignedIn
-                    },
-                    status_line: format!("Signed in as {actor}"),
-                    can_sign_in: false,
+            SessionAction::SignIn,
+        ),
+        SessionState::ConnectingToPortal => connecting("Connecting to the portal…"),
+        SessionState::RaisingTunnel => connecting("Raising the tunnel…"),
+        SessionState::PortalReconnecting { .. } | SessionState::SignedIn { .. } => {
+            let reconnecting = matches!(state.session, SessionState::PortalReconnecting { .. });
+            let broken = state
+                .resources
+                .iter()
+                .any(|r| r.state == ResourceState::Broken);
+            let account_line = match &state.session {
+                SessionState::SignedIn { account, actor } => {
+                    Some(format!("Signed in as {actor} ({account})"))
                 }
+                _ => None,
+            };
+            TrayView {
+                icon: if reconnecting || broken {
+                    TrayIconKind::Degraded
+                } else {
+                    TrayIconKind::SignedIn
+                },
+                status_line: if reconnecting {
+                    "Reconnecting to the portal…".into()
+                } else if broken {
+                    "Signed in; a resource is broken".into()
+                } else {
+                    "Signed in".into()
+                },
+                account_line,
+                action: SessionAction::SignOut,
+                resources: state.resources.iter().map(tray_resource).collect(),
             }
+        }
+    }
+}
+
+fn tray_resource(resource: &ResourceView) -> TrayResource {
+    let state = match resource.state {
+        ResourceState::Unknown => "not used yet",
+        ResourceState::Connecting => "connecting",
+        ResourceState::Active => "active",
+        ResourceState::Idle => "idle",
+        ResourceState::Broken => "broken",
+        ResourceState::Unreachable => "unreachable",
+    };
+    TrayResource {
+        id: resource.id.clone(),
+        label: format!("{} — {state}", resource.name),
+        address: resource.address.clone(),
+        site: format!("Site: {}", resource.site),
+        status: match &resource.reason {
+            Some(reason) => format!("{state}: {reason}"),
+            None => state.to_owned(),
         },
     }
 }
@@ -97,24 +175,81 @@ fn icon(kind: TrayIconKind) -> tauri::Result<Image<'static>> {
 }
 
 fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<Menu<R>> {
-    Menu::with_items(
+    let menu = Menu::new(app)?;
+    menu.append(&MenuItem::with_id(
         app,
-        &[
-            &MenuItem::with_id(app, "status", &tray.status_line, false, None::<&str>)?,
-            &PredefinedMenuItem::separator(app)?,
-            &MenuItem::with_id(
-                app,
-                MENU_SIGN_IN,
-                "Sign in…",
-                tray.can_sign_in,
-                None::<&str>,
-            )?,
-            &MenuItem::with_id(app, MENU_OPEN, "Open Ember", true, None::<&str>)?,
-            &MenuItem::with_id(app, MENU_SETTINGS, "Settings", true, None::<&str>)?,
-            &PredefinedMenuItem::separator(app)?,
-            &MenuItem::with_id(app, MENU_QUIT, "Quit Ember", true, None::<&str>)?,
-        ],
-    )
+        "status",
+        &tray.status_line,
+        false,
+        None::<&str>,
+    )?)?;
+    if let Some(account) = &tray.account_line {
+        menu.append(&MenuItem::with_id(
+            app,
+            "account",
+            account,
+            false,
+            None::<&str>,
+        )?)?;
+    }
+    menu.append(&PredefinedMenuItem::separator(app)?)?;
+    if !tray.resources.is_empty() {
+        for resource in &tray.resources {
+            let info = |id: &str, text: &str| {
+                MenuItem::with_id(
+                    app,
+                    format!("{id}:{}", resource.id),
+                    text,
+                    false,
+                    None::<&str>,
+                )
+            };
+            let items: [&dyn IsMenuItem<R>; 4] = [
+                &info("address", &resource.address)?,
+                &info("site", &resource.site)?,
+                &info("state", &resource.status)?,
+                &MenuItem::with_id(
+                    app,
+                    format!("{MENU_COPY_PREFIX}{}", resource.id),
+                    "Copy address",
+                    true,
+                    None::<&str>,
+                )?,
+            ];
+            menu.append(&Submenu::with_items(app, &resource.label, true, &items)?)?;
+        }
+        menu.append(&PredefinedMenuItem::separator(app)?)?;
+    }
+    let (id, label, enabled) = match tray.action {
+        SessionAction::SignInUnavailable => (MENU_SIGN_IN, "Sign in…", false),
+        SessionAction::SignIn => (MENU_SIGN_IN, "Sign in…", true),
+        SessionAction::CancelSignIn => (MENU_CANCEL_SIGN_IN, "Cancel sign-in", true),
+        SessionAction::SignOut => (MENU_SIGN_OUT, "Sign out", true),
+    };
+    menu.append(&MenuItem::with_id(app, id, label, enabled, None::<&str>)?)?;
+    menu.append(&MenuItem::with_id(
+        app,
+        MENU_OPEN,
+        "Open Ember",
+        true,
+        None::<&str>,
+    )?)?;
+    menu.append(&MenuItem::with_id(
+        app,
+        MENU_SETTINGS,
+        "Settings",
+        true,
+        None::<&str>,
+    )?)?;
+    menu.append(&PredefinedMenuItem::separator(app)?)?;
+    menu.append(&MenuItem::with_id(
+        app,
+        MENU_QUIT,
+        "Quit Ember",
+        true,
+        None::<&str>,
+    )?)?;
+    Ok(menu)
 }
 
 /// Creates the tray icon showing `tray`.
@@ -153,6 +288,7 @@ mod tests {
                 service_version: "0.1.0".into(),
             },
             state: Some(state),
+            waiting_for_browser: false,
         }
     }
 
@@ -163,17 +299,85 @@ mod tests {
                 detail: "connection refused".into(),
             },
             state: None,
+            waiting_for_browser: false,
         });
         assert_eq!(tray.icon, TrayIconKind::ServiceUnreachable);
         assert_eq!(tray.status_line, "Tunnel service is not running");
-        assert!(!tray.can_sign_in);
+        assert_eq!(tray.action, SessionAction::SignInUnavailable);
     }
 
     #[test]
-    fn signed_out_offers_sign_in() {
+    fn signed_out_offers_sign_in_and_says_why_when_the_portal_ended_the_session() {
         let tray = tray_view(&connected(SessionState::SignedOut { reason: None }));
         assert_eq!(tray.icon, TrayIconKind::SignedOut);
-        assert!(tray.can_sign_in);
+        assert_eq!(tray.action, SessionAction::SignIn);
+        let tray = tray_view(&connected(SessionState::SignedOut {
+            reason: Some("the token was revoked".into()),
+        }));
+        assert_eq!(tray.status_line, "Signed out: the token was revoked");
+    }
+
+    #[test]
+    fn the_sign_in_steps_show_in_order_with_a_way_to_cancel() {
+        let mut waiting = connected(SessionState::SignedOut { reason: None });
+        waiting.waiting_for_browser = true;
+        let steps = [
+            waiting,
+            connected(SessionState::ConnectingToPortal),
+            connected(SessionState::RaisingTunnel),
+        ];
+        let lines: Vec<String> = steps.iter().map(|v| tray_view(v).status_line).collect();
+        assert_eq!(
+            lines,
+            [
+                "Waiting for the browser…",
+                "Connecting to the portal…",
+                "Raising the tunnel…"
+            ]
+        );
+        for step in &steps {
+            assert_eq!(tray_view(step).icon, TrayIconKind::Connecting);
+            assert_eq!(tray_view(step).action, SessionAction::CancelSignIn);
+        }
+    }
+
+    #[test]
+    fn resources_are_listed_with_address_site_and_state_reason() {
+        let mut view = connected(SessionState::SignedIn {
+            account: "acme".into(),
+            actor: "Ada".into(),
+        });
+        let state = view.state.as_mut().unwrap();
+        state.resources.push(ResourceView {
+            id: "res_1".into(),
+            name: "Wiki".into(),
+            address: "wiki.corp.example".into(),
+            address_description: None,
+            site: "Berlin".into(),
+            state: ResourceState::Unreachable,
+            reason: Some("all gateways of Berlin are offline".into()),
+            path: None,
+            rtt_ms: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            enabled: None,
+        });
+        let tray = tray_view(&view);
+        assert_eq!(
+            tray.account_line.as_deref(),
+            Some("Signed in as Ada (acme)")
+        );
+        assert_eq!(tray.action, SessionAction::SignOut);
+        assert_eq!(
+            tray.resources,
+            [TrayResource {
+                id: "res_1".into(),
+                label: "Wiki — unreachable".into(),
+                address: "wiki.corp.example".into(),
+                site: "Site: Berlin".into(),
+                status: "unreachable: all gateways of Berlin are offline".into(),
+            }]
+        );
     }
 
     #[test]
@@ -183,7 +387,7 @@ mod tests {
             actor: "Ada".into(),
         }));
         assert_eq!(tray.icon, TrayIconKind::SignedIn);
-        assert_eq!(tray.status_line, "Signed in as Ada");
+        assert_eq!(tray.status_line, "Signed in");
         let tray = tray_view(&connected(SessionState::PortalReconnecting {
             reason: "reset".into(),
         }));

@@ -10,6 +10,8 @@ pub struct AppView {
     pub service: ServiceStatus,
     /// The service's state; present only while connected, so nothing stale is shown.
     pub state: Option<ViewState>,
+    /// The portal's sign-in page is open in the browser and the app waits for its link.
+    pub waiting_for_browser: bool,
 }
 
 impl AppView {
@@ -17,6 +19,7 @@ impl AppView {
         Self {
             service: ServiceStatus::Connecting,
             state: None,
+            waiting_for_browser: false,
         }
     }
 }
@@ -49,7 +52,9 @@ pub enum ServiceStatus {
 #[serde(rename_all = "snake_case")]
 pub enum Page {
     Resources,
+    Account,
     Settings,
+    Diagnostics,
 }
 
 /// Why a command failed, for the webview to show.
@@ -62,4 +67,7 @@ pub enum AppError {
     Service { error: IpcError },
     #[error("cannot open the browser: {detail}")]
     Browser { detail: String },
+    /// Writing a file on this computer failed (preferences, log bundle).
+    #[error("{detail}")]
+    Local { detail: String },
 }

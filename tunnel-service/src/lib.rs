@@ -1,13 +1,19 @@
 //! The tunnel service's parts; `main.rs` is the command line around them.
 //!
 //! - [`server`]: the IPC server the tray app talks to.
+//! - [`identity`]: the device id and WireGuard key in the state folder.
+//! - [`router`]: the client's data-plane decisions (sans-IO): resources, grants, DNS packets.
 //! - [`service`]: the state the service owns and the requests that change it.
 //! - [`settings`]: the settings it persists, validated.
 //! - [`platform`]: what differs per OS (paths, signals, DNS configuration).
 //! - [`status`]: `ember-tunnel status`.
 
+pub mod identity;
 pub mod platform;
+pub mod router;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod settings;
 pub mod status;
+pub mod tunnel;

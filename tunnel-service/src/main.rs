@@ -11,7 +11,8 @@ use ember_ipc::Endpoint;
 use ember_ipc::transport::{AccessPolicy, Listener};
 use tokio::sync::watch;
 
-use ember_tunnel_service::service::Service;
+use ember_tunnel_service::identity::Identity;
+use ember_tunnel_service::service::{Environment, Service};
 use ember_tunnel_service::settings::{self, SettingsStore};
 use ember_tunnel_service::{platform, server, status};
 
@@ -42,13 +43,19 @@ struct RunArgs {
     /// Holds the IPC socket.
     #[arg(long, default_value_os_t = platform::default_runtime_dir())]
     runtime_dir: PathBuf,
-    /// Holds the settings (and, later, the device id).
+    /// Holds the settings, the device id and the WireGuard key.
     #[arg(long, default_value_os_t = platform::default_state_dir())]
     state_dir: PathBuf,
     /// Holds the rotated log files.
     #[arg(long, default_value_os_t = platform::default_log_dir())]
     log_dir: PathBuf,
+    /// How the system's DNS is pointed at Ember's resolver while signed in.
+    #[arg(long, value_enum, default_value = "auto")]
+    dns_mode: platform::DnsMode,
 }
+
+/// How long stopping may take to undo the session's changes to the system.
+const TEARDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -71,6 +78,7 @@ async fn run(args: RunArgs) -> Result<()> {
         Err(e) => (settings::defaults(), Some(e)),
     };
     let filter = std::env::var("EMBER_LOG").unwrap_or_else(|_| settings.log_filter.clone());
+    let filter = settings::effective_log_filter(&filter);
     let logs = ember_logging::init(&filter, Some(&args.log_dir), "tunnel")
         .context("cannot set up logging")?;
     tracing::info!(
@@ -83,6 +91,8 @@ async fn run(args: RunArgs) -> Result<()> {
     }
 
     platform::recover_after_crash(&args.state_dir);
+    let identity =
+        Identity::load_or_create(&args.state_dir).context("cannot set up the device identity")?;
 
     let group = platform::service_group();
     if group.is_none() {
@@ -97,8 +107,14 @@ async fn run(args: RunArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {endpoint}"))?;
     tracing::info!(%endpoint, "Listening for the Ember app");
 
-    let (service, handle, requests) = Service::new(settings, store, Some(logs));
+    let environment = Environment {
+        identity,
+        state_dir: args.state_dir.clone(),
+        dns_mode: args.dns_mode,
+    };
+    let (service, handle, requests) = Service::new(settings, store, Some(logs), environment);
     let service_task = tokio::spawn(service.run(requests));
+    let service_handle = handle.clone();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -121,6 +137,12 @@ async fn run(args: RunArgs) -> Result<()> {
         },
     )
     .await;
+    if tokio::time::timeout(TEARDOWN_TIMEOUT, service_handle.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("Undoing the session's changes took longer than {TEARDOWN_TIMEOUT:?}");
+    }
     service_task.abort();
     tracing::info!("Tunnel service stopped");
     Ok(())

@@ -1,5 +1,7 @@
 //! What differs between operating systems, behind one facade.
 
+#[cfg(not(target_os = "linux"))]
+mod elsewhere_dns;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "macos")]
@@ -9,6 +11,8 @@ mod unix;
 #[cfg(windows)]
 mod windows;
 
+#[cfg(not(target_os = "linux"))]
+pub use elsewhere_dns::*;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 #[cfg(target_os = "macos")]

@@ -2,21 +2,32 @@
 //!
 //! One task owns the [`ViewState`]; connections talk to it through a [`ServiceHandle`] and
 //! watch the state through a `watch` channel, which also coalesces bursts of changes: a slow
-//! client only ever gets the newest state.
+//! client only ever gets the newest state. A signed-in [`session`](crate::session) runs on its
+//! own task and publishes into the same channel.
+
+use std::path::PathBuf;
 
 use ember_logging::LogHandle;
-use ember_protocol::ipc::{IpcError, Reply, Request, ServiceSettings, ViewState};
+use ember_protocol::ipc::{IpcError, Reply, Request, ServiceSettings, SessionState, ViewState};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::identity::Identity;
+use crate::platform::DnsMode;
+use crate::session::{self, SessionConfig, SessionHandle};
 use crate::settings::{self, SettingsStore};
 
-/// A request and where its answer goes.
-pub type Envelope = (Request, oneshot::Sender<Result<Reply, IpcError>>);
+/// What reaches the service task.
+#[derive(Debug)]
+pub enum Input {
+    Request(Request, oneshot::Sender<Result<Reply, IpcError>>),
+    /// End the session, undo its changes to the system, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
 
 /// How a connection reaches the service task.
 #[derive(Debug, Clone)]
 pub struct ServiceHandle {
-    requests: mpsc::Sender<Envelope>,
+    inputs: mpsc::Sender<Input>,
     state: watch::Receiver<ViewState>,
 }
 
@@ -26,11 +37,19 @@ impl ServiceHandle {
             message: "the service is shutting down".into(),
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.requests
-            .send((request, reply_tx))
+        self.inputs
+            .send(Input::Request(request, reply_tx))
             .await
             .map_err(|_| gone())?;
         reply_rx.await.map_err(|_| gone())?
+    }
+
+    /// Ends the session (routes, DNS and the device are restored) and stops the service task.
+    pub async fn shutdown(&self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.inputs.send(Input::Shutdown(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
     }
 
     /// A receiver whose current value is the latest state.
@@ -39,11 +58,21 @@ impl ServiceHandle {
     }
 }
 
+/// What sessions need from the machine.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub identity: Identity,
+    pub state_dir: PathBuf,
+    pub dns_mode: DnsMode,
+}
+
 #[derive(Debug)]
 pub struct Service {
     state: watch::Sender<ViewState>,
     settings: SettingsStore,
     logs: Option<LogHandle>,
+    environment: Environment,
+    session: Option<SessionHandle>,
 }
 
 impl Service {
@@ -51,40 +80,74 @@ impl Service {
         settings: ServiceSettings,
         store: SettingsStore,
         logs: Option<LogHandle>,
-    ) -> (Self, ServiceHandle, mpsc::Receiver<Envelope>) {
+        environment: Environment,
+    ) -> (Self, ServiceHandle, mpsc::Receiver<Input>) {
         let (state_tx, state_rx) = watch::channel(ViewState::signed_out(settings));
-        let (requests_tx, requests_rx) = mpsc::channel(32);
+        let (inputs_tx, inputs_rx) = mpsc::channel(32);
         let service = Self {
             state: state_tx,
             settings: store,
             logs,
+            environment,
+            session: None,
         };
         let handle = ServiceHandle {
-            requests: requests_tx,
+            inputs: inputs_tx,
             state: state_rx,
         };
-        (service, handle, requests_rx)
+        (service, handle, inputs_rx)
     }
 
-    /// Serves requests until every handle is dropped.
-    pub async fn run(mut self, mut requests: mpsc::Receiver<Envelope>) {
-        while let Some((request, reply)) = requests.recv().await {
-            let result = self.handle(request);
-            // The connection that asked may be gone already; nothing to do then.
-            let _ = reply.send(result);
+    /// Serves requests until a shutdown or until every handle is dropped; the session ends
+    /// either way.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        while let Some(input) = inputs.recv().await {
+            match input {
+                Input::Request(request, reply) => {
+                    let result = self.handle(request).await;
+                    // The connection that asked may be gone already; nothing to do then.
+                    let _ = reply.send(result);
+                }
+                Input::Shutdown(done) => {
+                    self.end_session().await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
         }
+        self.end_session().await;
     }
 
-    fn handle(&mut self, request: Request) -> Result<Reply, IpcError> {
+    async fn handle(&mut self, request: Request) -> Result<Reply, IpcError> {
         match request {
             Request::GetState => Ok(Reply::State {
                 state: self.state.borrow().clone(),
             }),
-            Request::SignIn { token: _ } => Err(IpcError::NotAvailableYet {
-                what: "signing in (the portal connection)".into(),
-            }),
-            // Signed out is the only session this version has, so there is nothing to end.
-            Request::SignOut => Ok(Reply::Done),
+            Request::SignIn { token } => {
+                // A new sign-in replaces the session, whatever state it is in.
+                self.end_session().await;
+                let config = SessionConfig {
+                    portal_url: self.state.borrow().settings.portal_url.clone(),
+                    token,
+                    identity: self.environment.identity.clone(),
+                    state_dir: self.environment.state_dir.clone(),
+                    dns_mode: self.environment.dns_mode,
+                };
+                self.state
+                    .send_modify(|state| state.session = SessionState::ConnectingToPortal);
+                self.session = Some(session::start(config, self.state.clone()));
+                Ok(Reply::Done)
+            }
+            Request::SignOut => {
+                self.end_session().await;
+                self.state.send_if_modified(|state| {
+                    let signed_out = SessionState::SignedOut { reason: None };
+                    let changed = state.session != signed_out;
+                    state.session = signed_out;
+                    changed
+                });
+                Ok(Reply::Done)
+            }
             Request::ApplySettings { settings } => self.apply_settings(settings),
             Request::SetResourceEnabled { resource_id, .. } => {
                 let known = self
@@ -108,6 +171,13 @@ impl Service {
         }
     }
 
+    /// Stops the session, if any, and waits until its changes to the system are undone.
+    async fn end_session(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.stop().await;
+        }
+    }
+
     fn apply_settings(&mut self, settings: ServiceSettings) -> Result<Reply, IpcError> {
         settings::validate(&settings)?;
         if self.state.borrow().settings == settings {
@@ -119,7 +189,7 @@ impl Service {
                 message: e.to_string(),
             })?;
         if let Some(logs) = &self.logs
-            && let Err(e) = logs.set_filter(&settings.log_filter)
+            && let Err(e) = logs.set_filter(&settings::effective_log_filter(&settings.log_filter))
         {
             tracing::warn!("Could not apply the new log filter: {e}");
         }
@@ -134,28 +204,79 @@ mod tests {
     use super::*;
     use ember_protocol::SecretToken;
 
-    fn start() -> (ServiceHandle, tempfile::TempDir) {
+    fn start_with(settings: ServiceSettings) -> (ServiceHandle, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
+        let environment = Environment {
+            identity: Identity::load_or_create(dir.path()).unwrap(),
+            state_dir: dir.path().to_owned(),
+            dns_mode: DnsMode::Off,
+        };
         let (service, handle, requests) =
-            Service::new(settings::defaults(), SettingsStore::new(dir.path()), None);
+            Service::new(settings, SettingsStore::new(dir.path()), None, environment);
         tokio::spawn(service.run(requests));
         (handle, dir)
     }
 
+    fn start() -> (ServiceHandle, tempfile::TempDir) {
+        start_with(settings::defaults())
+    }
+
+    /// A portal URL where nothing listens.
+    fn closed_port_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        format!("http://127.0.0.1:{port}")
+    }
+
     #[tokio::test]
-    async fn sign_in_is_refused_honestly_until_the_portal_connection_exists() {
-        let (handle, _dir) = start();
+    async fn sign_in_keeps_trying_an_unreachable_portal_until_sign_out() {
+        let settings = ServiceSettings {
+            portal_url: closed_port_url(),
+            ..settings::defaults()
+        };
+        let (handle, _dir) = start_with(settings);
         let result = handle
             .request(Request::SignIn {
                 token: SecretToken::new("t"),
             })
             .await;
-        assert!(
-            matches!(result, Err(IpcError::NotAvailableYet { .. })),
-            "{result:?}"
+        assert_eq!(result, Ok(Reply::Done));
+        assert_eq!(
+            handle.watch_state().borrow().session,
+            SessionState::ConnectingToPortal
         );
+        // Several refused attempts later it is still trying, not signed out.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(
+            handle.watch_state().borrow().session,
+            SessionState::ConnectingToPortal
+        );
+        assert_eq!(handle.request(Request::SignOut).await, Ok(Reply::Done));
         let state = handle.watch_state().borrow().clone();
-        assert_eq!(state, ViewState::signed_out(settings::defaults()));
+        assert_eq!(state.session, SessionState::SignedOut { reason: None });
+        assert_eq!(state.interface, None);
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_session_and_the_service() {
+        let settings = ServiceSettings {
+            portal_url: closed_port_url(),
+            ..settings::defaults()
+        };
+        let (handle, _dir) = start_with(settings);
+        handle
+            .request(Request::SignIn {
+                token: SecretToken::new("t"),
+            })
+            .await
+            .unwrap();
+        handle.shutdown().await;
+        assert_eq!(
+            handle.watch_state().borrow().session,
+            SessionState::SignedOut { reason: None }
+        );
+        assert!(handle.request(Request::GetState).await.is_err());
     }
 
     #[tokio::test]

@@ -21,6 +21,18 @@ pub fn defaults() -> ServiceSettings {
     }
 }
 
+/// The filter actually installed for a user's `log_filter`: the WebSocket library logs the
+/// whole handshake request — the portal token in its `Authorization` header — at TRACE, so
+/// that one module is held at INFO whatever the user asks for.
+pub fn effective_log_filter(filter: &str) -> String {
+    const GUARD: &str = "tungstenite::handshake=info";
+    if filter.trim().is_empty() {
+        GUARD.to_owned()
+    } else {
+        format!("{filter},{GUARD}")
+    }
+}
+
 /// Checks settings before they are saved or used; the error names the field.
 pub fn validate(settings: &ServiceSettings) -> Result<(), IpcError> {
     let invalid = |field: &str, reason: String| IpcError::InvalidSettings {
@@ -180,6 +192,18 @@ mod tests {
             "https://portal.example.com/?next=evil",
         ] {
             assert_eq!(rejected_field(with(url, "info")), "portal_url", "{url}");
+        }
+    }
+
+    #[test]
+    fn the_effective_filter_keeps_the_handshake_quiet_and_parses() {
+        for filter in ["", "trace", "info,ember=debug", "off"] {
+            let effective = effective_log_filter(filter);
+            assert!(
+                effective.ends_with("tungstenite::handshake=info"),
+                "{effective}"
+            );
+            ember_logging::parse_filter(&effective).unwrap();
         }
     }
 

@@ -16,6 +16,9 @@ use ember_protocol::ipc::{
     ClientMessage, IpcError, Reply, Request, ServiceMessage, ServiceSettings, SessionState,
 };
 use futures::{SinkExt as _, StreamExt as _};
+use support::TestPortal;
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ember-tunnel");
 
@@ -302,20 +305,70 @@ async fn unauthorised_user_is_refused_while_others_keep_working() {
 use std::os::unix::process::CommandExt as _;
 
 #[tokio::test]
-async fn sign_in_is_answered_with_not_available_yet() {
+async fn a_token_the_portal_refuses_signs_out_with_its_reason() {
+    // The real portal on loopback. The token is refused before any `init`, so no tunnel is
+    // built and nothing of this machine's network changes.
+    let portal = TestPortal::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).await;
     let service = TestService::start();
     let mut client = good_client(&service).await;
+    // The most verbose log level: even then the token must stay out of the log.
+    let settings = ServiceSettings {
+        portal_url: portal.url(),
+        log_filter: "trace".into(),
+    };
+    assert_eq!(
+        request(
+            &mut client,
+            1,
+            Request::ApplySettings {
+                settings: settings.clone()
+            }
+        )
+        .await,
+        Ok(Reply::Done)
+    );
     let result = request(
         &mut client,
         7,
         Request::SignIn {
-            token: SecretToken::new("some-token"),
+            token: SecretToken::new("0123456789abcdef-not-a-token-the-portal-issued"),
         },
     )
     .await;
+    assert_eq!(result, Ok(Reply::Done));
+    let reason = loop {
+        match next(&mut client).await {
+            ServiceMessage::State { state } => match state.session {
+                SessionState::SignedOut {
+                    reason: Some(reason),
+                } => break reason,
+                SessionState::SignedOut { reason: None } | SessionState::ConnectingToPortal => {}
+                other => panic!("unexpected session state {other:?}"),
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(reason.contains("refused"), "{reason}");
+    assert_eq!(
+        request(&mut client, 8, Request::GetState).await,
+        Ok(Reply::State {
+            state: ember_protocol::ipc::ViewState {
+                session: SessionState::SignedOut {
+                    reason: Some(reason)
+                },
+                interface: None,
+                resources: Vec::new(),
+                settings,
+            }
+        })
+    );
+    let logs = std::fs::read_dir(service.dir.path().join("log"))
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect::<String>();
     assert!(
-        matches!(result, Err(IpcError::NotAvailableYet { .. })),
-        "{result:?}"
+        !logs.contains("0123456789abcdef-not-a-token"),
+        "the token must never be logged"
     );
 }
 

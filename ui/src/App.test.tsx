@@ -4,10 +4,12 @@ import { describe, expect, it } from "vitest";
 import { App } from "./App";
 import { FakeBackend, connected, serviceError, signedOutState } from "./fake-backend";
 import { formatBytes } from "./pages/Resources";
+import type { ResourceView } from "./bindings";
 
 const notRunning = {
   service: { status: "not_running" as const, detail: "connection refused" },
   state: null,
+  waiting_for_browser: false,
 };
 
 describe("App", () => {
@@ -24,7 +26,15 @@ describe("App", () => {
 
   it("explains a missing group membership", async () => {
     render(
-      <App backend={new FakeBackend({ service: { status: "not_allowed", detail: "EACCES" }, state: null })} />,
+      <App
+        backend={
+          new FakeBackend({
+            service: { status: "not_allowed", detail: "EACCES" },
+            state: null,
+            waiting_for_browser: false,
+          })
+        }
+      />,
     );
     expect(await screen.findByTestId("service-not-allowed")).toHaveTextContent("log out and back in");
   });
@@ -70,6 +80,25 @@ describe("App", () => {
     expect(await screen.findByLabelText("Portal URL")).toHaveValue("http://127.0.0.1:8080");
   });
 
+  it("shows the sign-in steps with a way to cancel, then offers sign-out", async () => {
+    const backend = new FakeBackend({ ...connected(), waiting_for_browser: true });
+    render(<App backend={backend} />);
+    expect(await screen.findByTestId("session-state")).toHaveTextContent("Waiting for the browser…");
+    await userEvent.click(screen.getByRole("button", { name: "Cancel sign-in" }));
+    expect(backend.calls).toEqual(["cancelSignIn"]);
+
+    const raising = signedOutState();
+    raising.session = { state: "raising_tunnel" };
+    act(() => backend.emitView(connected(raising)));
+    expect(await screen.findByTestId("session-state")).toHaveTextContent("Raising the tunnel…");
+
+    const signedIn = signedOutState();
+    signedIn.session = { state: "signed_in", account: "acme", actor: "Ada" };
+    act(() => backend.emitView(connected(signedIn)));
+    await userEvent.click(await screen.findByRole("button", { name: "Sign out" }));
+    expect(backend.calls).toEqual(["cancelSignIn", "signOut"]);
+  });
+
   it("shows why sign-in did not start", async () => {
     const backend = new FakeBackend(connected());
     backend.signInResult = { status: "error", error: { kind: "browser", detail: "no browser" } };
@@ -109,6 +138,88 @@ describe("Settings", () => {
   it("keeps Save disabled until something changed", async () => {
     await openSettings(new FakeBackend(connected()));
     expect(screen.getByRole("button", { name: "Save" })).toBeDisabled();
+  });
+});
+
+function resource(id: string, name: string, state: ResourceView["state"]): ResourceView {
+  return {
+    id,
+    name,
+    address: `${name.toLowerCase()}.corp.example`,
+    address_description: null,
+    site: "Berlin",
+    state,
+    reason: null,
+    path: null,
+    rtt_ms: null,
+    rx_bytes: 0,
+    tx_bytes: 0,
+    enabled: null,
+  };
+}
+
+describe("Resources", () => {
+  it("filters the list by name, address, site or state", async () => {
+    const state = signedOutState();
+    state.session = { state: "signed_in", account: "acme", actor: "Ada" };
+    state.resources = [resource("r1", "Wiki", "idle"), resource("r2", "Database", "broken")];
+    render(<App backend={new FakeBackend(connected(state))} />);
+    const search = await screen.findByLabelText("Search resources");
+    await userEvent.type(search, "broken");
+    expect(screen.getByTestId("resource-r2")).toBeInTheDocument();
+    expect(screen.queryByTestId("resource-r1")).not.toBeInTheDocument();
+    await userEvent.clear(search);
+    await userEvent.type(search, "nothing like this");
+    expect(screen.getByText(/No resource matches/)).toBeInTheDocument();
+  });
+});
+
+describe("Diagnostics", () => {
+  it("exports the log bundle and says where it went, even without the service", async () => {
+    const backend = new FakeBackend(notRunning);
+    render(<App backend={backend} />);
+    await userEvent.click(await screen.findByRole("button", { name: "Diagnostics" }));
+    await userEvent.click(screen.getByRole("button", { name: "Export logs" }));
+    expect(await screen.findByRole("status")).toHaveTextContent("ember-logs-20261125-221530.zip");
+    await userEvent.click(screen.getByRole("button", { name: "Clear old logs" }));
+    expect(await screen.findByRole("status")).toHaveTextContent("Removed 2 old log files.");
+    expect(backend.calls).toEqual(["exportLogs", "clearLogs"]);
+  });
+
+  it("shows a failed export as an alert", async () => {
+    const backend = new FakeBackend(connected());
+    backend.exportResult = { status: "error", error: { kind: "local", detail: "disk full" } };
+    render(<App backend={backend} />);
+    await userEvent.click(await screen.findByRole("button", { name: "Diagnostics" }));
+    await userEvent.click(screen.getByRole("button", { name: "Export logs" }));
+    expect(await screen.findByRole("alert")).toHaveTextContent("disk full");
+  });
+});
+
+describe("Preferences", () => {
+  it("saves a changed box at once", async () => {
+    const backend = new FakeBackend(connected());
+    render(<App backend={backend} />);
+    await userEvent.click(await screen.findByRole("button", { name: "Settings" }));
+    const box = await screen.findByLabelText("Sign in automatically when Ember starts");
+    expect(box).toBeChecked();
+    await userEvent.click(box);
+    await waitFor(() => expect(backend.preferences.connect_on_start).toBe(false));
+    expect(backend.calls).toEqual(["setPreferences"]);
+  });
+});
+
+describe("Account", () => {
+  it("shows the user, the account and the tunnel addresses", async () => {
+    const state = signedOutState();
+    state.session = { state: "signed_in", account: "acme", actor: "Ada" };
+    state.interface = { name: "ember0", ipv4: "100.64.0.2", ipv6: null };
+    render(<App backend={new FakeBackend(connected(state))} />);
+    await userEvent.click(await screen.findByRole("button", { name: "Account" }));
+    const details = screen.getByTestId("account-details");
+    expect(details).toHaveTextContent("Ada");
+    expect(details).toHaveTextContent("acme");
+    expect(details).toHaveTextContent("100.64.0.2");
   });
 });
 

@@ -5,10 +5,14 @@ import { ServiceUnavailable } from "./components/ServiceUnavailable";
 import { SessionBanner } from "./components/SessionBanner";
 import { ResourcesPage } from "./pages/Resources";
 import { SettingsPage } from "./pages/Settings";
+import { AccountPage } from "./pages/Account";
+import { DiagnosticsPage } from "./pages/Diagnostics";
 
 const PAGES: { page: Page; label: string }[] = [
   { page: "resources", label: "Resources" },
+  { page: "account", label: "Account" },
   { page: "settings", label: "Settings" },
+  { page: "diagnostics", label: "Diagnostics" },
 ];
 
 export function App({ backend }: { backend: Backend }) {
@@ -49,14 +53,18 @@ export function App({ backend }: { backend: Backend }) {
         ))}
       </nav>
       <main className="content">
-        {view.service.status === "connected" && view.state !== null ? (
+        {page === "diagnostics" ? (
+          <DiagnosticsPage state={view.state} backend={backend} />
+        ) : view.service.status === "connected" && view.state !== null ? (
           <>
-            <SessionBanner session={view.state.session} backend={backend} />
-            {page === "resources" ? (
-              <ResourcesPage resources={view.state.resources} />
-            ) : (
-              <SettingsPage settings={view.state.settings} backend={backend} />
-            )}
+            <SessionBanner
+              session={view.state.session}
+              waitingForBrowser={view.waiting_for_browser}
+              backend={backend}
+            />
+            {page === "resources" && <ResourcesPage resources={view.state.resources} />}
+            {page === "account" && <AccountPage state={view.state} />}
+            {page === "settings" && <SettingsPage settings={view.state.settings} backend={backend} />}
           </>
         ) : (
           <ServiceUnavailable status={view.service} />

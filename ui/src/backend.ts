@@ -1,7 +1,7 @@
 // The app's only way to reach Rust: the generated bindings behind a small interface, so the
 // pages can be tested against typed fake data.
 import { commands, events } from "./bindings";
-import type { AppError, AppView, Page, ServiceSettings } from "./bindings";
+import type { AppError, AppPreferences, AppView, Page, ServiceSettings } from "./bindings";
 
 export type Result<T> = { status: "ok"; data: T } | { status: "error"; error: AppError };
 
@@ -9,6 +9,13 @@ export interface Backend {
   getView(): Promise<AppView>;
   applySettings(settings: ServiceSettings): Promise<Result<null>>;
   signIn(): Promise<Result<null>>;
+  cancelSignIn(): Promise<Result<null>>;
+  signOut(): Promise<Result<null>>;
+  getPreferences(): Promise<AppPreferences>;
+  setPreferences(preferences: AppPreferences): Promise<Result<null>>;
+  /** Writes the diagnostics bundle; answers its path. */
+  exportLogs(): Promise<Result<string>>;
+  clearLogs(): Promise<Result<number>>;
   /** Calls `onView` on every change; returns a function that stops listening. */
   onViewChanged(onView: (view: AppView) => void): Promise<() => void>;
   onNavigate(onPage: (page: Page) => void): Promise<() => void>;
@@ -18,6 +25,12 @@ export const tauriBackend: Backend = {
   getView: () => commands.getView(),
   applySettings: (settings) => commands.applySettings(settings),
   signIn: () => commands.signIn(),
+  cancelSignIn: () => commands.cancelSignIn(),
+  signOut: () => commands.signOut(),
+  getPreferences: () => commands.getPreferences(),
+  setPreferences: (preferences) => commands.setPreferences(preferences),
+  exportLogs: () => commands.exportLogs(),
+  clearLogs: () => commands.clearLogs(),
   onViewChanged: (onView) => events.viewChanged.listen((event) => onView(event.payload)),
   onNavigate: (onPage) => events.navigate.listen((event) => onPage(event.payload)),
 };
@@ -28,6 +41,8 @@ export function describeError(error: AppError): string {
       return `The tunnel service is not reachable: ${error.detail}`;
     case "browser":
       return `Cannot open the browser: ${error.detail}`;
+    case "local":
+      return error.detail;
     case "service":
       switch (error.error.code) {
         case "invalid_settings":

@@ -9,6 +9,14 @@ export const commands = {
 	getView: () => __TAURI_INVOKE<AppView>("get_view"),
 	applySettings: (settings: ServiceSettings) => typedError<null, AppError>(__TAURI_INVOKE("apply_settings", { settings })),
 	signIn: () => typedError<null, AppError>(__TAURI_INVOKE("sign_in")),
+	cancelSignIn: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_sign_in")),
+	signOut: () => typedError<null, AppError>(__TAURI_INVOKE("sign_out")),
+	getPreferences: () => __TAURI_INVOKE<AppPreferences>("get_preferences"),
+	setPreferences: (preferences: AppPreferences) => typedError<null, AppError>(__TAURI_INVOKE("set_preferences", { preferences })),
+	/**  Writes the diagnostics bundle and returns its path. */
+	exportLogs: () => typedError<string, AppError>(__TAURI_INVOKE("export_logs")),
+	/**  Deletes the app's older log files and returns how many. */
+	clearLogs: () => typedError<number, AppError>(__TAURI_INVOKE("clear_logs")),
 };
 
 /** Events */
@@ -19,13 +27,26 @@ export const events = {
 
 /* Types */
 /**  Why a command failed, for the webview to show. */
-export type AppError = { kind: "service_unavailable"; detail: string } | { kind: "service"; error: IpcError } | { kind: "browser"; detail: string };
+export type AppError = { kind: "service_unavailable"; detail: string } | { kind: "service"; error: IpcError } | { kind: "browser"; detail: string } | 
+/**  Writing a file on this computer failed (preferences, log bundle). */
+{ kind: "local"; detail: string };
+
+export type AppPreferences = {
+	/**  Start Ember when the user logs in. */
+	start_on_login?: boolean,
+	/**  When started at login, stay in the tray instead of opening the window. */
+	start_minimised?: boolean,
+	/**  Sign in with the kept token when the app starts. */
+	connect_on_start?: boolean,
+};
 
 /**  Everything the window and the tray show, sent whole on every change. */
 export type AppView = {
 	service: ServiceStatus,
 	/**  The service's state; present only while connected, so nothing stale is shown. */
 	state: ViewState | null,
+	/**  The portal's sign-in page is open in the browser and the app waits for its link. */
+	waiting_for_browser: boolean,
 };
 
 export type ConnectionPath = "direct" | "relayed";
@@ -37,7 +58,7 @@ export type IpcError = { code: "not_available_yet"; what: string } | { code: "in
 export type Navigate = Page;
 
 /**  Pages of the main window that the tray can open directly. */
-export type Page = "resources" | "settings";
+export type Page = "resources" | "account" | "settings" | "diagnostics";
 
 export type ResourceState = "unknown" | "connecting" | "active" | "idle" | "broken" | "unreachable";
 
@@ -80,7 +101,9 @@ export type ServiceStatus =
 
 export type SessionState = 
 /**  `reason` says why, when the user did not ask for it (token revoked, expired, …). */
-{ state: "signed_out"; reason: string | null } | { state: "connecting_to_portal" } | { state: "signed_in"; account: string; actor: string } | 
+{ state: "signed_out"; reason: string | null } | { state: "connecting_to_portal" } | 
+/**  The portal accepted the token; the TUN device, routes and DNS are being set up. */
+{ state: "raising_tunnel" } | { state: "signed_in"; account: string; actor: string } | 
 /**  Tunnels keep working; the portal connection is being re-established. */
 { state: "portal_reconnecting"; reason: string };
 

@@ -1,5 +1,5 @@
 // A typed stand-in for the Rust side, for page tests.
-import type { AppError, AppView, Page, ServiceSettings, ViewState } from "./bindings";
+import type { AppError, AppPreferences, AppView, Page, ServiceSettings, ViewState } from "./bindings";
 import type { Backend, Result } from "./backend";
 
 export const SETTINGS: ServiceSettings = { portal_url: "http://127.0.0.1:8080", log_filter: "info" };
@@ -14,7 +14,11 @@ export function signedOutState(): ViewState {
 }
 
 export function connected(state: ViewState = signedOutState()): AppView {
-  return { service: { status: "connected", service_version: "0.1.0" }, state };
+  return {
+    service: { status: "connected", service_version: "0.1.0" },
+    state,
+    waiting_for_browser: false,
+  };
 }
 
 export class FakeBackend implements Backend {
@@ -22,6 +26,9 @@ export class FakeBackend implements Backend {
   applied: ServiceSettings[] = [];
   applyResult: Result<null> = { status: "ok", data: null };
   signInResult: Result<null> = { status: "ok", data: null };
+  calls: string[] = [];
+  preferences: AppPreferences = { start_on_login: true, start_minimised: true, connect_on_start: true };
+  exportResult: Result<string> = { status: "ok", data: "/home/ada/Downloads/ember-logs-20261125-221530.zip" };
   private viewListeners: ((view: AppView) => void)[] = [];
   private pageListeners: ((page: Page) => void)[] = [];
 
@@ -37,7 +44,32 @@ export class FakeBackend implements Backend {
     return this.applyResult;
   }
   async signIn() {
+    this.calls.push("signIn");
     return this.signInResult;
+  }
+  async cancelSignIn() {
+    this.calls.push("cancelSignIn");
+    return { status: "ok" as const, data: null };
+  }
+  async getPreferences() {
+    return this.preferences;
+  }
+  async setPreferences(preferences: AppPreferences) {
+    this.calls.push("setPreferences");
+    this.preferences = preferences;
+    return { status: "ok" as const, data: null };
+  }
+  async exportLogs() {
+    this.calls.push("exportLogs");
+    return this.exportResult;
+  }
+  async clearLogs() {
+    this.calls.push("clearLogs");
+    return { status: "ok" as const, data: 2 };
+  }
+  async signOut() {
+    this.calls.push("signOut");
+    return { status: "ok" as const, data: null };
   }
   async onViewChanged(onView: (view: AppView) => void) {
     this.viewListeners.push(onView);

@@ -93,6 +93,12 @@ impl StubResolver {
         }
     }
 
+    /// The proxy IPs handed out for `name` so far, if any.
+    pub fn proxy_ips_of(&self, name: &str) -> Option<&ProxyIps> {
+        self.by_name
+            .get(&name.trim_end_matches('.').to_ascii_lowercase())
+    }
+
     /// The name and resource behind a proxy IP, for the data plane.
     pub fn lookup_proxy_ip(&self, ip: IpAddr) -> Option<&ProxyIps> {
         self.by_ip.get(&ip).and_then(|name| self.by_name.get(name))

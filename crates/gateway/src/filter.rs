@@ -46,11 +46,24 @@ pub enum Denied {
     UnknownSource(IpAddr),
     #[error("no granted resource at {0}")]
     NoResource(IpAddr),
-    #[error("{protocol:?} to port {port:?} is outside the resource's rules")]
+    #[error("{} is outside the resource's rules", describe(*.protocol, *.port))]
     NotAllowed {
         protocol: Option<Protocol>,
         port: Option<u16>,
     },
+}
+
+fn describe(protocol: Option<Protocol>, port: Option<u16>) -> String {
+    let protocol = match protocol {
+        Some(Protocol::Tcp) => "TCP",
+        Some(Protocol::Udp) => "UDP",
+        Some(Protocol::Icmp) => "ICMP",
+        None => "another protocol",
+    };
+    match port {
+        Some(port) => format!("{protocol} to port {port}"),
+        None => protocol.to_owned(),
+    }
 }
 
 /// The grants of every client this gateway serves, keyed by the client's tunnel addresses.

@@ -1,7 +1,16 @@
-//! Ember's gateway: the far end of tunnels, in the customer's network.
+//! Ember's gateway: the far end of tunnels, in the customer's network. This library is the
+//! sans-IO part; the `ember-gateway` binary wires it to the portal, the engine and the kernel.
 //!
 //! - [`filter`]: every packet a client sends is checked against what the portal granted that
 //!   client — source, destination resource, protocol and port — before it is forwarded. The
 //!   gateway never trusts the client.
+//! - [`translate`]: in-place address rewriting with checksum updates, for DNS resources whose
+//!   clients talk to proxy IPs.
+//! - [`router`]: the per-packet decisions both ways (source check, translation, filter, which
+//!   client a reply goes to), with counters.
+//! - [`grants`]: the portal's resources, filters, keys and relay URLs turned into the above.
 
 pub mod filter;
+pub mod grants;
+pub mod router;
+pub mod translate;

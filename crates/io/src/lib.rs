@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod driver;
 pub mod netwatch;
+pub mod policy;
 pub mod routes;
 pub mod tun;
 pub mod udp;

@@ -1,5 +1,6 @@
 //! Routes into the TUN device: only resource prefixes and the proxy ranges (split tunnel),
-//! kept in step with a wanted set so the table never holds a stale route of ours.
+//! kept in step with a wanted set so the table never holds a stale route of ours. They go into
+//! Ember's own table, which the tunnel's own sockets skip (see [`crate::policy`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -67,6 +68,8 @@ pub struct Routes {
     handle: net_route::Handle,
     interface: u32,
     installed: BTreeSet<Prefix>,
+    namespace: crate::policy::Namespace,
+    rules_installed: bool,
 }
 
 impl fmt::Debug for Routes {
@@ -79,12 +82,15 @@ impl fmt::Debug for Routes {
 }
 
 impl Routes {
-    /// Call inside a tokio runtime (the handle keeps a netlink task on Linux).
+    /// Call inside a tokio runtime (the handle keeps a netlink task on Linux), in the network
+    /// namespace the routes are for.
     pub fn new(interface: u32) -> io::Result<Self> {
         Ok(Self {
             handle: net_route::Handle::new()?,
             interface,
             installed: BTreeSet::new(),
+            namespace: crate::policy::Namespace::current()?,
+            rules_installed: false,
         })
     }
 
@@ -95,6 +101,16 @@ impl Routes {
     /// Adds what is missing and removes what is no longer wanted. Every change is attempted
     /// even when one fails; the routes that worked are kept track of either way.
     pub async fn apply(&mut self, wanted: &BTreeSet<Prefix>) -> Result<(), RoutesError> {
+        if !self.rules_installed && !wanted.is_empty() {
+            crate::policy::install_rules(&self.namespace)
+                .await
+                .map_err(|first| RoutesError {
+                    attempted: 1,
+                    failed: 1,
+                    first,
+                })?;
+            self.rules_installed = true;
+        }
         let stale: Vec<Prefix> = self.installed.difference(wanted).copied().collect();
         let missing: Vec<Prefix> = wanted.difference(&self.installed).copied().collect();
         let attempted = stale.len() + missing.len();
@@ -131,13 +147,23 @@ impl Routes {
         }
     }
 
-    /// Removes every route this process added.
+    /// Removes every route this process added, and the rules that lead to them.
     pub async fn clear(&mut self) -> Result<(), RoutesError> {
-        self.apply(&BTreeSet::new()).await
+        let result = self.apply(&BTreeSet::new()).await;
+        if self.rules_installed {
+            if let Err(e) = crate::policy::remove_rules(&self.namespace).await {
+                tracing::warn!("Cannot remove the routing rules: {e}");
+            }
+            self.rules_installed = false;
+        }
+        result
     }
 
     fn route(&self, prefix: Prefix) -> net_route::Route {
-        net_route::Route::new(prefix.addr, prefix.len).with_ifindex(self.interface)
+        let route = net_route::Route::new(prefix.addr, prefix.len).with_ifindex(self.interface);
+        #[cfg(target_os = "linux")]
+        let route = route.with_table(crate::policy::ROUTE_TABLE);
+        route
     }
 }
 

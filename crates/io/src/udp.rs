@@ -37,8 +37,14 @@ impl UdpSocket {
         Self::from_std(socket)
     }
 
-    /// Wraps a socket made elsewhere (e.g. in another network namespace).
+    /// Wraps a socket made elsewhere (e.g. in another network namespace). Either way the
+    /// socket carries Ember's mark, so its packets never enter the tunnel.
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
+        if let Err(e) = crate::policy::mark_socket(&socket) {
+            tracing::warn!(
+                "Cannot mark the tunnel's UDP socket (its packets could be routed into the tunnel): {e}"
+            );
+        }
         let state = UdpSocketState::new((&socket).into())?;
         socket.set_nonblocking(true)?;
         Ok(Self {

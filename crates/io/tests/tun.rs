@@ -102,8 +102,16 @@ async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
     });
     let show = || {
         let output = testbed
-            .exec(&host.ns, "ip", &["route", "show", "dev", "ember0"])
+            .exec(
+                &host.ns,
+                "ip",
+                &["route", "show", "table", "177", "dev", "ember0"],
+            )
             .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let rules = || {
+        let output = testbed.exec(&host.ns, "ip", &["rule", "show"]).unwrap();
         String::from_utf8(output.stdout).unwrap()
     };
     let prefix = |text: &str, len| Prefix::new(text.parse().unwrap(), len).unwrap();
@@ -115,6 +123,12 @@ async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
         table.contains("10.20.0.0/16") && table.contains("100.96.0.0/11"),
         "{table}"
     );
+    // Unmarked traffic looks in Ember's table first; the tunnel's own sockets skip it.
+    assert!(
+        rules().contains("not from all fwmark 0x656d lookup 177"),
+        "{}",
+        rules()
+    );
 
     let wanted = BTreeSet::from([prefix("100.96.0.0", 11), prefix("192.0.2.7", 32)]);
     routes.apply(&wanted).await.unwrap();
@@ -125,6 +139,48 @@ async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
 
     routes.clear().await.unwrap();
     assert_eq!(show().trim(), "", "no route of ours is left");
+    assert!(!rules().contains("0x656d"), "{}", rules());
+    drop(tun);
+}
+
+/// A packet from one of the tunnel's own (marked) sockets to an address a resource covers
+/// leaves through the normal route, not into the TUN device.
+#[tokio::test]
+async fn the_tunnels_own_sockets_bypass_the_routes_into_the_tunnel() {
+    use std::collections::BTreeSet;
+
+    use ember_io::routes::{Prefix, Routes};
+
+    let Some(mut testbed) = testbed() else { return };
+    let host = testbed.add_public_host("marks").unwrap();
+    let (tun, mut routes) = with_tun(&testbed, &host.ns, 32, |tun| {
+        let routes = Routes::new(tun.index()).unwrap();
+        (tun, routes)
+    });
+    // The whole internet side is a "resource" here, and so is the peer below.
+    let internet = Prefix::new("198.51.100.0".parse().unwrap(), 24).unwrap();
+    routes.apply(&BTreeSet::from([internet])).await.unwrap();
+    let route_get = |mark: &str| {
+        let mut args = vec!["route", "get", "198.51.100.1"];
+        if !mark.is_empty() {
+            args.extend(["mark", mark]);
+        }
+        let output = testbed.exec(&host.ns, "ip", &args).unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(route_get("").contains("dev ember0"), "{}", route_get(""));
+    let marked = route_get("0x656d");
+    assert!(!marked.contains("ember0"), "{marked}");
+
+    // And the sockets the IO shell makes do carry the mark.
+    let socket = testbed
+        .in_ns(&host.ns, || std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
+        .unwrap();
+    let marked = socket.try_clone().unwrap();
+    let _socket = ember_io::udp::UdpSocket::from_std(socket).unwrap();
+    let mark = nix::sys::socket::getsockopt(&marked, nix::sys::socket::sockopt::Mark).unwrap();
+    assert_eq!(mark, ember_io::policy::FWMARK);
+    routes.clear().await.unwrap();
     drop(tun);
 }
 

@@ -161,6 +161,8 @@ pub enum SessionState {
         reason: Option<String>,
     },
     ConnectingToPortal,
+    /// The portal accepted the token; the TUN device, routes and DNS are being set up.
+    RaisingTunnel,
     SignedIn {
         account: String,
         actor: String,

@@ -35,13 +35,7 @@ pub fn notify_ready() {
     }
 }
 
+mod dns;
 pub mod resolv_conf;
 
-/// Undoes system changes a previous run could not undo because it crashed or was killed.
-pub fn recover_after_crash(state_dir: &std::path::Path) {
-    match resolv_conf::ResolvConf::new("/etc/resolv.conf", state_dir).restore() {
-        Ok(true) => tracing::warn!("Restored /etc/resolv.conf left behind by a previous run"),
-        Ok(false) => {}
-        Err(e) => tracing::error!("Cannot restore /etc/resolv.conf: {e}"),
-    }
-}
+pub use dns::{DnsMode, SystemDns, recover_after_crash};

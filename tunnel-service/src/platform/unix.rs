@@ -48,3 +48,11 @@ pub async fn shutdown_signal() -> &'static str {
         _ = int.recv() => "SIGINT",
     }
 }
+
+/// The machine's name, for the portal's device list.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}

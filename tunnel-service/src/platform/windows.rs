@@ -53,3 +53,8 @@ pub fn notify_ready() {}
 
 /// Windows keeps no state of ours outside the service's own folders yet.
 pub fn recover_after_crash(_state_dir: &Path) {}
+
+/// The machine's name, for the portal's device list.
+pub fn hostname() -> String {
+    std::env::var("COMPUTERNAME").unwrap_or_else(|_| "unknown".into())
+}

@@ -1,3 +1,4 @@
+import { useState } from "react";
 import type { ResourceState, ResourceView } from "../bindings";
 
 const STATE_LABEL: Record<ResourceState, string> = {
@@ -10,14 +11,35 @@ const STATE_LABEL: Record<ResourceState, string> = {
 };
 
 export function ResourcesPage({ resources }: { resources: ResourceView[] }) {
+  const [query, setQuery] = useState("");
+  const needle = query.trim().toLowerCase();
+  const shown = needle
+    ? resources.filter((r) =>
+        [r.name, r.address, r.site, STATE_LABEL[r.state]].some((text) =>
+          text.toLowerCase().includes(needle),
+        ),
+      )
+    : resources;
   return (
     <section aria-labelledby="resources-heading">
       <h1 id="resources-heading">Resources</h1>
+      {resources.length > 0 && (
+        <input
+          type="search"
+          className="search"
+          aria-label="Search resources"
+          placeholder="Search by name, address, site or state"
+          value={query}
+          onChange={(e) => setQuery(e.target.value)}
+        />
+      )}
       {resources.length === 0 ? (
         <p className="empty" data-testid="resources-empty">
           No resources yet. Once you are signed in, the resources your organisation grants you
           appear here.
         </p>
+      ) : shown.length === 0 ? (
+        <p className="empty">No resource matches “{query}”.</p>
       ) : (
         <table className="resources">
           <thead>
@@ -32,15 +54,17 @@ export function ResourcesPage({ resources }: { resources: ResourceView[] }) {
             </tr>
           </thead>
           <tbody>
-            {resources.map((resource) => (
-              <tr key={resource.id}>
+            {shown.map((resource) => (
+              <tr key={resource.id} data-testid={`resource-${resource.id}`}>
                 <td>{resource.name}</td>
                 <td>
                   <code>{resource.address}</code>
                 </td>
                 <td>{resource.site}</td>
                 <td>
-                  <span className={`badge ${resource.state}`}>{STATE_LABEL[resource.state]}</span>
+                  <span className={`badge ${resource.state}`} data-testid="resource-state">
+                    {STATE_LABEL[resource.state]}
+                  </span>
                   {resource.reason && <span className="reason"> {resource.reason}</span>}
                 </td>
                 <td>{resource.path ?? "—"}</td>

@@ -1,5 +1,5 @@
-import { useState, type FormEvent } from "react";
-import type { ServiceSettings } from "../bindings";
+import { useEffect, useState, type FormEvent } from "react";
+import type { AppPreferences, ServiceSettings } from "../bindings";
 import { describeError, type Backend } from "../backend";
 
 const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"];
@@ -65,6 +65,56 @@ export function SettingsPage({ settings, backend }: { settings: ServiceSettings;
           </p>
         )}
       </form>
+      <AppPreferencesForm backend={backend} />
     </section>
+  );
+}
+
+const PREFERENCE_LABELS: { key: keyof AppPreferences; label: string }[] = [
+  { key: "start_on_login", label: "Start Ember when I log in" },
+  { key: "start_minimised", label: "Stay in the tray when started at login" },
+  { key: "connect_on_start", label: "Sign in automatically when Ember starts" },
+];
+
+/** What this app keeps for the user; saved as soon as a box changes. */
+function AppPreferencesForm({ backend }: { backend: Backend }) {
+  const [preferences, setPreferences] = useState<AppPreferences | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    let live = true;
+    void backend.getPreferences().then((loaded) => live && setPreferences(loaded));
+    return () => {
+      live = false;
+    };
+  }, [backend]);
+
+  if (preferences === null) return null;
+  const toggle = async (key: keyof AppPreferences, value: boolean) => {
+    const next = { ...preferences, [key]: value };
+    setPreferences(next);
+    setError(null);
+    const result = await backend.setPreferences(next);
+    if (result.status === "error") setError(describeError(result.error));
+  };
+  return (
+    <fieldset className="preferences">
+      <legend>This computer</legend>
+      {PREFERENCE_LABELS.map(({ key, label }) => (
+        <label key={key} className="checkbox">
+          <input
+            type="checkbox"
+            checked={preferences[key]}
+            onChange={(e) => void toggle(key, e.target.checked)}
+          />
+          {label}
+        </label>
+      ))}
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+    </fieldset>
   );
 }

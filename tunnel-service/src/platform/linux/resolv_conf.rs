@@ -139,7 +139,20 @@ fn write_atomically(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
         .open(&temp)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
-    std::fs::rename(&temp, path)
+    drop(file);
+    match std::fs::rename(&temp, path) {
+        // A bind-mounted file (containers, `ip netns exec`) cannot be replaced, only rewritten.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
+            let _ = std::fs::remove_file(&temp);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)?;
+            file.write_all(contents.as_bytes())?;
+            file.sync_all()
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,20 @@
+//! Keeping the tunnel's own traffic out of the tunnel.
+//!
+//! The engine's UDP sockets, the portal connection and the DNS forwarder talk to addresses a
+//! resource may cover (a gateway's LAN address is a natural ICE candidate, and it lies in the
+//! very subnet the gateway serves). Sent through the TUN device, such a packet would come back
+//! to the engine, and a path through the tunnel could even pass an ICE check. So routes into
+//! the tunnel live in a table of their own, consulted only for traffic *without* Ember's mark,
+//! and every socket Ember opens for itself carries the mark.
+
+#[cfg(target_os = "linux")]
+#[path = "policy/linux.rs"]
+mod platform;
+#[cfg(not(target_os = "linux"))]
+#[path = "policy/other.rs"]
+mod platform;
+
+pub use platform::{Namespace, ROUTE_TABLE, install_rules, mark_socket, remove_rules};
+
+/// The mark on the tunnel's own sockets ("em").
+pub const FWMARK: u32 = 0x656d;

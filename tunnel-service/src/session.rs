@@ -1,0 +1,565 @@
+//! A signed-in session: the portal link, and the tunnel it drives.
+//!
+//! ```text
+//! ConnectingToPortal ─init─▶ RaisingTunnel ─▶ SignedIn ─link lost─▶ PortalReconnecting
+//!                                                ▲                          │ init
+//!                                                └──────────────────────────┘
+//! any state ── token refused, revoked or expired; sign-out; stop ──▶ SignedOut (all undone)
+//! ```
+//!
+//! The tunnel is built on the first `init` and lives until the session ends: while the portal
+//! is away, existing connections keep carrying traffic and the stub keeps answering. Each
+//! reconnect waits a [`Backoff`] delay, reset after every good `init`. A network change resets
+//! the engine's connections and reconnects the portal at once.
+//!
+//! The token is only ever handed to the portal connection; it is never logged or stored.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ember_engine::{ConnectionStats, Engine, EngineConfig, Event, PeerId, Role};
+use ember_io::driver::Command;
+use ember_portal_client::{Backoff, ClientSide, ConnectError, LinkError, PortalLink, connect};
+use ember_protocol::SecretToken;
+use ember_protocol::ipc::{SessionState, ViewState};
+use ember_protocol::portal::{
+    ClientMessage, PORTAL_PROTOCOL_VERSION, PortalToClient, SignOutReason,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::Identity;
+use crate::platform::{self, DnsMode};
+use crate::router::{AccessGranted, Output};
+use crate::tunnel::{Tunnel, TunnelSetup, lock};
+
+/// How often the per-resource statistics are refreshed while signed in.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a session needs from the service.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub portal_url: String,
+    pub token: SecretToken,
+    pub identity: Identity,
+    pub state_dir: PathBuf,
+    pub dns_mode: DnsMode,
+}
+
+/// A running session; [`SessionHandle::stop`] ends it and waits until everything is undone.
+#[derive(Debug)]
+pub struct SessionHandle {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl SessionHandle {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            tracing::error!("The session task panicked");
+        }
+    }
+}
+
+/// Starts a session that publishes its progress into `state`. It ends by itself (signed out
+/// with a reason) when the portal refuses the token or signs the device out.
+pub fn start(config: SessionConfig, state: watch::Sender<ViewState>) -> SessionHandle {
+    let cancel = CancellationToken::new();
+    let session = Session::new(config, state, cancel.clone());
+    let task = tokio::spawn(session.run());
+    SessionHandle { cancel, task }
+}
+
+type Connected = Result<(PortalLink<ClientSide>, PortalToClient), ConnectError>;
+
+/// A connection attempt on its own task, aborted when dropped (a newer attempt replaced it or
+/// the session ended).
+struct Connecting(JoinHandle<Connected>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum Link {
+    Connecting(Connecting),
+    Waiting(Pin<Box<tokio::time::Sleep>>),
+    Up(PortalLink<ClientSide>),
+}
+
+enum Happening {
+    Cancelled,
+    Connected(Connected),
+    RetryNow,
+    Portal(Result<PortalToClient, LinkError>),
+    Engine(Event),
+    RouterOutput,
+    DnsAnswer(Vec<u8>),
+    StatsDue,
+    NetworkChanged,
+    DriverStopped(String),
+}
+
+struct Session {
+    config: SessionConfig,
+    state: watch::Sender<ViewState>,
+    cancel: CancellationToken,
+    public_key: String,
+    link: Link,
+    backoff: Backoff,
+    /// Whether an `init` was ever received (then a lost link is "reconnecting").
+    signed_in: bool,
+    tunnel: Option<Tunnel>,
+    stats: HashMap<PeerId, ConnectionStats>,
+    stats_timer: tokio::time::Interval,
+}
+
+impl Session {
+    fn new(
+        config: SessionConfig,
+        state: watch::Sender<ViewState>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let public_key = Engine::new(
+            EngineConfig::new(Role::Client, config.identity.private_key(), 0),
+            Instant::now(),
+        )
+        .public_key();
+        let mut stats_timer = tokio::time::interval(STATS_INTERVAL);
+        stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut session = Self {
+            config,
+            state,
+            cancel,
+            public_key: base64::engine::general_purpose::STANDARD.encode(public_key),
+            link: Link::Waiting(Box::pin(tokio::time::sleep(Duration::ZERO))),
+            backoff: Backoff::default(),
+            signed_in: false,
+            tunnel: None,
+            stats: HashMap::new(),
+            stats_timer,
+        };
+        session.link = Link::Connecting(session.connect());
+        session
+    }
+
+    async fn run(mut self) {
+        tracing::info!(portal = %self.config.portal_url, "Signing in");
+        self.set_session(SessionState::ConnectingToPortal);
+        let reason = loop {
+            let happening = self.next().await;
+            match self.handle(happening).await {
+                Ok(()) => {}
+                Err(reason) => break reason,
+            }
+        };
+        // Close the portal connection before the teardown.
+        self.link = Link::Waiting(Box::pin(tokio::time::sleep(Duration::ZERO)));
+        if let Some(tunnel) = self.tunnel.take() {
+            tunnel.stop().await;
+        }
+        match &reason {
+            Some(reason) => tracing::warn!(%reason, "Signed out"),
+            None => tracing::info!("Signed out"),
+        }
+        self.state.send_modify(|state| {
+            state.session = SessionState::SignedOut { reason };
+            state.interface = None;
+            state.resources.clear();
+        });
+    }
+
+    fn connect(&self) -> Connecting {
+        let url = self.config.portal_url.clone();
+        let token = self.config.token.clone();
+        let hello = ClientMessage::Hello {
+            protocol_version: PORTAL_PROTOCOL_VERSION,
+            device_id: self.config.identity.portal_device_id(),
+            public_key: self.public_key.clone(),
+            name: platform::hostname(),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        Connecting(tokio::spawn(async move {
+            connect::<ClientSide>(&url, token.expose(), hello).await
+        }))
+    }
+
+    /// Waits for whatever happens next.
+    async fn next(&mut self) -> Happening {
+        let Self {
+            link,
+            tunnel,
+            stats_timer,
+            cancel,
+            ..
+        } = self;
+        let link = async {
+            match link {
+                Link::Connecting(Connecting(task)) => Happening::Connected(match task.await {
+                    Ok(connected) => connected,
+                    Err(e) => Err(ConnectError::Unreachable(format!("the attempt ended: {e}"))),
+                }),
+                Link::Waiting(sleep) => {
+                    sleep.await;
+                    Happening::RetryNow
+                }
+                Link::Up(link) => Happening::Portal(link.recv().await),
+            }
+        };
+        let tunnel = async {
+            let Some(tunnel) = tunnel.as_mut() else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                event = tunnel.events.recv() => match event {
+                    Some(event) => Happening::Engine(event),
+                    None => Happening::DriverStopped("the driver stopped".into()),
+                },
+                () = tunnel.router_wake.notified() => Happening::RouterOutput,
+                Some(answer) = tunnel.dns_answers.recv() => Happening::DnsAnswer(answer),
+                _ = stats_timer.tick() => Happening::StatsDue,
+                Some(()) = tunnel.netwatch.recv() => Happening::NetworkChanged,
+                result = &mut tunnel.driver_task => Happening::DriverStopped(match result {
+                    Ok(Ok(())) => "the driver stopped".into(),
+                    Ok(Err(e)) => format!("the tunnel failed: {e}"),
+                    Err(e) => format!("the tunnel task ended: {e}"),
+                }),
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => Happening::Cancelled,
+            happening = link => happening,
+            happening = tunnel => happening,
+        }
+    }
+
+    /// `Err(reason)` ends the session (`None`: the user asked for it).
+    async fn handle(&mut self, happening: Happening) -> Result<(), Option<String>> {
+        match happening {
+            Happening::Cancelled => return Err(None),
+            Happening::Connected(Ok((link, init))) => {
+                self.link = Link::Up(link);
+                self.backoff.reset();
+                self.handle_init(init).await?;
+            }
+            Happening::Connected(Err(e)) if e.is_permanent() => {
+                return Err(Some(match e {
+                    ConnectError::Rejected { message, .. } => {
+                        format!("the portal refused the sign-in: {message}")
+                    }
+                    other => other.to_string(),
+                }));
+            }
+            Happening::Connected(Err(e)) => self.retry_later(e.to_string()),
+            Happening::RetryNow => self.link = Link::Connecting(self.connect()),
+            Happening::Portal(Ok(message)) => self.handle_portal(message).await?,
+            Happening::Portal(Err(e)) => self.retry_later(e.to_string()),
+            Happening::Engine(event) => self.handle_engine(event).await,
+            Happening::RouterOutput => self.carry_out().await,
+            Happening::DnsAnswer(packet) => {
+                if let Some(tunnel) = &self.tunnel {
+                    tunnel.driver.send(Command::WriteTun(packet)).await;
+                }
+            }
+            Happening::StatsDue => self.refresh_stats().await,
+            Happening::NetworkChanged => {
+                if let Some(tunnel) = &self.tunnel {
+                    tunnel.driver.send(Command::Reset).await;
+                }
+                tracing::info!(
+                    "The network changed: connections start over, the portal reconnects"
+                );
+                self.backoff.reset();
+                if self.signed_in {
+                    self.set_session(SessionState::PortalReconnecting {
+                        reason: "the network changed".into(),
+                    });
+                }
+                self.link = Link::Connecting(self.connect());
+            }
+            Happening::DriverStopped(reason) => return Err(Some(reason)),
+        }
+        Ok(())
+    }
+
+    fn retry_later(&mut self, reason: String) {
+        let delay = self.backoff.next_delay();
+        tracing::info!(%reason, ?delay, "No portal connection; retrying");
+        if self.signed_in {
+            self.set_session(SessionState::PortalReconnecting { reason });
+        }
+        self.link = Link::Waiting(Box::pin(tokio::time::sleep(delay)));
+    }
+
+    async fn handle_init(&mut self, init: PortalToClient) -> Result<(), Option<String>> {
+        let PortalToClient::Init {
+            account,
+            actor,
+            interface,
+            resources,
+            relays,
+            ..
+        } = init
+        else {
+            // `connect` only returns an `init`.
+            return Ok(());
+        };
+        if let Some(tunnel) = self.tunnel.take_if(|t| t.interface != interface) {
+            tracing::info!("The portal assigned new tunnel addresses; rebuilding the tunnel");
+            tunnel.stop().await;
+        }
+        match &mut self.tunnel {
+            Some(tunnel) => {
+                tunnel.set_resources(&resources).await;
+                tunnel.set_relays(&relays);
+                lock(&tunnel.router).handle_portal_connected(Instant::now());
+                tunnel.router_wake.notify_one();
+            }
+            None => {
+                self.set_session(SessionState::RaisingTunnel);
+                let setup = TunnelSetup {
+                    private_key: self.config.identity.private_key(),
+                    state_dir: &self.config.state_dir,
+                    dns_mode: self.config.dns_mode,
+                };
+                let tunnel = Tunnel::start(setup, interface, &resources, &relays)
+                    .await
+                    .map_err(|e| Some(format!("cannot set up the tunnel: {e}")))?;
+                self.tunnel = Some(tunnel);
+            }
+        }
+        self.signed_in = true;
+        tracing::info!(resources = resources.len(), "Signed in");
+        let interface = self.tunnel.as_ref().map(|t| t.view.clone());
+        self.state.send_modify(|state| {
+            state.session = SessionState::SignedIn {
+                account: account.name,
+                actor: actor.name,
+            };
+            state.interface = interface;
+        });
+        self.publish_views();
+        Ok(())
+    }
+
+    async fn handle_portal(&mut self, message: PortalToClient) -> Result<(), Option<String>> {
+        let Some(tunnel) = self.tunnel.as_mut() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        match message {
+            PortalToClient::Init { .. } => tracing::debug!("A second init; ignored"),
+            PortalToClient::ResourcesUpdated { resources } => {
+                tracing::info!(resources = resources.len(), "Resources changed");
+                tunnel.set_resources(&resources).await;
+                self.publish_views();
+            }
+            PortalToClient::RelaysUpdated { relays } => tunnel.set_relays(&relays),
+            PortalToClient::AccessGranted {
+                request_id,
+                resource_id,
+                domain,
+                gateway,
+                preshared_key,
+                local_ice,
+                remote_ice,
+            } => {
+                tracing::debug!(request_id, %resource_id, gateway = %gateway.id, "Access granted");
+                lock(&tunnel.router).handle_access_granted(
+                    AccessGranted {
+                        request_id,
+                        resource_id,
+                        domain,
+                        gateway,
+                        preshared_key,
+                        local_ice,
+                        remote_ice,
+                    },
+                    now,
+                );
+                self.carry_out().await;
+                self.publish_views();
+            }
+            PortalToClient::AccessDenied {
+                request_id,
+                resource_id,
+                reason,
+                message,
+            } => {
+                tracing::info!(%resource_id, ?reason, "Access denied");
+                tracing::debug!(%resource_id, %message, "Why access was denied");
+                lock(&tunnel.router).handle_access_denied(request_id, &resource_id, message, now);
+                self.carry_out().await;
+                self.publish_views();
+            }
+            PortalToClient::IceCandidates {
+                gateway_id,
+                candidates,
+            } => {
+                let Some(peer) = lock(&tunnel.router).peer_of_gateway(&gateway_id) else {
+                    tracing::debug!(%gateway_id, "Candidates for an unknown gateway");
+                    return Ok(());
+                };
+                for candidate in candidates {
+                    tunnel
+                        .driver
+                        .send(Command::RemoteCandidate { peer, candidate })
+                        .await;
+                }
+            }
+            PortalToClient::GatewayOffline { gateway_id, .. } => {
+                tracing::info!(%gateway_id, "A gateway went offline");
+                lock(&tunnel.router).handle_gateway_offline(&gateway_id);
+                self.carry_out().await;
+                self.publish_views();
+            }
+            PortalToClient::Heartbeat => {}
+            PortalToClient::SignedOut { reason, message } => {
+                return Err(Some(match reason {
+                    SignOutReason::Revoked => format!("the sign-in was revoked: {message}"),
+                    SignOutReason::Expired => format!("the sign-in expired: {message}"),
+                    SignOutReason::Replaced => {
+                        format!("this device signed in elsewhere: {message}")
+                    }
+                }));
+            }
+            PortalToClient::Error { code, message } => {
+                tracing::warn!(?code, %message, "The portal reported an error");
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_engine(&mut self, event: Event) {
+        let Some(tunnel) = self.tunnel.as_mut() else {
+            return;
+        };
+        match event {
+            Event::ConnectionNeeded { peer } => {
+                lock(&tunnel.router).handle_connection_needed(peer);
+                self.carry_out().await;
+            }
+            Event::ConnectionFailed { peer, reason } => {
+                tracing::info!(peer = peer.0, ?reason, "Connection to a gateway failed");
+                lock(&tunnel.router).handle_connection_failed(peer, reason);
+                self.carry_out().await;
+                self.refresh_stats().await;
+            }
+            Event::LocalCandidate { peer, candidate } => {
+                let gateway_id = lock(&tunnel.router).gateway_of(peer).map(str::to_owned);
+                if let (Some(gateway_id), Link::Up(link)) = (gateway_id, &self.link) {
+                    let _ = link
+                        .send(ClientMessage::IceCandidates {
+                            gateway_id,
+                            candidates: vec![candidate],
+                        })
+                        .await;
+                }
+            }
+            Event::StateChanged { peer, from, to } => {
+                tracing::debug!(peer = peer.0, ?from, ?to, "Connection state");
+                self.refresh_stats().await;
+            }
+            Event::RelayReady { relay, .. } => tracing::debug!(relay = relay.0, "Relay ready"),
+        }
+    }
+
+    /// Carries out what the router asked for.
+    async fn carry_out(&mut self) {
+        let Some(tunnel) = self.tunnel.as_ref() else {
+            return;
+        };
+        let outputs: Vec<Output> = {
+            let mut router = lock(&tunnel.router);
+            std::iter::from_fn(|| router.poll_output()).collect()
+        };
+        for output in outputs {
+            match output {
+                Output::RequestAccess {
+                    request_id,
+                    resource_id,
+                    domain,
+                    proxy_ips,
+                    new_connection,
+                } => {
+                    // Without a link the request is lost; the router asks again after `init`.
+                    if let Link::Up(link) = &self.link {
+                        tracing::debug!(request_id, %resource_id, new_connection, "Requesting access");
+                        let _ = link
+                            .send(ClientMessage::RequestAccess {
+                                request_id,
+                                resource_id,
+                                domain,
+                                proxy_ips,
+                                new_connection,
+                            })
+                            .await;
+                    }
+                }
+                Output::Grant(grant) => {
+                    tunnel.driver.send(Command::Grant(grant)).await;
+                }
+                Output::SendPackets { peer, packets } => {
+                    tunnel
+                        .driver
+                        .send(Command::SendPackets { peer, packets })
+                        .await;
+                }
+                Output::RemovePeer(peer) => {
+                    tunnel.driver.send(Command::RemovePeer(peer)).await;
+                }
+                Output::WriteTun(packet) => {
+                    tunnel.driver.send(Command::WriteTun(packet)).await;
+                }
+                Output::ForwardDns {
+                    query,
+                    client,
+                    sentinel,
+                } => tunnel.forward_dns(query, client, sentinel),
+            }
+        }
+    }
+
+    async fn refresh_stats(&mut self) {
+        let Some(tunnel) = self.tunnel.as_ref() else {
+            return;
+        };
+        self.stats = tunnel.driver.stats().await.into_iter().collect();
+        self.publish_views();
+    }
+
+    /// Publishes the resources' views when they changed.
+    fn publish_views(&self) {
+        let Some(tunnel) = self.tunnel.as_ref() else {
+            return;
+        };
+        let views = lock(&tunnel.router).resource_views(&self.stats);
+        self.state.send_if_modified(|state| {
+            if state.resources == views {
+                return false;
+            }
+            state.resources = views;
+            true
+        });
+    }
+
+    fn set_session(&self, session: SessionState) {
+        self.state.send_if_modified(|state| {
+            if state.session == session {
+                return false;
+            }
+            tracing::debug!(?session, "Session state");
+            state.session = session;
+            true
+        });
+    }
+}
