@@ -954,29 +954,60 @@ impl World {
         })
     }
 
-    /// Polls the status until `done` holds; the state that satisfied it.
+    /// Watches the service's state over its IPC (as the app does: the whole state on every
+    /// change) until `done` holds; the state that satisfied it. Reconnects when the service is
+    /// not (yet) there.
     pub fn wait_for_state(
         &self,
         what: &str,
         timeout: Duration,
         mut done: impl FnMut(&ViewState) -> bool,
     ) -> Result<ViewState> {
-        let started = Instant::now();
-        loop {
-            let last = match self.status() {
-                Ok(state) if done(&state) => return Ok(state),
-                Ok(state) => format!("{state:?}"),
-                Err(e) => e.to_string(),
-            };
-            if started.elapsed() > timeout {
-                return Err(Error::Timeout {
-                    what: what.to_owned(),
-                    after: timeout,
-                    last,
-                });
+        let endpoint = Endpoint(self.service_socket());
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("nothing yet");
+        let found = self.runtime.block_on(async {
+            loop {
+                match ember_ipc::client::connect(&endpoint, "ember-e2e watch").await {
+                    Ok((mut connection, handshake)) => {
+                        if done(&handshake.state) {
+                            return Some(handshake.state);
+                        }
+                        last = format!("{:?}", handshake.state);
+                        loop {
+                            match tokio::time::timeout_at(deadline, connection.next()).await {
+                                Err(_) => return None,
+                                Ok(Some(Ok(ServiceMessage::State { state }))) => {
+                                    if done(&state) {
+                                        return Some(state);
+                                    }
+                                    last = format!("{state:?}");
+                                }
+                                Ok(Some(Ok(_))) => {}
+                                Ok(Some(Err(e))) => {
+                                    last = format!("IPC: {e}");
+                                    break;
+                                }
+                                Ok(None) => {
+                                    last = "the service closed the connection".into();
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
+        found.ok_or_else(|| Error::Timeout {
+            what: what.to_owned(),
+            after: timeout,
+            last,
+        })
     }
 
     /// The client's `/etc/resolv.conf` (the file `ip netns exec` shows the service).

@@ -149,11 +149,37 @@ fn a_name_that_is_no_resource_still_resolves_upstream() {
 fn between_two_symmetric_nats_the_resource_is_reached_through_the_relay() {
     let options = Options::default().nats(Nat::Symmetric, Nat::Symmetric);
     let Some(world) = world(options) else { return };
+    // Datagrams to or from coturn's relayed ports: the data path, not the TURN control traffic.
+    world
+        .testbed
+        .nft(
+            &world.relay_host.ns,
+            "table ip e2e_relay {
+                counter relayed {}
+                chain input {
+                    type filter hook input priority -300;
+                    udp dport 49152-49999 counter name \"relayed\"
+                }
+                chain output {
+                    type filter hook output priority -300;
+                    udp sport 49152-49999 counter name \"relayed\"
+                }
+            }",
+        )
+        .unwrap();
     let page = get_ok(&world, &url(addr::RESOURCE, "/"), FIRST);
     assert_eq!(
         page.text(),
         format!("ember e2e resource {}:80\n", addr::RESOURCE)
     );
+    let relayed = world
+        .nft_packets(&world.relay_host.ns, "e2e_relay", "relayed")
+        .unwrap();
+    assert!(
+        relayed >= 10,
+        "only {relayed} datagrams went through coturn"
+    );
+    // What the user sees: a pair with a relay candidate on either side is relayed.
     world
         .wait_for_state("a relayed path", Duration::from_secs(10), |s| {
             resource(s, portal::LAN_SERVERS).path == Some(ConnectionPath::Relayed)
