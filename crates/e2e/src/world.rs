@@ -677,7 +677,7 @@ impl World {
         let token = self.gateway_token(portal::HQ_SITE, portal::HQ_GATEWAY)?;
         let ns = self.gateway.host.ns.clone();
         let resolver = format!("{}:53", addr::RESOURCE);
-        let proc = self.spawn_gateway(&ns, "gateway", &token, &resolver)?;
+        let proc = self.spawn_gateway(&ns, portal::HQ_GATEWAY, &token, &resolver)?;
         self.gateway_proc = Some(proc);
         Ok(())
     }
@@ -754,6 +754,8 @@ impl World {
                 &logs.to_string_lossy(),
                 "--resolver",
                 resolver,
+                "--name",
+                name,
             ],
             &[("EMBER_LOG", &self.options.log_filter)],
             &log,
