@@ -12,8 +12,11 @@ BUILD_PACKAGES=(build-essential pkg-config libwebkit2gtk-4.1-dev libayatana-appi
 GUI_TEST_PACKAGES=(xvfb xauth dbus dbus-x11 imagemagick webkit2gtk-driver haskell-status-notifier-item-utils
   xdg-utils desktop-file-utils libglib2.0-bin fonts-dejavu-core util-linux procps
   gnome-keyring libsecret-tools dunst libnotify-bin)
-# Network tests: namespaces, NAT routers, loss, the real relay, throughput.
-NETWORK_TEST_PACKAGES=(iproute2 nftables conntrack coturn iperf3 curl)
+# Network tests and the demo: namespaces, NAT routers, loss, the real relay, DNS servers for the
+# simulated networks (dnsmasq-base: the binary only, no system service touching this machine's
+# DNS), throughput; the benchmark's anchors (wireguard-go, OpenVPN with openssl certificates).
+NETWORK_TEST_PACKAGES=(iproute2 nftables conntrack coturn iperf3 curl dnsmasq-base
+  wireguard-go wireguard-tools openvpn openssl)
 # Portal tests: PostgreSQL server binaries (the tests start a throwaway cluster themselves).
 PORTAL_TEST_PACKAGES=(postgresql)
 # Package tests (scripts/test-packages.sh): a clean Debian root booted with systemd-nspawn,

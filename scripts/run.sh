@@ -1,34 +1,39 @@
 #!/usr/bin/env bash
-# Builds Ember and runs it on this machine: the demo portal (its sign-in page on
-# http://127.0.0.1:8080, the default portal of the service), the tunnel service as root, the
-# tray app as the desktop user. Without a display (a server, CI), the app runs in a private Xvfb session and a
-# screenshot of its window is saved, so you can see what it shows. Ctrl-C stops everything.
+# Builds Ember and runs the local demo on this machine, in network namespaces (ember-demo-*):
+# the portal and the relay (coturn) on a small simulated internet, the gateway behind a NAT
+# router with the demo resource (web.corp.example) on its LAN, and the tunnel service signed in
+# on a client host behind another NAT router; then the tray app as the desktop user. This
+# machine's own DNS and routes are not touched: reach the resource by name from the client
+# namespace (the command is printed). A veth (ember-demo0, 198.51.100.254) lets a browser here
+# open the portal's sign-in page. Without a display (a server, CI), the app runs in a private
+# Xvfb session and a screenshot of its window is saved. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run.sh: start it with sudo: the tunnel service needs root" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "run.sh: start it with sudo: namespaces and the tunnel service need root" >&2; exit 1; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/ember/target}"
 
 scripts/deps.sh run
 npm run build:ui --silent
-cargo build -p ember-app -p ember-tunnel-service -p ember-portal
+cargo build -p ember-app -p ember-tunnel-service -p ember-portal -p ember-gateway -p ember-e2e
 bin="$CARGO_TARGET_DIR/debug"
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-# The portal never needs root; its demo database lives outside the checkout.
-portal_dir=/var/lib/ember-demo-portal
-mkdir -p "$portal_dir" && chown embertest: "$portal_dir"
-setpriv --reuid=embertest --regid="$(id -g embertest)" --init-groups \
-  "$bin/ember-portal" --demo --database "sqlite://$portal_dir/portal.db" &
+# The demo world: portal, relay, gateway, resource, DNS, and the tunnel service (its socket in
+# /run/ember, where the app looks), signed in as the demo user. It prints how to use it.
+ready=$(mktemp -u /tmp/ember-demo-ready-XXXX)
+"$bin/ember-e2e" demo --runtime-dir /run/ember --ready-file "$ready" &
 pids+=($!)
-sleep 2
-
-"$bin/ember-tunnel" run &
-pids+=($!)
-for _ in $(seq 100); do [ -S /run/ember/tunnel.sock ] && break; sleep 0.1; done
-"$bin/ember-tunnel" status
+for _ in $(seq 600); do
+  [ -e "$ready" ] && break
+  kill -0 "${pids[0]}" 2>/dev/null || { echo "run.sh: the demo did not come up" >&2; exit 1; }
+  sleep 0.2
+done
+[ -s "$ready" ] && echo "run.sh: the demo runs with problems (above); the app still starts"
+rm -f "$ready"
+"$bin/ember-tunnel" status --socket /run/ember/tunnel.sock || true
 
 as_user() { # user, then a command; the user's groups (ember) are read afresh from /etc/group
   local user=$1; shift

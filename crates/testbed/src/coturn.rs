@@ -16,6 +16,9 @@ const REALM: &str = "ember.test";
 #[derive(Debug, Clone)]
 pub struct Coturn {
     pub addr: SocketAddr,
+    /// The `turnserver` process (stop or restart it with [`Coturn::restart`]).
+    pub pid: u32,
+    node: Node,
     secret: String,
     /// coturn's own log, for when a test needs to know why the relay refused something.
     pub log: std::path::PathBuf,
@@ -65,9 +68,12 @@ impl Coturn {
                 command: "turnserver".into(),
                 source,
             })?;
+        let pid = child.id();
         testbed.track(child);
         let coturn = Self {
             addr: SocketAddr::V4(SocketAddrV4::new(node.addr, TURN_PORT)),
+            pid,
+            node: node.clone(),
             secret: secret.to_owned(),
             log,
         };
@@ -85,6 +91,18 @@ impl Coturn {
                 return Err(Error::Other("coturn did not answer within 10 s".into()));
             }
         }
+    }
+
+    /// Kills the relay (every allocation is lost, as in a crash) and starts it again on the
+    /// same address with the same secret.
+    pub fn restart(&mut self, testbed: &mut Testbed) -> Result<()> {
+        testbed.kill(
+            self.pid,
+            nix::sys::signal::Signal::SIGKILL,
+            Duration::from_secs(5),
+        )?;
+        *self = Self::start(testbed, &self.node.clone(), &self.secret.clone())?;
+        Ok(())
     }
 
     /// REST credentials: username `<expiry unix time>:<id>`, password base64(HMAC-SHA1(secret, username)).

@@ -1,7 +1,8 @@
 //! A small internet in network namespaces, for tests that need real packets: an "internet"
 //! bridge with public hosts (documentation ranges only), hosts behind NAT routers
-//! (endpoint-independent or symmetric mapping), random loss, conntrack timeouts, and the real
-//! coturn relay.
+//! (endpoint-independent or symmetric mapping), private LANs behind a host, random loss,
+//! conntrack timeouts, a router's public address changing (roaming), and the real coturn relay.
+//! `crates/e2e` builds Ember's end-to-end world from these parts.
 //!
 //! Needs root. Everything a [`Testbed`] creates is named with a per-process prefix and removed
 //! when it is dropped; traffic never leaves the namespaces it created.
@@ -57,6 +58,23 @@ pub struct Node {
     pub addr: Ipv4Addr,
 }
 
+/// A private network switched by a bridge in its own namespace, e.g. a site's LAN behind a
+/// gateway host. Hosts on it have no default route: they answer only what is on the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lan {
+    /// The namespace holding the bridge.
+    pub ns: String,
+    /// The first three octets of the /24.
+    pub prefix: [u8; 3],
+}
+
+impl Lan {
+    pub fn addr(&self, host: u8) -> Ipv4Addr {
+        let [a, b, c] = self.prefix;
+        Ipv4Addr::new(a, b, c, host)
+    }
+}
+
 /// A host behind its own NAT router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NattedHost {
@@ -75,20 +93,28 @@ pub struct Testbed {
     children: Vec<Child>,
     next_public: u8,
     next_lan: u8,
+    host_uplink: Option<String>,
 }
 
 impl Testbed {
     /// Creates the internet namespace with its bridge. [`Error::NotRoot`] when not root, so
     /// callers can skip with a message.
     pub fn new() -> Result<Self> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::NotRoot);
-        }
-        let prefix = format!(
+        Self::with_prefix(&format!(
             "eb{}x{}",
             std::process::id(),
             NEXT_TESTBED.fetch_add(1, Ordering::Relaxed)
-        );
+        ))
+    }
+
+    /// Like [`Testbed::new`], with namespaces named `{prefix}-…` (e.g. a demo whose
+    /// namespaces people type by hand). Leftovers of an earlier run with the same prefix are
+    /// replaced.
+    pub fn with_prefix(prefix: &str) -> Result<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::NotRoot);
+        }
+        let prefix = prefix.to_owned();
         let internet = format!("{prefix}-inet");
         let mut testbed = Self {
             prefix,
@@ -97,6 +123,7 @@ impl Testbed {
             children: Vec::new(),
             next_public: 10,
             next_lan: 1,
+            host_uplink: None,
         };
         testbed.add_ns(&internet)?;
         testbed.ip(&internet, "link add br0 type bridge")?;
@@ -238,6 +265,129 @@ impl Testbed {
         )
     }
 
+    /// The prefix of every namespace this testbed creates.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A LAN (`prefix`.0/24) switched by a bridge in namespace `{prefix}-{name}`.
+    pub fn add_lan(&mut self, name: &str, prefix: [u8; 3]) -> Result<Lan> {
+        let ns = format!("{}-{name}", self.prefix);
+        self.add_ns(&ns)?;
+        self.ip(&ns, "link add br0 type bridge")?;
+        self.ip(&ns, "link set br0 up")?;
+        Ok(Lan { ns, prefix })
+    }
+
+    /// Plugs namespace `ns` into `lan` as `device` with address `lan.addr(host)`/24.
+    pub fn attach(&mut self, lan: &Lan, ns: &str, device: &str, host: u8) -> Result<Ipv4Addr> {
+        let addr = lan.addr(host);
+        let (outside, inside) = veth_names();
+        run(
+            "ip",
+            &format!("link add {outside} type veth peer name {inside}"),
+        )?;
+        run("ip", &format!("link set {outside} netns {}", lan.ns))?;
+        run("ip", &format!("link set {inside} netns {ns}"))?;
+        self.ip(&lan.ns, &format!("link set {outside} master br0"))?;
+        self.ip(&lan.ns, &format!("link set {outside} up"))?;
+        self.ip(ns, &format!("link set {inside} name {device}"))?;
+        self.ip(ns, &format!("addr add {addr}/24 dev {device}"))?;
+        self.ip(ns, &format!("link set {device} up"))?;
+        Ok(addr)
+    }
+
+    /// A host on `lan` only (no default route), in namespace `{prefix}-{name}`.
+    pub fn add_lan_host(&mut self, lan: &Lan, name: &str, host: u8) -> Result<Node> {
+        let ns = format!("{}-{name}", self.prefix);
+        self.add_ns(&ns)?;
+        let addr = self.attach(lan, &ns, "eth0", host)?;
+        Ok(Node { ns, addr })
+    }
+
+    /// Gives a router a new public address (the client roamed to another network): the old
+    /// address and every mapping made with it are gone. Returns the router with its new address.
+    pub fn change_wan_addr(&mut self, router: &Node) -> Result<Node> {
+        let addr = self.next_public_addr();
+        self.ip(&router.ns, "addr flush dev wan")?;
+        self.ip(&router.ns, &format!("addr add {addr}/24 dev wan"))?;
+        self.ip(
+            &router.ns,
+            &format!("route replace default via {}", Self::upstream()),
+        )?;
+        self.flush_conntrack(router)?;
+        Ok(Node {
+            ns: router.ns.clone(),
+            addr,
+        })
+    }
+
+    /// A veth from the machine's own namespace into the internet bridge, with `198.51.100.254`
+    /// on the machine's side (a documentation range: only the connected route is added, the
+    /// machine's default route and DNS are untouched). Lets a person on the machine open the
+    /// portal's pages. Removed with the testbed.
+    pub fn add_host_uplink(&mut self, device: &str) -> Result<Ipv4Addr> {
+        let [a, b, c] = INTERNET_PREFIX;
+        let addr = Ipv4Addr::new(a, b, c, 254);
+        let _ = run("ip", &format!("link del {device}"));
+        let (_, inside) = veth_names();
+        run(
+            "ip",
+            &format!("link add {device} type veth peer name {inside}"),
+        )?;
+        self.host_uplink = Some(device.to_owned());
+        run("ip", &format!("link set {inside} netns {}", self.internet))?;
+        self.ip(&self.internet, &format!("link set {inside} master br0"))?;
+        self.ip(&self.internet, &format!("link set {inside} up"))?;
+        run("ip", &format!("addr add {addr}/24 dev {device}"))?;
+        run("ip", &format!("link set {device} up"))?;
+        Ok(addr)
+    }
+
+    /// Starts a program in a namespace with extra environment, its output appended to `log`.
+    /// It is killed when the testbed is dropped, or earlier with [`Testbed::kill`].
+    pub fn spawn_logged(
+        &mut self,
+        ns: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Result<u32> {
+        let child = spawn_in(ns, program, args, env, log)?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Sends `signal` to a process this testbed started and waits up to `grace` for it to
+    /// exit, then kills it. Forgets it either way.
+    pub fn kill(
+        &mut self,
+        pid: u32,
+        signal: nix::sys::signal::Signal,
+        grace: std::time::Duration,
+    ) -> Result<()> {
+        let Some(index) = self.children.iter().position(|c| c.id() == pid) else {
+            return Err(Error::Other(format!(
+                "process {pid} is not one of the testbed's"
+            )));
+        };
+        let mut child = self.children.swap_remove(index);
+        stop_child(&mut child, signal, grace);
+        Ok(())
+    }
+
+    /// Applies an nftables ruleset in a namespace (`nft -f -`).
+    pub fn nft(&self, ns: &str, ruleset: &str) -> Result<()> {
+        nft_in(ns, ruleset)
+    }
+
+    /// `ip -n NS ARGS` (arguments split on whitespace).
+    pub fn ip(&self, ns: &str, args: &str) -> Result<()> {
+        run("ip", &format!("-n {ns} {args}"))
+    }
+
     /// Runs a command in a namespace and waits for it.
     pub fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Result<Output> {
         let mut command = Command::new("ip");
@@ -320,45 +470,6 @@ impl Testbed {
         self.next_public += 1;
         addr
     }
-
-    fn ip(&self, ns: &str, args: &str) -> Result<()> {
-        run("ip", &format!("-n {ns} {args}"))
-    }
-
-    /// Applies a ruleset through `nft -f -`, which parses multi-line rules reliably.
-    fn nft(&self, ns: &str, ruleset: &str) -> Result<()> {
-        use std::io::Write as _;
-        let command = format!("nft -f - in {ns}");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                command: command.clone(),
-                source,
-            })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(ruleset.as_bytes())
-                .map_err(|source| Error::Spawn {
-                    command: command.clone(),
-                    source,
-                })?;
-        }
-        let output = child.wait_with_output().map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-        if !output.status.success() {
-            return Err(Error::Command {
-                command: format!("{command}: {ruleset}"),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Drop for Testbed {
@@ -366,6 +477,9 @@ impl Drop for Testbed {
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(device) = self.host_uplink.take() {
+            let _ = run("ip", &format!("link del {device}"));
         }
         for ns in self.namespaces.iter().rev() {
             if let Err(e) = run("ip", &format!("netns del {ns}")) {
@@ -403,4 +517,92 @@ fn checked(mut command: Command) -> Result<Output> {
         });
     }
     Ok(output)
+}
+
+/// Starts `program` in namespace `ns` (through `ip netns exec`, which execs it: the pid is the
+/// program's) with extra environment and stdout and stderr appended to `log`.
+pub fn spawn_in(
+    ns: &str,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> Result<Child> {
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|source| Error::Spawn {
+                command: format!("open {}", log.display()),
+                source,
+            })
+    };
+    let (stdout, stderr) = (open_log()?, open_log()?);
+    Command::new("ip")
+        .args(["netns", "exec", ns, program])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            command: program.to_owned(),
+            source,
+        })
+}
+
+/// Sends `signal`, waits up to `grace` for the exit, then kills.
+pub fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal, grace: std::time::Duration) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Applies a ruleset through `nft -f -`, which parses multi-line rules reliably.
+fn nft_in(ns: &str, ruleset: &str) -> Result<()> {
+    use std::io::Write as _;
+    let command = format!("nft -f - in {ns}");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(ruleset.as_bytes())
+            .map_err(|source| Error::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+    }
+    let output = child.wait_with_output().map_err(|source| Error::Spawn {
+        command: command.clone(),
+        source,
+    })?;
+    if !output.status.success() {
+        return Err(Error::Command {
+            command: format!("{command}: {ruleset}"),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
 }

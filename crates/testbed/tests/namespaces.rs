@@ -213,3 +213,69 @@ fn coturn_rest_credentials_have_the_expected_form() {
         password
     );
 }
+
+#[test]
+fn a_lan_behind_a_host_is_reachable_from_that_host_only() {
+    let Some(mut testbed) = testbed() else { return };
+    let outsider = testbed.add_public_host("outsider").unwrap();
+    let gateway = testbed
+        .add_natted_host("gw", Nat::EndpointIndependent)
+        .unwrap();
+    let lan = testbed.add_lan("site", [10, 20, 0]).unwrap();
+    assert_eq!(
+        testbed.attach(&lan, &gateway.host.ns, "lan0", 1).unwrap(),
+        Ipv4Addr::new(10, 20, 0, 1)
+    );
+    let resource = testbed.add_lan_host(&lan, "res", 10).unwrap();
+    assert_eq!(resource.addr, Ipv4Addr::new(10, 20, 0, 10));
+
+    let listener = testbed
+        .in_ns(&resource.ns, || {
+            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 7000)).unwrap()
+        })
+        .unwrap();
+    let target = SocketAddr::from((resource.addr, 7000));
+    socket_in(&testbed, &gateway.host)
+        .send_to(b"from the gateway host", target)
+        .unwrap();
+    let (payload, from) = receive(&listener, Duration::from_secs(1)).unwrap();
+    assert_eq!(payload, b"from the gateway host");
+    assert_eq!(from.ip(), Ipv4Addr::new(10, 20, 0, 1));
+
+    // The internet has no way in (the public host's default route loses the packet).
+    socket_in(&testbed, &outsider)
+        .send_to(b"from outside", target)
+        .unwrap();
+    assert_eq!(receive(&listener, Duration::from_millis(500)), None);
+}
+
+#[test]
+fn a_router_given_a_new_public_address_maps_there_from_then_on() {
+    let Some(mut testbed) = testbed() else { return };
+    let relay = testbed.add_public_host("relay").unwrap();
+    let coturn = Coturn::start(&mut testbed, &relay, "s").unwrap();
+    let client = testbed
+        .add_natted_host("client", Nat::EndpointIndependent)
+        .unwrap();
+    let socket = socket_in(&testbed, &client.host);
+    assert_eq!(*mapped(&socket, &coturn).ip(), client.router.addr);
+
+    let roamed = testbed.change_wan_addr(&client.router).unwrap();
+    assert_ne!(roamed.addr, client.router.addr);
+    assert_eq!(*mapped(&socket, &coturn).ip(), roamed.addr);
+}
+
+#[test]
+fn coturn_answers_again_after_a_restart() {
+    let Some(mut testbed) = testbed() else { return };
+    let relay = testbed.add_public_host("relay").unwrap();
+    let mut coturn = Coturn::start(&mut testbed, &relay, "s").unwrap();
+    let client = testbed
+        .add_natted_host("client", Nat::EndpointIndependent)
+        .unwrap();
+    let old_pid = coturn.pid;
+    coturn.restart(&mut testbed).unwrap();
+    assert_ne!(coturn.pid, old_pid);
+    let socket = socket_in(&testbed, &client.host);
+    assert_eq!(*mapped(&socket, &coturn).ip(), client.router.addr);
+}
