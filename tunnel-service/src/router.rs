@@ -564,8 +564,8 @@ impl ClientRouter {
                                 ConnectionState::Idle => ResourceState::Idle,
                                 ConnectionState::Broken => ResourceState::Broken,
                             };
-                            view.path = stats.path.map(|p| {
-                                if p.relayed {
+                            view.path = stats.path.map(|_| {
+                                if stats.through_relay {
                                     ConnectionPath::Relayed
                                 } else {
                                     ConnectionPath::Direct
@@ -1466,6 +1466,7 @@ mod tests {
                 remote: "198.51.100.3:5000".parse().unwrap(),
                 relayed: true,
             }),
+            through_relay: true,
             rtt: Some(Duration::from_millis(23)),
             tx_packets: 3,
             tx_bytes: 300,

@@ -63,6 +63,8 @@ pub(crate) struct Connection {
     pub(crate) path: Option<PathInfo>,
     pub(crate) handshake_started: bool,
     pub(crate) buffer: PacketBuffer,
+    /// The peer's relayed candidates: a path to one of them runs through the peer's relay.
+    pub(crate) remote_relays: std::collections::BTreeSet<std::net::SocketAddr>,
     pub(crate) resume_copies: VecDeque<Vec<u8>>,
     /// Last authenticated packet from the peer (WireGuard, probe response or keepalive).
     pub(crate) last_rx: Instant,

@@ -115,6 +115,9 @@ impl Engine {
         Some(ConnectionStats {
             state: c.state,
             path: c.path,
+            through_relay: c
+                .path
+                .is_some_and(|p| p.relayed || c.remote_relays.contains(&p.remote)),
             rtt: c.rtt,
             tx_packets: c.stats.tx_packets,
             tx_bytes: c.stats.tx_bytes,
@@ -282,6 +285,7 @@ impl Engine {
             path: None,
             handshake_started: false,
             buffer,
+            remote_relays: BTreeSet::new(),
             resume_copies: VecDeque::new(),
             last_rx: now,
             last_wg_rx: None,
@@ -336,6 +340,9 @@ impl Engine {
             .ok_or(EngineError::UnknownPeer(peer))?;
         let parsed = Candidate::from_sdp_string(candidate)
             .map_err(|e| EngineError::BadCandidate(e.to_string()))?;
+        if parsed.kind() == is::CandidateKind::Relayed {
+            conn.remote_relays.insert(parsed.addr());
+        }
         for relay in self.relays.values_mut() {
             relay.create_permission(parsed.addr(), now);
         }

@@ -137,6 +137,8 @@ pub struct PathInfo {
 pub struct ConnectionStats {
     pub state: ConnectionState,
     pub path: Option<PathInfo>,
+    /// The path runs through a relay: one of ours, or the peer's (its relayed candidate).
+    pub through_relay: bool,
     pub rtt: Option<Duration>,
     pub tx_packets: u64,
     pub tx_bytes: u64,

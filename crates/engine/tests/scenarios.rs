@@ -106,6 +106,11 @@ fn connects_via_the_relay_when_both_nats_are_symmetric() {
             .map(|(a, b)| a || b),
         Some(true)
     );
+    // Whichever side's relay carries it, both report the path as relayed.
+    for (at, peer) in [(c, g), (g, c)] {
+        let stats = sim.hosts[at.0].engine.stats(peer.peer(), sim.now).unwrap();
+        assert!(stats.through_relay, "{stats:?}");
+    }
     // And back the other way.
     sim.send_app(g, c, &app_packet(2, 100));
     assert!(sim.run_until_cond(Duration::from_secs(2), |s| delivered_seqs(s, c, g) == [2]));

@@ -262,4 +262,8 @@ async fn two_symmetric_nats_connect_through_the_real_coturn() {
         path.relayed || path.remote.ip() == coturn.addr.ip(),
         "{path:?}"
     );
+    assert!(
+        connection.through_relay,
+        "the path runs through coturn, so it is reported relayed: {path:?}"
+    );
 }
