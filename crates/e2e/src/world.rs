@@ -975,7 +975,7 @@ impl World {
                         if done(&handshake.state) {
                             return Some(handshake.state);
                         }
-                        last = format!("{:?}", handshake.state);
+                        last = summary(&handshake.state);
                         loop {
                             match tokio::time::timeout_at(deadline, connection.next()).await {
                                 Err(_) => return None,
@@ -983,7 +983,7 @@ impl World {
                                     if done(&state) {
                                         return Some(state);
                                     }
-                                    last = format!("{state:?}");
+                                    last = summary(&state);
                                 }
                                 Ok(Some(Ok(_))) => {}
                                 Ok(Some(Err(e))) => {
@@ -1223,6 +1223,29 @@ impl Drop for World {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A view state short enough for an error message: the session, the interface, and the
+/// resources (all of them only when there are few).
+fn summary(state: &ViewState) -> String {
+    let resources: Vec<String> = state
+        .resources
+        .iter()
+        .take(8)
+        .map(|r| format!("{} {:?} {:?}", r.name, r.state, r.path))
+        .collect();
+    format!(
+        "session {:?}, interface {:?}, {} resources: {}{}",
+        state.session,
+        state.interface,
+        state.resources.len(),
+        resources.join("; "),
+        if state.resources.len() > 8 {
+            "; …"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Polls `probe` every 100 ms until it returns `Some`, an error, or `timeout` passes.

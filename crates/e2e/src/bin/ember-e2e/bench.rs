@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Sites with one gateway each for the many-connections wake-up figure.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=200))]
     sites: u8,
     /// Resources of the user whose session's memory is measured.
     #[arg(long, default_value_t = 1000)]
@@ -45,7 +45,7 @@ fn na(why: impl std::fmt::Display) -> Figure {
 fn reason(why: impl std::fmt::Display) -> String {
     let why = why.to_string();
     let line = why.lines().next().unwrap_or_default();
-    line.chars().take(90).collect()
+    line.chars().take(160).collect()
 }
 
 #[derive(Default)]
