@@ -20,8 +20,8 @@ step "Rust: format and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build the app and the service"
-cargo build --locked -p ember-app -p ember-tunnel-service
+step "build the binaries (app, service, gateway, portal, end-to-end world)"
+cargo build --locked -p ember-app -p ember-tunnel-service -p ember-gateway -p ember-portal -p ember-e2e
 
 step "UI tests"
 npm run test:ui --silent
@@ -32,6 +32,17 @@ node tests/gui/smoke.mjs \
   --service "$CARGO_TARGET_DIR/debug/ember-tunnel" \
   --driver "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/tauri-driver" \
   --artifacts artifacts/gui
+
+step "GUI end to end: sign in through the browser and the deep link, resources active and idle (demo world in namespaces)"
+node tests/gui/signin.mjs \
+  --app "$CARGO_TARGET_DIR/debug/ember" \
+  --service "$CARGO_TARGET_DIR/debug/ember-tunnel" \
+  --driver "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/tauri-driver" \
+  --demo "$CARGO_TARGET_DIR/debug/ember-e2e" \
+  --artifacts artifacts/gui-signin
+
+step "Debian packages: build, lintian, install/sign-in/upgrade/purge on a clean Debian root (systemd-nspawn)"
+scripts/test-packages.sh
 
 # Same package set as the full run below, so both share one build.
 step "keychain: the real Secret Service (an unlocked gnome-keyring in a private D-Bus session)"

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 /// Bumped on every change that an older peer would misread (see `ipc::PROTOCOL_VERSION`).
 pub const PORTAL_PROTOCOL_VERSION: u32 = 1;
 
-/// The largest frame either side accepts.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The largest frame either side accepts; an `init` with 1,000 resources is about 200 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 512 * 1024;
 
 /// WebSocket paths served by the portal.
 pub const CLIENT_API_PATH: &str = "/api/client";
