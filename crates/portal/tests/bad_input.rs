@@ -31,7 +31,7 @@ async fn malformed_and_oversized_messages_get_an_error_and_close_only_that_conne
     let portal = TestPortal::sqlite().await;
     let mut other = bystander(&portal).await;
     let (token, _) = portal.client_token("ada@acme.example").await;
-    let big = format!(r#"{{"type":"heartbeat","pad":"{}"}}"#, "x".repeat(70_000));
+    let big = format!(r#"{{"type":"heartbeat","pad":"{}"}}"#, "x".repeat(600_000));
     let huge = "y".repeat(2 * 1024 * 1024);
     let cases = [
         ("{not json".to_owned(), Some("malformed")),
