@@ -393,7 +393,7 @@ async fn relay_configs(
     let mut configs = Vec::new();
     for relay in relays {
         for url in &relay.urls {
-            let Some((host, port)) = parse_turn_url(url) else {
+            let Some((host, port)) = ember_protocol::portal::relay_host_port(url) else {
                 tracing::debug!(%url, "Relay URL not usable (only turn: over UDP)");
                 continue;
             };
@@ -437,64 +437,9 @@ async fn relay_configs(
     configs
 }
 
-/// `turn:host[:port][?transport=udp]` (RFC 7065) → host and port; `turns:` and TCP are not
-/// supported by the engine.
-pub fn parse_turn_url(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("turn:")?;
-    let (authority, query) = match rest.split_once('?') {
-        Some((authority, query)) => (authority, Some(query)),
-        None => (rest, None),
-    };
-    if let Some(query) = query
-        && query
-            .split('&')
-            .any(|pair| pair.eq_ignore_ascii_case("transport=tcp"))
-    {
-        return None;
-    }
-    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(port) => port.parse().ok()?,
-            None if after.is_empty() => 3478,
-            None => return None,
-        };
-        (host, port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().ok()?),
-            None => (authority, 3478),
-        }
-    };
-    (!host.is_empty()).then(|| (host.to_owned(), port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn turn_urls_parse_with_default_port_ipv6_and_transport() {
-        assert_eq!(
-            parse_turn_url("turn:203.0.113.5:3478"),
-            Some(("203.0.113.5".into(), 3478))
-        );
-        assert_eq!(
-            parse_turn_url("turn:relay.example"),
-            Some(("relay.example".into(), 3478))
-        );
-        assert_eq!(
-            parse_turn_url("turn:[2001:db8::5]:5349?transport=udp"),
-            Some(("2001:db8::5".into(), 5349))
-        );
-        assert_eq!(
-            parse_turn_url("turn:relay.example:3478?transport=tcp"),
-            None
-        );
-        assert_eq!(parse_turn_url("turns:relay.example:5349"), None);
-        assert_eq!(parse_turn_url("turn::3478"), None);
-        assert_eq!(parse_turn_url("turn:relay.example:notaport"), None);
-    }
 
     #[tokio::test]
     async fn relays_keep_their_ids_across_credential_updates() {

@@ -15,12 +15,13 @@ use anyhow::{Context as _, Result, bail};
 use ember_engine::{
     Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, RelayConfig, RelayId, Role,
 };
-use ember_gateway::grants::{decode_key, encode_key, resource_grant, turn_host_port};
+use ember_gateway::grants::{decode_key, encode_key, resource_grant};
 use ember_gateway::router::{GatewayRouter, GrantKey};
 use ember_io::driver::{Command, Driver, DriverHandle, Router};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{Backoff, ConnectError, GatewaySide, PortalLink, connect};
+use ember_protocol::portal::relay_host_port;
 use ember_protocol::portal::{
     self, ClientPeer, GatewayMessage, Interface, PORTAL_PROTOCOL_VERSION, PortalToGateway, Relay,
     Resource, ResourceAddress,
@@ -735,7 +736,7 @@ impl Gateway {
 /// The first address of the first usable `turn:` URL (IPv4 preferred).
 async fn relay_address(urls: &[String]) -> Option<SocketAddr> {
     for url in urls {
-        let Some((host, port)) = turn_host_port(url) else {
+        let Some((host, port)) = relay_host_port(url) else {
             continue;
         };
         if let Ok(ip) = host.parse::<IpAddr>() {

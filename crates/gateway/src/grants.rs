@@ -140,30 +140,6 @@ pub fn encode_key(key: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
-/// Host and port of a `turn:host:port` or `stun:host:port` URL (RFC 7065; port 3478 when
-/// absent; IPv6 hosts in brackets). `None` for other schemes or a bad port.
-pub fn turn_host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url
-        .strip_prefix("turn:")
-        .or_else(|| url.strip_prefix("stun:"))?;
-    let rest = rest.split('?').next()?;
-    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(port) => port.parse().ok()?,
-            None if after.is_empty() => 3478,
-            None => return None,
-        };
-        (host, port)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse().ok()?),
-            None => (rest, 3478),
-        }
-    };
-    (!host.is_empty()).then(|| (host.to_owned(), port))
-}
-
 fn parse_cidr(text: &str) -> Result<Prefix, GrantError> {
     let bad = || GrantError::BadCidr(text.to_owned());
     let (addr, len) = text.split_once('/').ok_or_else(bad)?;
@@ -332,24 +308,5 @@ mod tests {
         assert_eq!(decode_key(&encode_key(&key)), Ok(key));
         assert_eq!(decode_key("AAAA"), Err(GrantError::BadKey));
         assert_eq!(decode_key("not base64!"), Err(GrantError::BadKey));
-    }
-
-    #[test]
-    fn turn_urls_give_host_and_port() {
-        assert_eq!(
-            turn_host_port("turn:203.0.113.5:3478"),
-            Some(("203.0.113.5".into(), 3478))
-        );
-        assert_eq!(
-            turn_host_port("turn:relay.example?transport=udp"),
-            Some(("relay.example".into(), 3478))
-        );
-        assert_eq!(
-            turn_host_port("stun:[2001:db8::1]:5349"),
-            Some(("2001:db8::1".into(), 5349))
-        );
-        assert_eq!(turn_host_port("http://x"), None);
-        assert_eq!(turn_host_port("turn:host:notaport"), None);
-        assert_eq!(turn_host_port("turn:"), None);
     }
 }

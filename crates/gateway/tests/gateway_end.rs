@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use ember_engine::{
     Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, RelayConfig, RelayId, Role,
 };
-use ember_gateway::grants::{decode_key, encode_key, turn_host_port};
+use ember_gateway::grants::{decode_key, encode_key};
 use ember_io::driver::{Command as DriverCommand, Driver, DriverHandle, Router};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ClientSide, PortalSender, connect};
+use ember_protocol::portal::relay_host_port;
 use ember_protocol::portal::{
     ClientMessage, PORTAL_PROTOCOL_VERSION, PortalToClient, Relay, Resource,
 };
@@ -530,7 +531,7 @@ fn relay_configs(relays: &[Relay]) -> Vec<RelayConfig> {
         .iter()
         .enumerate()
         .filter_map(|(i, relay)| {
-            let (host, port) = relay.urls.iter().find_map(|u| turn_host_port(u))?;
+            let (host, port) = relay.urls.iter().find_map(|u| relay_host_port(u))?;
             Some(RelayConfig {
                 id: RelayId(i as u64 + 1),
                 server: SocketAddr::new(host.parse().ok()?, port),

@@ -476,6 +476,40 @@ pub fn decode<T: DeserializeOwned>(text: &str, known_types: &[&str]) -> Result<T
     serde_json::from_value(value).map_err(|e| DecodeError::Malformed(e.to_string()))
 }
 
+/// Host and port of a relay URL: `turn:` or `stun:` (RFC 7065), port 3478 when absent, IPv6
+/// hosts in brackets. `None` for other schemes (`turns:`), a bad port, or TCP transport — the
+/// engine speaks TURN over UDP only.
+pub fn relay_host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url
+        .strip_prefix("turn:")
+        .or_else(|| url.strip_prefix("stun:"))?;
+    let (authority, query) = match rest.split_once('?') {
+        Some((authority, query)) => (authority, Some(query)),
+        None => (rest, None),
+    };
+    if query.is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.eq_ignore_ascii_case("transport=tcp"))
+    }) {
+        return None;
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None if after.is_empty() => 3478,
+            None => return None,
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (authority, 3478),
+        }
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
+}
+
 /// Whether `name` is matched by a DNS resource `pattern`, case-insensitively and ignoring a
 /// trailing dot:
 ///
@@ -547,6 +581,36 @@ mod tests {
             "db.?.corp.example",
             "web.eu.corp.example"
         ));
+    }
+
+    #[test]
+    fn relay_urls_give_host_and_port() {
+        let cases = [
+            ("turn:203.0.113.5:3478", Some(("203.0.113.5", 3478))),
+            ("turn:relay.example", Some(("relay.example", 3478))),
+            (
+                "turn:relay.example?transport=udp",
+                Some(("relay.example", 3478)),
+            ),
+            (
+                "turn:[2001:db8::5]:5349?transport=udp",
+                Some(("2001:db8::5", 5349)),
+            ),
+            ("stun:[2001:db8::1]:5349", Some(("2001:db8::1", 5349))),
+            ("turn:relay.example:3478?transport=tcp", None),
+            ("turns:relay.example:5349", None),
+            ("http://x", None),
+            ("turn::3478", None),
+            ("turn:", None),
+            ("turn:host:notaport", None),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(
+                relay_host_port(url),
+                expected.map(|(h, p)| (h.to_owned(), p)),
+                "{url}"
+            );
+        }
     }
 
     #[test]
