@@ -733,6 +733,12 @@ mod tests {
     #[derive(Debug, Clone, Default)]
     struct MemoryKeychain(Arc<Mutex<Option<String>>>);
 
+    impl MemoryKeychain {
+        fn holding(token: &str) -> Self {
+            Self(Arc::new(Mutex::new(Some(token.to_owned()))))
+        }
+    }
+
     impl TokenStore for MemoryKeychain {
         fn load(&self) -> Result<Option<SecretToken>, StoreError> {
             Ok(self.0.lock().unwrap().clone().map(SecretToken::new))
@@ -784,6 +790,15 @@ mod tests {
                     _ => None,
                 })
                 .collect()
+        }
+
+        async fn until_signed_in(&self) {
+            until(&self.handle, "signed in", |v| {
+                v.state
+                    .as_ref()
+                    .is_some_and(|s| matches!(s.session, SessionState::SignedIn { .. }))
+            })
+            .await;
         }
 
         /// Starts a sign-in and returns the `state` and `nonce` of the page it opened.
@@ -952,12 +967,7 @@ mod tests {
         let (state, nonce) = harness.begin_sign_in().await;
         let fragment = "5a".repeat(32);
         harness.handle.deep_link(callback(&state, &fragment)).await;
-        until(&harness.handle, "signed in", |v| {
-            v.state
-                .as_ref()
-                .is_some_and(|s| matches!(s.session, SessionState::SignedIn { .. }))
-        })
-        .await;
+        harness.until_signed_in().await;
         let token = expected_token(&nonce, &fragment);
         assert_eq!(harness.sign_ins(), std::slice::from_ref(&token));
         assert_eq!(
@@ -1019,29 +1029,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_token_signs_in_when_the_service_appears() {
-        let keychain = MemoryKeychain::default();
-        *keychain.0.lock().unwrap() = Some("kept-token".into());
-        let harness = Harness::connected(keychain).await;
-        until(&harness.handle, "signed in", |v| {
-            v.state
-                .as_ref()
-                .is_some_and(|s| matches!(s.session, SessionState::SignedIn { .. }))
-        })
-        .await;
+        let harness = Harness::connected(MemoryKeychain::holding("kept-token")).await;
+        harness.until_signed_in().await;
         assert_eq!(harness.sign_ins(), ["kept-token"]);
     }
 
     #[tokio::test]
     async fn a_session_the_portal_ends_forgets_the_token_and_says_why() {
-        let keychain = MemoryKeychain::default();
-        *keychain.0.lock().unwrap() = Some("kept-token".into());
-        let harness = Harness::connected(keychain).await;
-        until(&harness.handle, "signed in", |v| {
-            v.state
-                .as_ref()
-                .is_some_and(|s| matches!(s.session, SessionState::SignedIn { .. }))
-        })
-        .await;
+        let harness = Harness::connected(MemoryKeychain::holding("kept-token")).await;
+        harness.until_signed_in().await;
         harness
             .script
             .send(Script::SignOutBecause(
