@@ -11,7 +11,7 @@ BUILD_PACKAGES=(build-essential pkg-config libwebkit2gtk-4.1-dev libayatana-appi
 # GUI tests: a headless X server, a D-Bus session, a tray host, WebDriver for WebKitGTK.
 GUI_TEST_PACKAGES=(xvfb xauth dbus dbus-x11 imagemagick webkit2gtk-driver haskell-status-notifier-item-utils
   xdg-utils desktop-file-utils libglib2.0-bin fonts-dejavu-core util-linux procps
-  gnome-keyring libsecret-tools dunst libnotify-bin)
+  gnome-keyring libsecret-tools dunst libnotify-bin x11-utils)
 # Network tests and the demo: namespaces, NAT routers, loss, the real relay, DNS servers for the
 # simulated networks (dnsmasq-base: the binary only, no system service touching this machine's
 # DNS), throughput; the benchmark's anchors (wireguard-go, OpenVPN with openssl certificates).

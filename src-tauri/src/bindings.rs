@@ -3,15 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use tauri::Runtime;
-
 use crate::commands;
 use crate::desktop::{Navigate, ViewChanged};
 
-pub fn builder<R: Runtime>() -> tauri_specta::Builder<R> {
-    tauri_specta::Builder::<R>::new()
+pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
+    tauri_specta::Builder::<tauri::Wry>::new()
         .commands(tauri_specta::collect_commands![
             commands::get_view,
+            commands::window_ready,
             commands::apply_settings,
             commands::sign_in,
             commands::cancel_sign_in,
@@ -34,7 +33,7 @@ pub fn default_path() -> PathBuf {
 }
 
 pub fn export(path: &Path) -> Result<(), specta_typescript::Error> {
-    builder::<tauri::Wry>().export(
+    builder().export(
         specta_typescript::Typescript::default().header(
             "// Generated from the Rust types by `EMBER_UPDATE_BINDINGS=1 cargo test -p ember-app \
              bindings`. Do not edit.",

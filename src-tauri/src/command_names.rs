@@ -1,6 +1,7 @@
 /// The commands the webview can invoke; the build script turns each into a permission.
 pub const ALL: &[&str] = &[
     "get_view",
+    "window_ready",
     "apply_settings",
     "sign_in",
     "cancel_sign_in",

@@ -6,12 +6,20 @@ use tauri::State;
 use crate::controller::ControllerHandle;
 use crate::diagnostics;
 use crate::preferences::{self, AppPreferences};
-use crate::view::{AppError, AppView};
+use crate::view::{AppError, AppView, Page};
 
 #[tauri::command]
 #[specta::specta]
 pub fn get_view(controller: State<'_, ControllerHandle>) -> AppView {
     controller.view()
+}
+
+/// The webview drew its first view: the window may be shown. Answers the page to open on
+/// when the user asked for one (the tray's "Settings").
+#[tauri::command]
+#[specta::specta]
+pub fn window_ready(app: tauri::AppHandle) -> Option<Page> {
+    crate::window::ready(&app).flatten()
 }
 
 #[tauri::command]

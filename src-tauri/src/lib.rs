@@ -17,6 +17,7 @@ pub mod sign_in;
 pub mod token_store;
 pub mod tray;
 pub mod view;
+pub mod window;
 
 use std::path::PathBuf;
 
@@ -24,14 +25,11 @@ use anyhow::Context as _;
 use ember_ipc::Endpoint;
 use tauri::{AppHandle, Manager as _, RunEvent, Runtime, WindowEvent};
 use tauri_plugin_deep_link::DeepLinkExt as _;
-use tauri_specta::Event as _;
 
 use crate::controller::{Controller, ControllerHandle};
-use crate::desktop::{Navigate, TauriDesktop};
+use crate::desktop::TauriDesktop;
 use crate::token_store::{Keychain, TokenVault};
 use crate::view::{AppView, Page};
-
-const MAIN_WINDOW: &str = "main";
 
 /// Starts the app and returns when the user quits.
 pub fn run() -> anyhow::Result<()> {
@@ -44,12 +42,12 @@ pub fn run() -> anyhow::Result<()> {
              service does the privileged work."
         );
     }
-    let specta = bindings::builder::<tauri::Wry>();
+    let specta = bindings::builder();
     let app = tauri::Builder::default()
         // First, so a second instance hands over its arguments (and deep link) and exits
         // before anything else starts.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            show_window(app, None);
+            window::show(app, None);
         }))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_opener::init())
@@ -64,20 +62,18 @@ pub fn run() -> anyhow::Result<()> {
             setup(app.handle())?;
             Ok(())
         })
+        .manage(window::MainWindow::default())
         .on_window_event(|window, event| {
-            // Closing the window keeps Ember in the tray.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                api.prevent_close();
-                if let Err(e) = window.hide() {
-                    tracing::warn!("Cannot hide the window: {e}");
-                }
+            if let WindowEvent::Destroyed = event {
+                window::destroyed(window.app_handle());
             }
         })
         .build(tauri::generate_context!())
         .context("cannot start the app")?;
 
     app.run(|_app, event| {
-        // Only "Quit" (an explicit exit code) ends the app, not the last window closing.
+        // Only "Quit" (an explicit exit code) ends the app, not the last window closing:
+        // Ember stays in the tray.
         if let RunEvent::ExitRequested {
             code: None, api, ..
         } = event
@@ -105,8 +101,9 @@ fn setup<R: Runtime>(app: &AppHandle<R>) -> anyhow::Result<()> {
     }
 
     let initial_tray = tray::tray_view(&AppView::connecting());
-    let tray_icon = tray::create(app, &initial_tray)?;
-    tray_icon.on_menu_event(|app, event| handle_menu(app, event.id().as_ref()));
+    let tray = tray::Tray::create(app, &initial_tray)?;
+    tray.icon()
+        .on_menu_event(|app, event| handle_menu(app, event.id().as_ref()));
 
     let config_dir = app
         .path()
@@ -125,11 +122,11 @@ fn setup<R: Runtime>(app: &AppHandle<R>) -> anyhow::Result<()> {
     });
     let started_at_login = std::env::args().any(|a| a == preferences::AUTOSTART_ARG);
     if !(started_at_login && preferences.start_minimised) {
-        show_window(app, None);
+        window::show(app, None);
     }
 
     let (controller, handle) = Controller::new(
-        TauriDesktop::new(app.clone(), initial_tray),
+        TauriDesktop::new(app.clone(), tray),
         service_endpoint(),
         TokenVault::new(Keychain),
         preferences.connect_on_start,
@@ -169,7 +166,7 @@ fn handle_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             tauri::async_runtime::spawn(async move {
                 if let Err(e) = controller.sign_in().await {
                     tracing::warn!("Sign-in did not start: {e}");
-                    show_window(&app, None);
+                    window::show(&app, None);
                 }
             });
         }
@@ -185,8 +182,8 @@ fn handle_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 }
             });
         }
-        tray::MENU_OPEN => show_window(app, Some(Page::Resources)),
-        tray::MENU_SETTINGS => show_window(app, Some(Page::Settings)),
+        tray::MENU_OPEN => window::show(app, Some(Page::Resources)),
+        tray::MENU_SETTINGS => window::show(app, Some(Page::Settings)),
         tray::MENU_QUIT => {
             tracing::info!("Quit from the tray");
             app.exit(0);
@@ -215,23 +212,5 @@ fn copy_address<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {
     };
     if let Err(e) = app.clipboard().write_text(address) {
         tracing::warn!("Cannot copy the address: {e}");
-    }
-}
-
-fn show_window<R: Runtime>(app: &AppHandle<R>, page: Option<Page>) {
-    let Some(window) = app.get_webview_window(MAIN_WINDOW) else {
-        return;
-    };
-    if let Err(e) = window
-        .show()
-        .and_then(|()| window.unminimize())
-        .and_then(|()| window.set_focus())
-    {
-        tracing::warn!("Cannot show the window: {e}");
-    }
-    if let Some(page) = page
-        && let Err(e) = Navigate(page).emit(app)
-    {
-        tracing::warn!("Cannot switch the page: {e}");
     }
 }

@@ -1,6 +1,5 @@
-//! The tray icon and its menu. [`TrayView`] is derived from the [`AppView`] by a pure function;
-//! the icon and menu are only touched when that derived value changes, so state updates that
-//! do not concern the tray cause no flicker.
+//! The tray icon and its menu. [`TrayView`] is derived from the [`AppView`] by a pure function,
+//! and [`change`] says what showing a new one takes, so state updates touch only what differs.
 
 use tauri::image::Image;
 use tauri::menu::{IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
@@ -174,25 +173,167 @@ fn icon(kind: TrayIconKind) -> tauri::Result<Image<'static>> {
     Image::from_bytes(png)
 }
 
-fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<Menu<R>> {
-    let menu = Menu::new(app)?;
-    menu.append(&MenuItem::with_id(
-        app,
-        "status",
-        &tray.status_line,
-        false,
-        None::<&str>,
-    )?)?;
-    if let Some(account) = &tray.account_line {
-        menu.append(&MenuItem::with_id(
-            app,
-            "account",
-            account,
-            false,
-            None::<&str>,
-        )?)?;
+/// The tray as shown: the icon, the view it shows, and handles to the menu items whose text
+/// follows the state. A change that keeps the menu's shape (same entries, same resources)
+/// only rewrites the texts that differ, so an open menu stays open and does not flicker;
+/// only a change of shape (signing in, a resource granted) builds a new menu.
+pub struct Tray<R: Runtime> {
+    icon: TrayIcon<R>,
+    shown: TrayView,
+    items: MenuItems<R>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Tray<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tray")
+            .field("shown", &self.shown)
+            .finish_non_exhaustive()
     }
+}
+
+struct MenuItems<R: Runtime> {
+    status: MenuItem<R>,
+    account: Option<MenuItem<R>>,
+    resources: Vec<ResourceItems<R>>,
+}
+
+struct ResourceItems<R: Runtime> {
+    submenu: Submenu<R>,
+    address: MenuItem<R>,
+    site: MenuItem<R>,
+    state: MenuItem<R>,
+}
+
+/// What showing `to` after `from` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrayChange {
+    pub icon: bool,
+    pub menu: MenuChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuChange {
+    Nothing,
+    Texts,
+    Rebuild,
+}
+
+/// muda cannot retitle a submenu on Linux (its GTK item holds a box, not a label, so the new
+/// text is silently dropped): there a resource whose state shows in its title needs a new menu.
+const SUBMENU_TITLES_CHANGE_IN_PLACE: bool = !cfg!(target_os = "linux");
+
+pub fn change(from: &TrayView, to: &TrayView) -> TrayChange {
+    let same_shape =
+        from.account_line.is_some() == to.account_line.is_some()
+            && from.action == to.action
+            && from.resources.len() == to.resources.len()
+            && from.resources.iter().zip(&to.resources).all(|(a, b)| {
+                a.id == b.id && (SUBMENU_TITLES_CHANGE_IN_PLACE || a.label == b.label)
+            });
+    let texts_differ = from.status_line != to.status_line
+        || from.account_line != to.account_line
+        || from.resources != to.resources;
+    let menu = match (same_shape, texts_differ) {
+        (false, _) => MenuChange::Rebuild,
+        (true, true) => MenuChange::Texts,
+        (true, false) => MenuChange::Nothing,
+    };
+    TrayChange {
+        icon: from.icon != to.icon,
+        menu,
+    }
+}
+
+impl<R: Runtime> Tray<R> {
+    pub fn create(app: &AppHandle<R>, view: &TrayView) -> tauri::Result<Self> {
+        let (menu, items) = menu(app, view)?;
+        let icon = TrayIconBuilder::with_id(TRAY_ID)
+            .icon(icon(view.icon)?)
+            .tooltip(&view.status_line)
+            .menu(&menu)
+            .build(app)?;
+        Ok(Self {
+            icon,
+            shown: view.clone(),
+            items,
+        })
+    }
+
+    pub fn icon(&self) -> &TrayIcon<R> {
+        &self.icon
+    }
+
+    /// Shows `view`, touching only what differs from what is shown; answers what it took.
+    pub fn show(&mut self, app: &AppHandle<R>, view: &TrayView) -> tauri::Result<TrayChange> {
+        let change = change(&self.shown, view);
+        if change.icon {
+            self.icon.set_icon(Some(icon(view.icon)?))?;
+        }
+        match change.menu {
+            MenuChange::Nothing => {}
+            MenuChange::Texts => self.items.retext(&self.shown, view)?,
+            MenuChange::Rebuild => {
+                let (menu, items) = menu(app, view)?;
+                self.icon.set_menu(Some(menu))?;
+                self.items = items;
+            }
+        }
+        if self.shown.status_line != view.status_line {
+            self.icon.set_tooltip(Some(&view.status_line))?;
+        }
+        self.shown = view.clone();
+        Ok(change)
+    }
+}
+
+impl<R: Runtime> MenuItems<R> {
+    /// Rewrites the texts that differ; the shapes of `from` and `to` are the same.
+    fn retext(&self, from: &TrayView, to: &TrayView) -> tauri::Result<()> {
+        if from.status_line != to.status_line {
+            self.status.set_text(&to.status_line)?;
+        }
+        if let (Some(item), Some(text)) = (&self.account, &to.account_line)
+            && from.account_line.as_ref() != Some(text)
+        {
+            item.set_text(text)?;
+        }
+        for ((items, old), new) in self
+            .resources
+            .iter()
+            .zip(&from.resources)
+            .zip(&to.resources)
+        {
+            if old.label != new.label {
+                items.submenu.set_text(&new.label)?;
+            }
+            if old.address != new.address {
+                items.address.set_text(&new.address)?;
+            }
+            if old.site != new.site {
+                items.site.set_text(&new.site)?;
+            }
+            if old.status != new.status {
+                items.state.set_text(&new.status)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<(Menu<R>, MenuItems<R>)> {
+    let menu = Menu::new(app)?;
+    let status = MenuItem::with_id(app, "status", &tray.status_line, false, None::<&str>)?;
+    menu.append(&status)?;
+    let account = match &tray.account_line {
+        Some(line) => {
+            let item = MenuItem::with_id(app, "account", line, false, None::<&str>)?;
+            menu.append(&item)?;
+            Some(item)
+        }
+        None => None,
+    };
     menu.append(&PredefinedMenuItem::separator(app)?)?;
+    let mut resources = Vec::with_capacity(tray.resources.len());
     if !tray.resources.is_empty() {
         for resource in &tray.resources {
             let info = |id: &str, text: &str| {
@@ -204,19 +345,25 @@ fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<Menu<R
                     None::<&str>,
                 )
             };
-            let items: [&dyn IsMenuItem<R>; 4] = [
-                &info("address", &resource.address)?,
-                &info("site", &resource.site)?,
-                &info("state", &resource.status)?,
-                &MenuItem::with_id(
-                    app,
-                    format!("{MENU_COPY_PREFIX}{}", resource.id),
-                    "Copy address",
-                    true,
-                    None::<&str>,
-                )?,
-            ];
-            menu.append(&Submenu::with_items(app, &resource.label, true, &items)?)?;
+            let address = info("address", &resource.address)?;
+            let site = info("site", &resource.site)?;
+            let state = info("state", &resource.status)?;
+            let copy = MenuItem::with_id(
+                app,
+                format!("{MENU_COPY_PREFIX}{}", resource.id),
+                "Copy address",
+                true,
+                None::<&str>,
+            )?;
+            let items: [&dyn IsMenuItem<R>; 4] = [&address, &site, &state, &copy];
+            let submenu = Submenu::with_items(app, &resource.label, true, &items)?;
+            menu.append(&submenu)?;
+            resources.push(ResourceItems {
+                submenu,
+                address,
+                site,
+                state,
+            });
         }
         menu.append(&PredefinedMenuItem::separator(app)?)?;
     }
@@ -227,20 +374,9 @@ fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<Menu<R
         SessionAction::SignOut => (MENU_SIGN_OUT, "Sign out", true),
     };
     menu.append(&MenuItem::with_id(app, id, label, enabled, None::<&str>)?)?;
-    menu.append(&MenuItem::with_id(
-        app,
-        MENU_OPEN,
-        "Open Ember",
-        true,
-        None::<&str>,
-    )?)?;
-    menu.append(&MenuItem::with_id(
-        app,
-        MENU_SETTINGS,
-        "Settings",
-        true,
-        None::<&str>,
-    )?)?;
+    for (id, label) in [(MENU_OPEN, "Open Ember"), (MENU_SETTINGS, "Settings")] {
+        menu.append(&MenuItem::with_id(app, id, label, true, None::<&str>)?)?;
+    }
     menu.append(&PredefinedMenuItem::separator(app)?)?;
     menu.append(&MenuItem::with_id(
         app,
@@ -249,27 +385,14 @@ fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<Menu<R
         true,
         None::<&str>,
     )?)?;
-    Ok(menu)
-}
-
-/// Creates the tray icon showing `tray`.
-pub fn create<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<TrayIcon<R>> {
-    TrayIconBuilder::with_id(TRAY_ID)
-        .icon(icon(tray.icon)?)
-        .tooltip(&tray.status_line)
-        .menu(&menu(app, tray)?)
-        .build(app)
-}
-
-/// Brings the existing tray icon up to date.
-pub fn update<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<()> {
-    let Some(icon_handle) = app.tray_by_id(TRAY_ID) else {
-        return Ok(());
-    };
-    icon_handle.set_icon(Some(icon(tray.icon)?))?;
-    icon_handle.set_tooltip(Some(&tray.status_line))?;
-    icon_handle.set_menu(Some(menu(app, tray)?))?;
-    Ok(())
+    Ok((
+        menu,
+        MenuItems {
+            status,
+            account,
+            resources,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -392,5 +515,105 @@ mod tests {
             reason: "reset".into(),
         }));
         assert_eq!(tray.icon, TrayIconKind::Degraded);
+    }
+
+    fn signed_in_with(resources: &[(&str, ResourceState, u64)]) -> TrayView {
+        with_reason(resources, None)
+    }
+
+    fn with_reason(resources: &[(&str, ResourceState, u64)], reason: Option<&str>) -> TrayView {
+        let mut view = connected(SessionState::SignedIn {
+            account: "acme".into(),
+            actor: "Ada".into(),
+        });
+        let state = view.state.as_mut().unwrap();
+        for (id, resource_state, rx_bytes) in resources {
+            state.resources.push(ResourceView {
+                id: (*id).into(),
+                name: format!("Resource {id}"),
+                address: format!("{id}.corp.example"),
+                address_description: None,
+                site: "Berlin".into(),
+                state: *resource_state,
+                reason: reason.map(str::to_owned),
+                path: None,
+                rtt_ms: None,
+                rx_bytes: *rx_bytes,
+                tx_bytes: 0,
+                enabled: None,
+            });
+        }
+        tray_view(&view)
+    }
+
+    #[test]
+    fn a_new_reason_for_the_same_state_is_rewritten_in_the_open_menu() {
+        let offline = with_reason(
+            &[("a", ResourceState::Unreachable, 0)],
+            Some("all gateways of Berlin are offline"),
+        );
+        let denied = with_reason(
+            &[("a", ResourceState::Unreachable, 0)],
+            Some("access denied"),
+        );
+        assert_eq!(
+            change(&offline, &denied),
+            TrayChange {
+                icon: false,
+                menu: MenuChange::Texts
+            }
+        );
+    }
+
+    #[test]
+    fn a_resource_changing_state_retitles_its_submenu_where_the_platform_can() {
+        let idle = signed_in_with(&[("a", ResourceState::Idle, 0), ("b", ResourceState::Idle, 0)]);
+        let active = signed_in_with(&[
+            ("a", ResourceState::Active, 0),
+            ("b", ResourceState::Idle, 0),
+        ]);
+        let expected = if SUBMENU_TITLES_CHANGE_IN_PLACE {
+            MenuChange::Texts
+        } else {
+            MenuChange::Rebuild
+        };
+        assert_eq!(
+            change(&idle, &active),
+            TrayChange {
+                icon: false,
+                menu: expected
+            }
+        );
+    }
+
+    #[test]
+    fn traffic_counters_alone_leave_the_tray_untouched() {
+        let before = signed_in_with(&[("a", ResourceState::Active, 100)]);
+        let after = signed_in_with(&[("a", ResourceState::Active, 5_000)]);
+        assert_eq!(
+            change(&before, &after),
+            TrayChange {
+                icon: false,
+                menu: MenuChange::Nothing
+            }
+        );
+    }
+
+    #[test]
+    fn a_broken_resource_changes_the_icon() {
+        let fine = signed_in_with(&[("a", ResourceState::Active, 0)]);
+        let broken = signed_in_with(&[("a", ResourceState::Broken, 0)]);
+        assert!(change(&fine, &broken).icon);
+        assert!(!change(&fine, &fine).icon);
+    }
+
+    #[test]
+    fn signing_in_or_a_new_resource_rebuilds_the_menu() {
+        let signed_out = tray_view(&connected(SessionState::SignedOut { reason: None }));
+        let one = signed_in_with(&[("a", ResourceState::Idle, 0)]);
+        let two = signed_in_with(&[("a", ResourceState::Idle, 0), ("b", ResourceState::Idle, 0)]);
+        assert_eq!(change(&signed_out, &one).menu, MenuChange::Rebuild);
+        assert_eq!(change(&one, &two).menu, MenuChange::Rebuild);
+        assert_eq!(change(&two, &one).menu, MenuChange::Rebuild);
     }
 }

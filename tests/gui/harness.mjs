@@ -157,18 +157,32 @@ export function createHarness(args, { socket: socketOverride, browserLog } = {})
       "--method", "org.freedesktop.DBus.Properties.Get", "org.kde.StatusNotifierWatcher", "RegisteredStatusNotifierItems");
     return [...reply.matchAll(/'([^']+)'/g)].map((m) => m[1]);
   }
-  function trayMenuLabels() {
+  /** The tray item's D-Bus name and the object path of its menu, or null before it registered. */
+  function trayMenu() {
     const [item] = registeredTrayItems();
-    if (!item) return [];
+    if (!item) return null;
     // An entry is either "bus-name" (item at /StatusNotifierItem) or "bus-name/object/path".
     const slash = item.indexOf("/");
     const bus = slash < 0 ? item : item.slice(0, slash);
     const path = slash < 0 ? findItemPath(bus) : item.slice(slash);
     const menuReply = gdbus("--dest", bus, "--object-path", path, "--method", "org.freedesktop.DBus.Properties.Get",
       "org.kde.StatusNotifierItem", "Menu");
-    const menuPath = menuReply.match(/objectpath '([^']+)'/)[1];
-    const layout = gdbus("--dest", bus, "--object-path", menuPath, "--method", "com.canonical.dbusmenu.GetLayout", "--", "0", "-1", "['label']");
-    return [...layout.matchAll(/'label': <'([^']*)'>/g)].map((m) => m[1]);
+    return { bus, menuPath: menuReply.match(/objectpath '([^']+)'/)[1] };
+  }
+  function trayLayout() {
+    const menu = trayMenu();
+    if (!menu) return "";
+    return gdbus("--dest", menu.bus, "--object-path", menu.menuPath, "--method", "com.canonical.dbusmenu.GetLayout", "--", "0", "-1", "['label']");
+  }
+  function trayMenuLabels() {
+    return [...trayLayout().matchAll(/'label': <'([^']*)'>/g)].map((m) => m[1]);
+  }
+  /** Clicks the tray menu item labelled `label`, the way the tray host does. */
+  function trayClick(label) {
+    const menu = trayMenu();
+    const id = menu && [...trayLayout().matchAll(/\((\d+), \{'label': <'([^']*)'>\}/g)].find((m) => m[2] === label)?.[1];
+    if (!id) throw new Error(`no tray item "${label}" in ${JSON.stringify(trayMenuLabels())}`);
+    gdbus("--dest", menu.bus, "--object-path", menu.menuPath, "--method", "com.canonical.dbusmenu.Event", "--", id, "clicked", '<"">', "0");
   }
   function findItemPath(bus) {
     const tree = execFileSync("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "env", "-i",
@@ -183,19 +197,31 @@ export function createHarness(args, { socket: socketOverride, browserLog } = {})
   }
 
   // --- memory -------------------------------------------------------------------------------
-  function rssKiB(pid) {
-    const match = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+) kB/);
-    return match ? Number(match[1]) : 0;
+  function memoryKiB(pid) {
+    const rss = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+) kB/);
+    // PSS shares each shared page among the processes that map it: the libraries the app and
+    // its WebKit processes have in common are counted once in the sum.
+    const pss = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8").match(/^Pss:\s+(\d+) kB/m);
+    return { rss: rss ? Number(rss[1]) : 0, pss: pss ? Number(pss[1]) : 0 };
   }
+  /** RSS and PSS in KiB of the `ember` process and of its WebKit processes. */
   function appMemory() {
     const appPid = Number(execFileSync("pgrep", ["-u", String(uid), "-x", "ember"]).toString().split("\n")[0]);
     const webPids = execFileSync("sh", ["-c", `pgrep -u ${uid} -f WebKit || true`]).toString().split("\n").filter(Boolean).map(Number);
-    return { app: rssKiB(appPid), webkit: webPids.reduce((sum, pid) => sum + rssKiB(pid), 0) };
+    const app = memoryKiB(appPid);
+    const web = webPids.map(memoryKiB);
+    return {
+      app: app.rss,
+      webkit: web.reduce((sum, m) => sum + m.rss, 0),
+      appPss: app.pss,
+      webkitPss: web.reduce((sum, m) => sum + m.pss, 0),
+      webkitProcesses: webPids.length,
+    };
   }
 
-
-  /** Starts Xvfb, a D-Bus session, the tray host, a notification monitor and tauri-driver. */
-  async function startDesktop({ keyring = false } = {}) {
+  /** Starts Xvfb, a D-Bus session, the tray host, a notification monitor and (unless
+   * `webdriver` is false) tauri-driver. */
+  async function startDesktop({ keyring = false, webdriver = true } = {}) {
     mkdirSync("/tmp/.X11-unix", { recursive: true, mode: 0o1777 });
     chmodSync("/tmp/.X11-unix", 0o1777);
     start("dbus", "dbus-daemon", ["--session", "--nofork", `--address=${busAddress}`]);
@@ -212,6 +238,7 @@ export function createHarness(args, { socket: socketOverride, browserLog } = {})
         "printf ci | gnome-keyring-daemon --unlock --components=secrets >/dev/null && gnome-keyring-daemon --start --components=secrets >/dev/null"]);
     }
     await sleep(300);
+    if (!webdriver) return;
     start("tauri-driver", args.driver, ["--port", String(driverPort), "--native-port", String(driverPort + 1)]);
     await until("tauri-driver", async () => (await fetch(`http://127.0.0.1:${driverPort}/status`)).ok, 15000);
   }
@@ -227,7 +254,7 @@ export function createHarness(args, { socket: socketOverride, browserLog } = {})
     start, stop, cleanup, startService, serviceStatus, startDesktop, asUser,
     get service() { return service; },
     wd, newSession, find, textOf, click, waitForText, screenshot,
-    trayMenuLabels, appMemory,
+    trayMenuLabels, trayClick, appMemory,
   };
 }
 

@@ -8,11 +8,12 @@
 // Usage (as root): node tests/gui/signin.mjs --app PATH --service PATH --driver PATH --demo PATH
 //                  [--user embertest] [--artifacts DIR]
 
-import { spawn, execFileSync } from "node:child_process";
-import { existsSync, openSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { checks, createHarness, sleep, until } from "./harness.mjs";
+import { createDemo } from "./demo.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -40,55 +41,8 @@ const { check, fail, finish } = checks();
 const figures = {};
 const appDataDir = join(userEnv.XDG_DATA_HOME, "dev.ember.client");
 
-// --- the demo world -----------------------------------------------------------------------
-let demo = null;
-const demoLog = join(artifacts, "demo.log");
-async function startDemo() {
-  const ready = join(h.work, "demo-ready");
-  const out = openSync(demoLog, "w");
-  demo = spawn(args.demo, ["demo", "--no-sign-in", "--runtime-dir", h.runtimeDir, "--ready-file", ready], {
-    stdio: ["ignore", out, out],
-    detached: true,
-    env: { PATH: process.env.PATH, EMBER_BIN_DIR: join(args.service, "..") },
-  });
-  await until("the demo world", () => existsSync(ready) || demo.exitCode !== null, 240000, 200);
-  if (demo.exitCode !== null) throw new Error(`the demo exited with ${demo.exitCode}:\n${readFileSync(demoLog, "utf8")}`);
-  const problems = readFileSync(ready, "utf8").trim();
-  if (problems) throw new Error(`the demo came up with problems: ${problems}`);
-  const text = readFileSync(demoLog, "utf8");
-  const field = (name) => text.match(new RegExp(`^\\s*${name}:\\s+(\\S+)`, "m"))?.[1];
-  const clientNs = text.match(/ip netns exec (\S+) curl/)?.[1];
-  return { portal: field("portal"), user: field("user"), password: field("password"), account: field("account"), clientNs };
-}
-async function stopDemo() {
-  if (!demo || demo.exitCode !== null) return;
-  const exited = new Promise((done) => demo.once("exit", done));
-  process.kill(-demo.pid, "SIGTERM");
-  await Promise.race([exited, sleep(30000)]);
-}
-
-/** What a browser does with the portal's sign-in page: GET it, POST the password form with its
- * CSRF token and cookie, and answer the `ember://` URL it redirects to. */
-function signInAtPortal(pageUrl, world) {
-  const jar = join(h.work, "cookies");
-  const html = execFileSync("curl", ["-sS", "--max-time", "10", "-c", jar, pageUrl]).toString();
-  const hidden = (name) => html.match(new RegExp(`name="${name}"[^>]*value="([^"]*)"`))?.[1]
-    ?? html.match(new RegExp(`value="([^"]*)"[^>]*name="${name}"`))?.[1];
-  const form = ["attempt", "csrf"].flatMap((name) => ["--data-urlencode", `${name}=${hidden(name)}`]);
-  const headers = execFileSync("curl", ["-sS", "--max-time", "30", "-b", jar, "-o", "/dev/null", "-D", "-",
-    ...form,
-    "--data-urlencode", `account=${world.account}`,
-    "--data-urlencode", `email=${world.user}`,
-    "--data-urlencode", `password=${world.password}`,
-    new URL("/sign-in", pageUrl).toString()]).toString();
-  const location = headers.match(/^location:\s*(\S+)/im)?.[1];
-  if (!location?.startsWith("ember://sign-in-callback?")) throw new Error(`no ember:// redirect:\n${headers}`);
-  return location;
-}
-
-function clientCurl(world, url) {
-  return execFileSync("ip", ["netns", "exec", world.clientNs, "curl", "-sS", "--max-time", "20", url]).toString();
-}
+const demoWorld = createDemo(h, args.demo, args.service);
+const { signInAtPortal, clientCurl } = demoWorld;
 
 function filesUnder(dir) {
   if (!existsSync(dir)) return [];
@@ -110,7 +64,7 @@ function resourceBadge(session, name) {
 }
 
 try {
-  const world = await startDemo();
+  const world = await demoWorld.start();
   console.log(`demo: portal ${world.portal}, client namespace ${world.clientNs}`);
   await h.startDesktop({ keyring: true });
   let session = null;
@@ -146,8 +100,7 @@ try {
     token = h.asUser("secret-tool", ["lookup", "service", "dev.ember.client", "username", "portal-token"]).trim();
     if (!/^[0-9a-f]{64}$/.test(token)) throw new Error(`the keyring holds no token (got ${JSON.stringify(token)})`);
     const places = [...filesUnder(h.home), ...filesUnder(h.runtimeDir), ...filesUnder(join(h.work, "log"))];
-    const demoDir = readFileSync(demoLog, "utf8").match(/logs in (\S+)\)/)?.[1];
-    if (demoDir) places.push(...filesUnder(demoDir));
+    if (world.logDir) places.push(...filesUnder(world.logDir));
     const leaks = places.filter((path) => !path.includes("keyrings") && readFileSync(path).includes(token));
     if (leaks.length) throw new Error(`the token is written in ${leaks.join(", ")}`);
   });
@@ -195,7 +148,7 @@ try {
   fail("setup", e);
 } finally {
   await h.cleanup();
-  await stopDemo();
+  await demoWorld.stop();
   execFileSync("sh", ["-c", `pkill -u ${uid} -f gnome-keyring-daemon || true`]);
 }
 

@@ -72,6 +72,14 @@ describe("App", () => {
     expect(screen.getByTestId("session-state")).toHaveTextContent("Signed in as Ada (acme)");
   });
 
+  it("asks for the window once the first view is drawn, on the page the tray asked for", async () => {
+    const backend = new FakeBackend(connected());
+    backend.askedPage = "settings";
+    render(<App backend={backend} />);
+    expect(await screen.findByRole("heading", { name: "Settings" })).toBeInTheDocument();
+    expect(backend.readyCalls).toBe(1);
+  });
+
   it("opens the settings page when the tray asks for it", async () => {
     const backend = new FakeBackend(connected());
     render(<App backend={backend} />);

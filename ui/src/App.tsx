@@ -32,6 +32,14 @@ export function App({ backend }: { backend: Backend }) {
     };
   }, [backend]);
 
+  // Effects run after the browser painted: the window appears with the first view in it, not
+  // blank. The answer is the page the tray asked for while the window was being created.
+  const drawn = view !== null;
+  useEffect(() => {
+    if (!drawn) return;
+    void backend.windowReady().then((asked) => asked && setPage(asked));
+  }, [drawn, backend]);
+
   if (view === null) {
     return <main className="centered" aria-busy="true">Starting…</main>;
   }

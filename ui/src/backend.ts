@@ -7,6 +7,9 @@ export type Result<T> = { status: "ok"; data: T } | { status: "error"; error: Ap
 
 export interface Backend {
   getView(): Promise<AppView>;
+  /** Tells the app the first view is drawn, so it shows the window; answers the page the
+   * user asked for (the tray's "Settings"), if any. */
+  windowReady(): Promise<Page | null>;
   applySettings(settings: ServiceSettings): Promise<Result<null>>;
   signIn(): Promise<Result<null>>;
   cancelSignIn(): Promise<Result<null>>;
@@ -23,6 +26,7 @@ export interface Backend {
 
 export const tauriBackend: Backend = {
   getView: () => commands.getView(),
+  windowReady: () => commands.windowReady(),
   applySettings: (settings) => commands.applySettings(settings),
   signIn: () => commands.signIn(),
   cancelSignIn: () => commands.cancelSignIn(),

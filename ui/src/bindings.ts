@@ -7,6 +7,11 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 /** Commands */
 export const commands = {
 	getView: () => __TAURI_INVOKE<AppView>("get_view"),
+	/**
+	 *  The webview drew its first view: the window may be shown. Answers the page to open on
+	 *  when the user asked for one (the tray's "Settings").
+	 */
+	windowReady: () => __TAURI_INVOKE<Page | null>("window_ready"),
 	applySettings: (settings: ServiceSettings) => typedError<null, AppError>(__TAURI_INVOKE("apply_settings", { settings })),
 	signIn: () => typedError<null, AppError>(__TAURI_INVOKE("sign_in")),
 	cancelSignIn: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_sign_in")),

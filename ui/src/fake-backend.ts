@@ -29,6 +29,9 @@ export class FakeBackend implements Backend {
   calls: string[] = [];
   preferences: AppPreferences = { start_on_login: true, start_minimised: true, connect_on_start: true };
   exportResult: Result<string> = { status: "ok", data: "/home/ada/Downloads/ember-logs-20261125-221530.zip" };
+  /** What `windowReady` answers, and how often it was called. */
+  askedPage: Page | null = null;
+  readyCalls = 0;
   private viewListeners: ((view: AppView) => void)[] = [];
   private pageListeners: ((page: Page) => void)[] = [];
 
@@ -38,6 +41,12 @@ export class FakeBackend implements Backend {
 
   async getView() {
     return this.view;
+  }
+  async windowReady() {
+    this.readyCalls += 1;
+    const page = this.askedPage;
+    this.askedPage = null;
+    return page;
   }
   async applySettings(settings: ServiceSettings) {
     this.applied.push(settings);
