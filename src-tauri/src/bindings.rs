@@ -12,6 +12,7 @@ pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::get_view,
             commands::window_ready,
             commands::apply_settings,
+            commands::set_resource_enabled,
             commands::sign_in,
             commands::cancel_sign_in,
             commands::sign_out,

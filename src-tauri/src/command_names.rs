@@ -3,6 +3,7 @@ pub const ALL: &[&str] = &[
     "get_view",
     "window_ready",
     "apply_settings",
+    "set_resource_enabled",
     "sign_in",
     "cancel_sign_in",
     "sign_out",

@@ -31,6 +31,17 @@ pub async fn apply_settings(
     controller.apply_settings(settings).await
 }
 
+/// Switches a resource the user may switch (the internet resource) on or off.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_resource_enabled(
+    controller: State<'_, ControllerHandle>,
+    resource_id: String,
+    enabled: bool,
+) -> Result<(), AppError> {
+    controller.set_resource_enabled(resource_id, enabled).await
+}
+
 #[tauri::command]
 #[specta::specta]
 pub async fn sign_in(controller: State<'_, ControllerHandle>) -> Result<(), AppError> {

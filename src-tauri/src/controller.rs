@@ -45,6 +45,11 @@ enum Command {
         settings: ServiceSettings,
         reply: oneshot::Sender<Result<(), AppError>>,
     },
+    SetResourceEnabled {
+        resource_id: String,
+        enabled: bool,
+        reply: oneshot::Sender<Result<(), AppError>>,
+    },
     SignIn {
         reply: oneshot::Sender<Result<(), AppError>>,
     },
@@ -93,6 +98,20 @@ impl ControllerHandle {
     /// Opens the portal's sign-in page in the browser.
     pub async fn sign_in(&self) -> Result<(), AppError> {
         self.ask(|reply| Command::SignIn { reply }).await
+    }
+
+    /// Switches a resource the user may switch (the internet resource) on or off.
+    pub async fn set_resource_enabled(
+        &self,
+        resource_id: String,
+        enabled: bool,
+    ) -> Result<(), AppError> {
+        self.ask(|reply| Command::SetResourceEnabled {
+            resource_id,
+            enabled,
+            reply,
+        })
+        .await
     }
 
     /// Stops waiting for the browser; a link for the abandoned sign-in is then ignored.
@@ -348,6 +367,21 @@ impl<D: Desktop> Controller<D> {
                 )
                 .await
             }
+            Command::SetResourceEnabled {
+                resource_id,
+                enabled,
+                reply,
+            } => {
+                self.send_request(
+                    connection,
+                    Request::SetResourceEnabled {
+                        resource_id,
+                        enabled,
+                    },
+                    Waiter::Caller(reply),
+                )
+                .await
+            }
             Command::SignIn { reply } => {
                 let _ = reply.send(self.begin_sign_in());
                 Ok(())
@@ -532,7 +566,11 @@ impl<D: Desktop> Controller<D> {
                 () = &mut sleep => return true,
                 command = self.commands.recv() => match command {
                     None => return false,
-                    Some(Command::ApplySettings { reply, .. } | Command::SignIn { reply }) => {
+                    Some(
+                        Command::ApplySettings { reply, .. }
+                        | Command::SetResourceEnabled { reply, .. }
+                        | Command::SignIn { reply },
+                    ) => {
                         let _ = reply.send(Err(not_connected()));
                     }
                     Some(Command::SignOut { reply }) => {
@@ -921,6 +959,26 @@ mod tests {
         };
         handle.apply_settings(new.clone()).await.unwrap();
         assert_eq!(handle.view().state.unwrap().settings, new);
+    }
+
+    #[tokio::test]
+    async fn switching_the_internet_resource_asks_the_service() {
+        let harness = Harness::connected(MemoryKeychain::default()).await;
+        harness
+            .handle
+            .set_resource_enabled("res_internet".into(), true)
+            .await
+            .unwrap();
+        assert!(
+            harness
+                .requests
+                .lock()
+                .unwrap()
+                .contains(&Request::SetResourceEnabled {
+                    resource_id: "res_internet".into(),
+                    enabled: true
+                })
+        );
     }
 
     #[tokio::test]

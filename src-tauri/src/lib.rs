@@ -191,11 +191,34 @@ fn handle_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         other => {
             if let Some(resource_id) = other.strip_prefix(tray::MENU_COPY_PREFIX) {
                 copy_address(app, resource_id);
+            } else if let Some(resource_id) = other.strip_prefix(tray::MENU_INTERNET_PREFIX) {
+                switch_resource(app, resource_id);
             } else {
                 tracing::debug!(id = other, "Unknown menu item");
             }
         }
     }
+}
+
+/// Flips the switch of `resource_id` from what the service last reported.
+fn switch_resource<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {
+    let controller = app.state::<ControllerHandle>().inner().clone();
+    let Some(enabled) = controller
+        .view()
+        .state
+        .iter()
+        .flat_map(|s| &s.resources)
+        .find(|r| r.id == resource_id)
+        .and_then(|r| r.enabled)
+    else {
+        return;
+    };
+    let resource_id = resource_id.to_owned();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = controller.set_resource_enabled(resource_id, !enabled).await {
+            tracing::warn!("Cannot switch the resource: {e}");
+        }
+    });
 }
 
 fn copy_address<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {

@@ -2,7 +2,7 @@
 //! and [`change`] says what showing a new one takes, so state updates touch only what differs.
 
 use tauri::image::Image;
-use tauri::menu::{IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
+use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Runtime};
 
@@ -18,6 +18,7 @@ pub const MENU_SETTINGS: &str = "settings";
 pub const MENU_QUIT: &str = "quit";
 /// Followed by the resource id: copies that resource's address.
 pub const MENU_COPY_PREFIX: &str = "copy:";
+pub const MENU_INTERNET_PREFIX: &str = "internet:";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrayIconKind {
@@ -59,6 +60,14 @@ pub struct TrayView {
     pub account_line: Option<String>,
     pub action: SessionAction,
     pub resources: Vec<TrayResource>,
+    /// The internet resource's switch, when the user has one.
+    pub internet: Option<InternetSwitch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternetSwitch {
+    pub resource_id: String,
+    pub enabled: bool,
 }
 
 pub fn tray_view(view: &AppView) -> TrayView {
@@ -68,6 +77,7 @@ pub fn tray_view(view: &AppView) -> TrayView {
         account_line: None,
         action,
         resources: Vec::new(),
+        internet: None,
     };
     let unreachable = |line: &str| {
         simple(
@@ -136,6 +146,12 @@ pub fn tray_view(view: &AppView) -> TrayView {
                 account_line,
                 action: SessionAction::SignOut,
                 resources: state.resources.iter().map(tray_resource).collect(),
+                internet: state.resources.iter().find_map(|r| {
+                    Some(InternetSwitch {
+                        resource_id: r.id.clone(),
+                        enabled: r.enabled?,
+                    })
+                }),
             }
         }
     }
@@ -195,6 +211,7 @@ struct MenuItems<R: Runtime> {
     status: MenuItem<R>,
     account: Option<MenuItem<R>>,
     resources: Vec<ResourceItems<R>>,
+    internet: Option<CheckMenuItem<R>>,
 }
 
 struct ResourceItems<R: Runtime> {
@@ -226,13 +243,16 @@ pub fn change(from: &TrayView, to: &TrayView) -> TrayChange {
     let same_shape =
         from.account_line.is_some() == to.account_line.is_some()
             && from.action == to.action
+            && from.internet.as_ref().map(|i| &i.resource_id)
+                == to.internet.as_ref().map(|i| &i.resource_id)
             && from.resources.len() == to.resources.len()
             && from.resources.iter().zip(&to.resources).all(|(a, b)| {
                 a.id == b.id && (SUBMENU_TITLES_CHANGE_IN_PLACE || a.label == b.label)
             });
     let texts_differ = from.status_line != to.status_line
         || from.account_line != to.account_line
-        || from.resources != to.resources;
+        || from.resources != to.resources
+        || from.internet != to.internet;
     let menu = match (same_shape, texts_differ) {
         (false, _) => MenuChange::Rebuild,
         (true, true) => MenuChange::Texts,
@@ -296,6 +316,11 @@ impl<R: Runtime> MenuItems<R> {
             && from.account_line.as_ref() != Some(text)
         {
             item.set_text(text)?;
+        }
+        if let (Some(item), Some(switch)) = (&self.internet, &to.internet)
+            && from.internet.as_ref() != Some(switch)
+        {
+            item.set_checked(switch.enabled)?;
         }
         for ((items, old), new) in self
             .resources
@@ -367,6 +392,22 @@ fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<(Menu<
         }
         menu.append(&PredefinedMenuItem::separator(app)?)?;
     }
+    let internet = match &tray.internet {
+        Some(switch) => {
+            let item = CheckMenuItem::with_id(
+                app,
+                format!("{MENU_INTERNET_PREFIX}{}", switch.resource_id),
+                "Send all traffic through Ember",
+                true,
+                switch.enabled,
+                None::<&str>,
+            )?;
+            menu.append(&item)?;
+            menu.append(&PredefinedMenuItem::separator(app)?)?;
+            Some(item)
+        }
+        None => None,
+    };
     let (id, label, enabled) = match tray.action {
         SessionAction::SignInUnavailable => (MENU_SIGN_IN, "Sign in…", false),
         SessionAction::SignIn => (MENU_SIGN_IN, "Sign in…", true),
@@ -391,6 +432,7 @@ fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<(Menu<
             status,
             account,
             resources,
+            internet,
         },
     ))
 }
@@ -605,6 +647,44 @@ mod tests {
         let broken = signed_in_with(&[("a", ResourceState::Broken, 0)]);
         assert!(change(&fine, &broken).icon);
         assert!(!change(&fine, &fine).icon);
+    }
+
+    #[test]
+    fn the_internet_switch_shows_when_granted_and_flips_in_place() {
+        let mut off = signed_in_with(&[("web", ResourceState::Idle, 0)]);
+        assert_eq!(off.internet, None);
+        let mut view = connected(SessionState::SignedIn {
+            account: "acme".into(),
+            actor: "Ada".into(),
+        });
+        let state = view.state.as_mut().unwrap();
+        state.resources.push(ResourceView {
+            id: "res_internet".into(),
+            name: "Internet".into(),
+            address: "Internet".into(),
+            address_description: None,
+            site: "Exit".into(),
+            state: ResourceState::Unknown,
+            reason: None,
+            path: None,
+            rtt_ms: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            enabled: Some(false),
+        });
+        let granted_off = tray_view(&view);
+        assert_eq!(
+            granted_off.internet,
+            Some(InternetSwitch {
+                resource_id: "res_internet".into(),
+                enabled: false
+            })
+        );
+        view.state.as_mut().unwrap().resources[0].enabled = Some(true);
+        let granted_on = tray_view(&view);
+        assert_eq!(change(&granted_off, &granted_on).menu, MenuChange::Texts);
+        off.resources = granted_off.resources.clone();
+        assert_eq!(change(&off, &granted_off).menu, MenuChange::Rebuild);
     }
 
     #[test]

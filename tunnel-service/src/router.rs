@@ -100,8 +100,12 @@ pub struct ClientRouter {
     /// The networks around the sentinels: nothing there but the stub.
     sentinel_nets: Vec<Prefix>,
     resources: BTreeMap<String, Resource>,
-    /// CIDR and IP resources, longest prefix first: (length, prefix → resource id).
+    /// CIDR and IP resources, longest prefix first: (length, prefix → resource id); last, the
+    /// internet resource's `/0` prefixes while it is switched on.
     prefixes: Vec<(u8, HashMap<Prefix, String>)>,
+    /// Whether the internet resource, when the user has one, takes the traffic no other
+    /// resource covers.
+    internet_enabled: bool,
     /// Resource id → its grant.
     granted: HashMap<String, ResourceGrant>,
     /// Packets waiting for a grant, with the request that asks for it.
@@ -172,6 +176,7 @@ impl ClientRouter {
             sentinel_nets: fixed_routes().split_off(2),
             resources: BTreeMap::new(),
             prefixes: Vec::new(),
+            internet_enabled: false,
             granted: HashMap::new(),
             pending: HashMap::new(),
             requests: HashMap::new(),
@@ -240,44 +245,46 @@ impl ClientRouter {
         self.denied.clear();
         self.resources = new;
 
-        let mut by_len: BTreeMap<u8, HashMap<Prefix, String>> = BTreeMap::new();
-        let mut dns = Vec::new();
-        for resource in self.resources.values() {
-            match &resource.address {
-                ResourceAddress::Cidr { cidr } => match parse_cidr(cidr) {
-                    Some(prefix) => {
-                        by_len
-                            .entry(prefix.len())
-                            .or_default()
-                            .insert(prefix, resource.id.clone());
-                    }
-                    None => {
-                        tracing::warn!(resource = %resource.id, "The portal sent an unusable CIDR; ignored")
-                    }
-                },
-                ResourceAddress::Ip { ip } => {
-                    let len = if ip.is_ipv4() { 32 } else { 128 };
-                    if let Some(prefix) = Prefix::new(*ip, len) {
-                        by_len
-                            .entry(len)
-                            .or_default()
-                            .insert(prefix, resource.id.clone());
-                    }
-                }
-                ResourceAddress::Dns { pattern } => match pattern.parse::<NamePattern>() {
-                    Ok(pattern) => dns.push(DnsResource {
+        let dns = self
+            .resources
+            .values()
+            .filter_map(|resource| {
+                let ResourceAddress::Dns { pattern } = &resource.address else {
+                    return None;
+                };
+                match pattern.parse::<NamePattern>() {
+                    Ok(pattern) => Some(DnsResource {
                         id: resource.id.clone(),
                         pattern,
                     }),
-                    Err(e) => tracing::warn!(resource = %resource.id, "Unusable DNS resource: {e}"),
-                },
-                // Not routed yet: the tunnel is split.
-                ResourceAddress::Internet => {}
-            }
-        }
-        self.prefixes = by_len.into_iter().rev().collect();
+                    Err(e) => {
+                        tracing::warn!(resource = %resource.id, "Unusable DNS resource: {e}");
+                        None
+                    }
+                }
+            })
+            .collect();
         self.stub.set_resources(dns);
+        self.index_prefixes();
         self.remove_unused_peers();
+    }
+
+    /// Switches the internet resource: on, it takes every packet that no other resource
+    /// covers (default routes into the tunnel). `false` when nothing changed.
+    pub fn set_internet_enabled(&mut self, enabled: bool) -> bool {
+        if self.internet_enabled == enabled {
+            return false;
+        }
+        self.internet_enabled = enabled;
+        self.index_prefixes();
+        true
+    }
+
+    /// Whether the user may switch `resource_id` on and off (the internet resource).
+    pub fn is_switchable(&self, resource_id: &str) -> bool {
+        self.resources
+            .get(resource_id)
+            .is_some_and(|r| r.address == ResourceAddress::Internet)
     }
 
     /// A packet read from the TUN device: the peer that gets it, or `None` when the router
@@ -549,7 +556,8 @@ impl ClientRouter {
                     rtt_ms: None,
                     rx_bytes: 0,
                     tx_bytes: 0,
-                    enabled: None,
+                    enabled: (resource.address == ResourceAddress::Internet)
+                        .then_some(self.internet_enabled),
                 };
                 if let Some(denial) = self.denied.get(&resource.id) {
                     view.state = ResourceState::Unreachable;
@@ -591,6 +599,38 @@ impl ClientRouter {
                 view
             })
             .collect()
+    }
+
+    fn index_prefixes(&mut self) {
+        let mut by_len: BTreeMap<u8, HashMap<Prefix, String>> = BTreeMap::new();
+        for resource in self.resources.values() {
+            let prefixes: Vec<Prefix> = match &resource.address {
+                ResourceAddress::Cidr { cidr } => match parse_cidr(cidr) {
+                    Some(prefix) => vec![prefix],
+                    None => {
+                        tracing::warn!(resource = %resource.id, "The portal sent an unusable CIDR; ignored");
+                        continue;
+                    }
+                },
+                ResourceAddress::Ip { ip } => Prefix::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
+                    .into_iter()
+                    .collect(),
+                ResourceAddress::Internet if self.internet_enabled => {
+                    [Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
+                        .into_iter()
+                        .filter_map(|any: IpAddr| Prefix::new(any, 0))
+                        .collect()
+                }
+                ResourceAddress::Internet | ResourceAddress::Dns { .. } => continue,
+            };
+            for prefix in prefixes {
+                by_len
+                    .entry(prefix.len())
+                    .or_default()
+                    .insert(prefix, resource.id.clone());
+            }
+        }
+        self.prefixes = by_len.into_iter().rev().collect();
     }
 
     fn is_sentinel_net(&self, ip: IpAddr) -> bool {
@@ -1090,6 +1130,55 @@ mod tests {
             outputs(&mut router).is_empty(),
             "no request for a non-resource"
         );
+    }
+
+    #[test]
+    fn the_internet_resource_takes_only_what_no_other_resource_covers_and_only_while_on() {
+        let mut router = router();
+        let mut resources: Vec<Resource> = router.resources.values().cloned().collect();
+        resources.push(resource("internet", ResourceAddress::Internet, "Exit"));
+        router.handle_resources(&resources);
+        let now = Instant::now();
+        let internet_view = |router: &ClientRouter| {
+            router
+                .resource_views(&HashMap::new())
+                .into_iter()
+                .find(|v| v.id == "internet")
+                .unwrap()
+        };
+
+        assert!(router.is_switchable("internet") && !router.is_switchable("lan"));
+        assert_eq!(internet_view(&router).enabled, Some(false));
+        assert!(!router.resource_routes().iter().any(|p| p.is_empty()));
+        assert_eq!(router.outbound(&mut to("203.0.113.9", 0), now), None);
+        assert!(
+            outputs(&mut router).is_empty(),
+            "off: not the tunnel's business"
+        );
+
+        assert!(router.set_internet_enabled(true));
+        assert!(
+            !router.set_internet_enabled(true),
+            "no change the second time"
+        );
+        assert_eq!(internet_view(&router).enabled, Some(true));
+        let defaults: Vec<String> = router
+            .resource_routes()
+            .iter()
+            .filter(|p| p.is_empty())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(defaults.len(), 2, "{defaults:?}");
+        router.outbound(&mut to("203.0.113.9", 0), now);
+        router.outbound(&mut to("10.20.5.9", 1), now);
+        let asked: Vec<String> = requests(&outputs(&mut router))
+            .into_iter()
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(asked, ["internet", "db-net"], "more specific resources win");
+
+        assert!(router.set_internet_enabled(false));
+        assert!(!router.resource_routes().iter().any(|p| p.is_empty()));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Environment {
 pub struct Service {
     state: watch::Sender<ViewState>,
     settings: SettingsStore,
+    /// The user's switch for the internet resource; kept across restarts.
+    internet_enabled: watch::Sender<bool>,
     logs: Option<LogHandle>,
     environment: Environment,
     session: Option<SessionHandle>,
@@ -84,9 +86,12 @@ impl Service {
     ) -> (Self, ServiceHandle, mpsc::Receiver<Input>) {
         let (state_tx, state_rx) = watch::channel(ViewState::signed_out(settings));
         let (inputs_tx, inputs_rx) = mpsc::channel(32);
+        let internet_enabled =
+            watch::Sender::new(settings::internet_enabled(&environment.state_dir));
         let service = Self {
             state: state_tx,
             settings: store,
+            internet_enabled,
             logs,
             environment,
             session: None,
@@ -132,6 +137,7 @@ impl Service {
                     identity: self.environment.identity.clone(),
                     state_dir: self.environment.state_dir.clone(),
                     dns_mode: self.environment.dns_mode,
+                    internet_enabled: self.internet_enabled.subscribe(),
                 };
                 self.state
                     .send_modify(|state| state.session = SessionState::ConnectingToPortal);
@@ -149,21 +155,10 @@ impl Service {
                 Ok(Reply::Done)
             }
             Request::ApplySettings { settings } => self.apply_settings(settings),
-            Request::SetResourceEnabled { resource_id, .. } => {
-                let known = self
-                    .state
-                    .borrow()
-                    .resources
-                    .iter()
-                    .any(|r| r.id == resource_id);
-                if known {
-                    Err(IpcError::NotAvailableYet {
-                        what: "switching resources".into(),
-                    })
-                } else {
-                    Err(IpcError::UnknownResource { resource_id })
-                }
-            }
+            Request::SetResourceEnabled {
+                resource_id,
+                enabled,
+            } => self.set_resource_enabled(resource_id, enabled),
             // Streamed by the connection itself, which owns the socket the chunks go to.
             Request::ExportLogs => Err(IpcError::Internal {
                 message: "log export is handled by the connection".into(),
@@ -176,6 +171,41 @@ impl Service {
         if let Some(session) = self.session.take() {
             session.stop().await;
         }
+    }
+
+    fn set_resource_enabled(
+        &mut self,
+        resource_id: String,
+        enabled: bool,
+    ) -> Result<Reply, IpcError> {
+        let switchable = match self
+            .state
+            .borrow()
+            .resources
+            .iter()
+            .find(|r| r.id == resource_id)
+        {
+            None => return Err(IpcError::UnknownResource { resource_id }),
+            Some(resource) => resource.enabled.is_some(),
+        };
+        if !switchable {
+            return Err(IpcError::InvalidSettings {
+                field: "enabled".into(),
+                reason: "only the internet resource can be switched on and off".into(),
+            });
+        }
+        if enabled && !ember_io::policy::OWN_SOCKETS_SKIP_DEFAULT_ROUTES {
+            return Err(IpcError::NotAvailableYet {
+                what: "The internet resource on this operating system".into(),
+            });
+        }
+        settings::save_internet_enabled(&self.environment.state_dir, enabled).map_err(|e| {
+            IpcError::Internal {
+                message: e.to_string(),
+            }
+        })?;
+        self.internet_enabled.send_replace(enabled);
+        Ok(Reply::Done)
     }
 
     fn apply_settings(&mut self, settings: ServiceSettings) -> Result<Reply, IpcError> {

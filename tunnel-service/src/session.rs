@@ -48,6 +48,8 @@ pub struct SessionConfig {
     pub identity: Identity,
     pub state_dir: PathBuf,
     pub dns_mode: DnsMode,
+    /// The user's switch for the internet resource, owned by the service.
+    pub internet_enabled: watch::Receiver<bool>,
 }
 
 /// A running session; [`SessionHandle::stop`] ends it and waits until everything is undone.
@@ -105,6 +107,7 @@ enum Happening {
     DnsAnswer(Vec<u8>),
     StatsDue,
     NetworkChanged,
+    InternetSwitched,
     DriverStopped(String),
 }
 
@@ -200,6 +203,7 @@ impl Session {
             tunnel,
             stats_timer,
             cancel,
+            config,
             ..
         } = self;
         let link = async {
@@ -228,6 +232,7 @@ impl Session {
                 Some(answer) = tunnel.dns_answers.recv() => Happening::DnsAnswer(answer),
                 _ = stats_timer.tick() => Happening::StatsDue,
                 Some(()) = tunnel.netwatch.recv() => Happening::NetworkChanged,
+                Ok(()) = config.internet_enabled.changed() => Happening::InternetSwitched,
                 result = &mut tunnel.driver_task => Happening::DriverStopped(match result {
                     Ok(Ok(())) => "the driver stopped".into(),
                     Ok(Err(e)) => format!("the tunnel failed: {e}"),
@@ -286,6 +291,13 @@ impl Session {
                 }
                 self.link = Link::Connecting(self.connect());
             }
+            Happening::InternetSwitched => {
+                let enabled = *self.config.internet_enabled.borrow_and_update();
+                if let Some(tunnel) = &mut self.tunnel {
+                    tunnel.set_internet_enabled(enabled).await;
+                }
+                self.publish_views();
+            }
             Happening::DriverStopped(reason) => return Err(Some(reason)),
         }
         Ok(())
@@ -330,6 +342,7 @@ impl Session {
                     private_key: self.config.identity.private_key(),
                     state_dir: &self.config.state_dir,
                     dns_mode: self.config.dns_mode,
+                    internet_enabled: *self.config.internet_enabled.borrow_and_update(),
                 };
                 let tunnel = Tunnel::start(setup, interface, &resources, &relays)
                     .await

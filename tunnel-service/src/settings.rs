@@ -67,6 +67,27 @@ pub fn validate(settings: &ServiceSettings) -> Result<(), IpcError> {
     Ok(())
 }
 
+/// The file whose presence means the user switched the internet resource on (off by default:
+/// sending all traffic through the tunnel is the user's choice).
+const INTERNET_ENABLED_FILE: &str = "internet-resource-enabled";
+
+pub fn internet_enabled(state_dir: &Path) -> bool {
+    state_dir.join(INTERNET_ENABLED_FILE).exists()
+}
+
+pub fn save_internet_enabled(state_dir: &Path, enabled: bool) -> Result<(), SettingsError> {
+    let path = state_dir.join(INTERNET_ENABLED_FILE);
+    let result = if enabled {
+        std::fs::write(&path, b"")
+    } else {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    };
+    result.map_err(|source| SettingsError::Write { path, source })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot read {path}: {source}")]
@@ -148,6 +169,17 @@ impl SettingsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_internet_switch_is_off_by_default_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!internet_enabled(dir.path()));
+        save_internet_enabled(dir.path(), true).unwrap();
+        assert!(internet_enabled(dir.path()));
+        save_internet_enabled(dir.path(), false).unwrap();
+        save_internet_enabled(dir.path(), false).unwrap();
+        assert!(!internet_enabled(dir.path()));
+    }
 
     fn with(portal_url: &str, log_filter: &str) -> ServiceSettings {
         ServiceSettings {

@@ -74,6 +74,8 @@ pub struct TunnelSetup<'a> {
     pub private_key: [u8; 32],
     pub state_dir: &'a Path,
     pub dns_mode: DnsMode,
+    /// Whether the internet resource (if granted) takes the default routes.
+    pub internet_enabled: bool,
 }
 
 impl Tunnel {
@@ -104,6 +106,7 @@ impl Tunnel {
         tracing::info!(interface = %name, "TUN device up");
 
         let mut router = ClientRouter::new(ipv6);
+        router.set_internet_enabled(setup.internet_enabled);
         router.handle_resources(resources);
         let mut routes = Routes::new(index).map_err(TunnelError::Routes)?;
         let wanted = wanted_routes(&router, ipv6);
@@ -209,6 +212,21 @@ impl Tunnel {
             && let Err(e) = dns.set_patterns(&patterns)
         {
             tracing::warn!("Cannot update the DNS routing domains: {e}");
+        }
+    }
+
+    /// The user switched the internet resource: the default routes follow.
+    pub async fn set_internet_enabled(&mut self, enabled: bool) {
+        let wanted = {
+            let mut router = lock(&self.router);
+            if !router.set_internet_enabled(enabled) {
+                return;
+            }
+            wanted_routes(&router, self.ipv6)
+        };
+        tracing::info!(enabled, "Internet resource switched");
+        if let Err(e) = self.routes.apply(&wanted).await {
+            tracing::warn!("Some routes could not be changed: {e}");
         }
     }
 

@@ -72,6 +72,34 @@ describe("App", () => {
     expect(screen.getByTestId("session-state")).toHaveTextContent("Signed in as Ada (acme)");
   });
 
+  it("switches the internet resource through the service and shows what it reports", async () => {
+    const state = signedOutState();
+    state.session = { state: "signed_in", account: "acme", actor: "Ada" };
+    const internet: ResourceView = {
+      id: "res_internet",
+      name: "Internet",
+      address: "Internet",
+      address_description: null,
+      site: "Exit",
+      state: "unknown",
+      reason: null,
+      path: null,
+      rtt_ms: null,
+      rx_bytes: 0,
+      tx_bytes: 0,
+      enabled: false,
+    };
+    state.resources = [internet];
+    const backend = new FakeBackend(connected(state));
+    render(<App backend={backend} />);
+    const toggle = await screen.findByRole("switch", { name: /Send all traffic through Ember/ });
+    expect(toggle).not.toBeChecked();
+    await userEvent.click(toggle);
+    expect(backend.switched).toEqual([["res_internet", true]]);
+    act(() => backend.emitView(connected({ ...state, resources: [{ ...internet, enabled: true }] })));
+    await waitFor(() => expect(toggle).toBeChecked());
+  });
+
   it("asks for the window once the first view is drawn, on the page the tray asked for", async () => {
     const backend = new FakeBackend(connected());
     backend.askedPage = "settings";

@@ -71,7 +71,7 @@ export function App({ backend }: { backend: Backend }) {
               waitingForBrowser={view.waiting_for_browser}
               backend={backend}
             />
-            {page === "resources" && <ResourcesPage resources={view.state.resources} />}
+            {page === "resources" && <ResourcesPage resources={view.state.resources} backend={backend} />}
             {page === "account" && <AccountPage state={view.state} />}
             {page === "settings" && <SettingsPage settings={view.state.settings} backend={backend} />}
           </>

@@ -11,6 +11,7 @@ export interface Backend {
    * user asked for (the tray's "Settings"), if any. */
   windowReady(): Promise<Page | null>;
   applySettings(settings: ServiceSettings): Promise<Result<null>>;
+  setResourceEnabled(resourceId: string, enabled: boolean): Promise<Result<null>>;
   signIn(): Promise<Result<null>>;
   cancelSignIn(): Promise<Result<null>>;
   signOut(): Promise<Result<null>>;
@@ -28,6 +29,7 @@ export const tauriBackend: Backend = {
   getView: () => commands.getView(),
   windowReady: () => commands.windowReady(),
   applySettings: (settings) => commands.applySettings(settings),
+  setResourceEnabled: (resourceId, enabled) => commands.setResourceEnabled(resourceId, enabled),
   signIn: () => commands.signIn(),
   cancelSignIn: () => commands.cancelSignIn(),
   signOut: () => commands.signOut(),

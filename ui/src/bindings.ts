@@ -13,6 +13,8 @@ export const commands = {
 	 */
 	windowReady: () => __TAURI_INVOKE<Page | null>("window_ready"),
 	applySettings: (settings: ServiceSettings) => typedError<null, AppError>(__TAURI_INVOKE("apply_settings", { settings })),
+	/**  Switches a resource the user may switch (the internet resource) on or off. */
+	setResourceEnabled: (resourceId: string, enabled: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_resource_enabled", { resourceId, enabled })),
 	signIn: () => typedError<null, AppError>(__TAURI_INVOKE("sign_in")),
 	cancelSignIn: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_sign_in")),
 	signOut: () => typedError<null, AppError>(__TAURI_INVOKE("sign_out")),

@@ -42,6 +42,11 @@ export class FakeBackend implements Backend {
   async getView() {
     return this.view;
   }
+  switched: [string, boolean][] = [];
+  async setResourceEnabled(resourceId: string, enabled: boolean): Promise<Result<null>> {
+    this.switched.push([resourceId, enabled]);
+    return { status: "ok", data: null };
+  }
   async windowReady() {
     this.readyCalls += 1;
     const page = this.askedPage;

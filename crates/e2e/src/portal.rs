@@ -24,6 +24,8 @@ pub const LAN_SERVERS: &str = "LAN servers";
 pub const WEB: &str = "Web";
 pub const APPS: &str = "Apps";
 pub const FINANCE: &str = "Finance";
+/// The internet resource through the HQ gateway (off until the user switches it on).
+pub const INTERNET: &str = "Internet";
 
 /// What the portal is configured with.
 #[derive(Debug, Clone)]
@@ -69,11 +71,13 @@ pub fn config_toml(model: &Model) -> String {
             "{{ name = {FINANCE:?}, site = {HQ_SITE:?}, address = \"{}/32\" }}",
             addr::FINANCE
         ),
+        format!("{{ name = {INTERNET:?}, site = {HQ_SITE:?}, address = \"internet\" }}"),
     ];
     let mut policies = vec![
         format!("{{ group = \"eng\", resource = {LAN_SERVERS:?} }}"),
         format!("{{ group = \"eng\", resource = {WEB:?} }}"),
         format!("{{ group = \"eng\", resource = {APPS:?} }}"),
+        format!("{{ group = \"eng\", resource = {INTERNET:?} }}"),
     ];
     for i in 1..=model.extra_sites {
         let (site, gateway, address) = extra_site(i);
@@ -345,8 +349,9 @@ mod tests {
         let parsed: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(
             parsed["accounts"][0]["resources"].as_array().unwrap().len(),
-            4 + 3 + 10
+            5 + 3 + 10
         );
+        assert!(text.contains("address = \"internet\""), "{text}");
         assert!(text.contains("\"Branch 3\""), "{text}");
         assert!(text.contains("10.30.3.1/32"), "{text}");
         assert!(text.contains("h9.bulk.corp.example"), "{text}");

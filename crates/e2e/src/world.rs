@@ -58,6 +58,8 @@ pub mod addr {
     pub const HTTP_PORT: u16 = 80;
     /// A second HTTP port on the resource host, outside the `Web` resource's filter.
     pub const HTTP_ALT_PORT: u16 = 8080;
+    /// A website on the internet (on the portal's host) for the internet resource.
+    pub const PUBLIC_HTTP_PORT: u16 = 8081;
     pub const IPERF_PORT: u16 = 5201;
     pub const DOWNLOAD_FILE: &str = "20mb.bin";
     pub const DOWNLOAD_LEN: usize = 20 * 1024 * 1024;
@@ -457,6 +459,12 @@ impl World {
         let http = vec![
             HttpServer::start(&testbed, &resource.ns, addr::HTTP_PORT, files.clone())?,
             HttpServer::start(&testbed, &resource.ns, addr::HTTP_ALT_PORT, files)?,
+            HttpServer::start(
+                &testbed,
+                &portal_host.ns,
+                addr::PUBLIC_HTTP_PORT,
+                Vec::new(),
+            )?,
         ];
         testbed.spawn_logged(
             &resource.ns,
@@ -1138,6 +1146,22 @@ impl World {
     /// Random loss on the client's WAN (both ways); 0 removes it.
     pub fn set_client_loss(&self, percent: u8) -> Result<()> {
         Ok(self.testbed.set_loss(&self.client.router, percent)?)
+    }
+
+    /// The client's own network refuses TCP to `port` on the internet (a firewall on its
+    /// router), so only a path through the tunnel reaches it.
+    pub fn block_client_tcp_port(&self, port: u16) -> Result<()> {
+        Ok(self.testbed.nft(
+            &self.client.router.ns,
+            &format!(
+                "table ip e2e_block {{
+                    chain forward {{
+                        type filter hook forward priority -5;
+                        tcp dport {port} counter reject with tcp reset;
+                    }}
+                }}"
+            ),
+        )?)
     }
 
     /// How long both routers keep idle UDP mappings.

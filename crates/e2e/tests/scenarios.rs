@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use ember_e2e::{Error, Options, World, addr, portal};
-use ember_protocol::ipc::{ConnectionPath, ResourceState, ResourceView, SessionState, ViewState};
+use ember_protocol::ipc::{
+    ConnectionPath, Request, ResourceState, ResourceView, SessionState, ViewState,
+};
 use ember_testbed::Nat;
 use nix::sys::signal::Signal;
 
@@ -490,4 +492,67 @@ fn signing_out_removes_routes_and_dns_and_the_resource_becomes_unreachable() {
     );
     let client = world.client.host.ns.clone();
     assert!(world.resolve(&client, addr::WEB_NAME).unwrap().is_empty());
+}
+
+// The internet resource -----------------------------------------------------------------------
+
+#[test]
+fn the_internet_resource_carries_what_no_other_resource_covers_while_switched_on() {
+    let Some(world) = world(Options::default()) else {
+        return;
+    };
+    let website = url(
+        format!("{}:{}", world.portal_host.addr, addr::PUBLIC_HTTP_PORT),
+        "/",
+    );
+    world.block_client_tcp_port(addr::PUBLIC_HTTP_PORT).unwrap();
+    let switch = |enabled: bool| {
+        let id = resource(&world.status().unwrap(), portal::INTERNET)
+            .id
+            .clone();
+        world
+            .ipc(Request::SetResourceEnabled {
+                resource_id: id,
+                enabled,
+            })
+            .unwrap()
+            .unwrap();
+        world
+            .wait_for_state("the switch", Duration::from_secs(10), |s| {
+                resource(s, portal::INTERNET).enabled == Some(enabled)
+            })
+            .unwrap();
+    };
+
+    // Off by default: the client's own network decides, and it refuses the website.
+    assert_eq!(
+        resource(&world.status().unwrap(), portal::INTERNET).enabled,
+        Some(false)
+    );
+    assert!(world.client_curl(&website, REFUSED).is_err());
+
+    switch(true);
+    let fetched = get_ok(&world, &website, FIRST);
+    assert!(
+        fetched.body.starts_with(b"ember e2e resource"),
+        "{}",
+        String::from_utf8_lossy(&fetched.body)
+    );
+    world
+        .wait_for_state(
+            "the internet resource in use",
+            Duration::from_secs(10),
+            |s| resource(s, portal::INTERNET).tx_bytes > 0,
+        )
+        .unwrap();
+    // The other resources keep their own gateway path, and the portal link (a socket of the
+    // service's own) is not pulled into the tunnel.
+    get_ok(&world, &url(addr::RESOURCE, "/"), FIRST);
+    assert!(matches!(
+        world.status().unwrap().session,
+        SessionState::SignedIn { .. }
+    ));
+
+    switch(false);
+    assert!(world.client_curl(&website, REFUSED).is_err());
 }

@@ -14,7 +14,10 @@ mod platform;
 #[path = "policy/other.rs"]
 mod platform;
 
-pub use platform::{Namespace, ROUTE_TABLE, install_rules, mark_socket, remove_rules};
+pub use platform::{
+    INTERNET_TABLE, Namespace, OWN_SOCKETS_SKIP_DEFAULT_ROUTES, ROUTE_TABLE, install_rules,
+    mark_socket, remove_rules,
+};
 
 /// The mark on the tunnel's own sockets ("em").
 pub const FWMARK: u32 = 0x656d;

@@ -1,6 +1,8 @@
-//! Routes into the TUN device: only resource prefixes and the proxy ranges (split tunnel),
-//! kept in step with a wanted set so the table never holds a stale route of ours. They go into
-//! Ember's own table, which the tunnel's own sockets skip (see [`crate::policy`]).
+//! Routes into the TUN device: resource prefixes and the proxy ranges (split tunnel), plus the
+//! default routes while the internet resource is on; kept in step with a wanted set so the
+//! tables never hold a stale route of ours. They go into Ember's own tables, which the
+//! tunnel's own sockets skip; default routes into one consulted after the system's specific
+//! routes, so the LAN stays reachable (see [`crate::policy`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -162,7 +164,11 @@ impl Routes {
     fn route(&self, prefix: Prefix) -> net_route::Route {
         let route = net_route::Route::new(prefix.addr, prefix.len).with_ifindex(self.interface);
         #[cfg(target_os = "linux")]
-        let route = route.with_table(crate::policy::ROUTE_TABLE);
+        let route = route.with_table(if prefix.is_empty() {
+            crate::policy::INTERNET_TABLE
+        } else {
+            crate::policy::ROUTE_TABLE
+        });
         route
     }
 }

@@ -184,6 +184,73 @@ async fn the_tunnels_own_sockets_bypass_the_routes_into_the_tunnel() {
     drop(tun);
 }
 
+/// With the internet resource on, everything without a more specific route goes into the
+/// tunnel, while the host's own networks (the LAN) and a resource inside them behave as before.
+#[tokio::test]
+async fn default_routes_take_the_internet_but_leave_the_lan_and_resources_alone() {
+    use std::collections::BTreeSet;
+
+    use ember_io::routes::{Prefix, Routes};
+
+    let Some(mut testbed) = testbed() else { return };
+    let host = testbed.add_public_host("internet").unwrap();
+    let (tun, mut routes) = with_tun(&testbed, &host.ns, 32, |tun| {
+        let routes = Routes::new(tun.index()).unwrap();
+        (tun, routes)
+    });
+    let prefix = |text: &str, len| Prefix::new(text.parse().unwrap(), len).unwrap();
+    let route_get = |to: &str| {
+        let output = testbed.exec(&host.ns, "ip", &["route", "get", to]).unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // The host sits in 198.51.100.0/24; one address of it is a resource.
+    let resource = prefix("198.51.100.77", 32);
+    routes.apply(&BTreeSet::from([resource])).await.unwrap();
+    let before = route_get("203.0.113.9");
+    assert!(!before.contains("ember0"), "{before}");
+
+    let internet = BTreeSet::from([resource, prefix("0.0.0.0", 0), prefix("::", 0)]);
+    routes.apply(&internet).await.unwrap();
+    assert!(
+        route_get("203.0.113.9").contains("dev ember0"),
+        "{}",
+        route_get("203.0.113.9")
+    );
+    let lan = route_get("198.51.100.1");
+    assert!(
+        !lan.contains("ember0"),
+        "the LAN stays outside the tunnel: {lan}"
+    );
+    assert!(
+        route_get("198.51.100.77").contains("dev ember0"),
+        "{}",
+        route_get("198.51.100.77")
+    );
+    let marked = {
+        let output = testbed
+            .exec(
+                &host.ns,
+                "ip",
+                &["route", "get", "203.0.113.9", "mark", "0x656d"],
+            )
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(
+        !marked.contains("ember0"),
+        "the tunnel's own traffic: {marked}"
+    );
+
+    routes.apply(&BTreeSet::from([resource])).await.unwrap();
+    assert!(
+        !route_get("203.0.113.9").contains("ember0"),
+        "{}",
+        route_get("203.0.113.9")
+    );
+    routes.clear().await.unwrap();
+    drop(tun);
+}
+
 #[tokio::test]
 async fn a_network_change_is_reported_but_our_own_routes_are_not() {
     use std::collections::BTreeSet;

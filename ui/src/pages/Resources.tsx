@@ -1,5 +1,6 @@
 import { useState } from "react";
 import type { ResourceState, ResourceView } from "../bindings";
+import { describeError, type Backend } from "../backend";
 
 const STATE_LABEL: Record<ResourceState, string> = {
   unknown: "Not used yet",
@@ -10,7 +11,7 @@ const STATE_LABEL: Record<ResourceState, string> = {
   unreachable: "Unreachable",
 };
 
-export function ResourcesPage({ resources }: { resources: ResourceView[] }) {
+export function ResourcesPage({ resources, backend }: { resources: ResourceView[]; backend: Backend }) {
   const [query, setQuery] = useState("");
   const needle = query.trim().toLowerCase();
   const shown = needle
@@ -23,6 +24,11 @@ export function ResourcesPage({ resources }: { resources: ResourceView[] }) {
   return (
     <section aria-labelledby="resources-heading">
       <h1 id="resources-heading">Resources</h1>
+      {resources
+        .filter((r) => r.enabled !== null)
+        .map((r) => (
+          <InternetSwitch key={r.id} resource={r} backend={backend} />
+        ))}
       {resources.length > 0 && (
         <input
           type="search"
@@ -78,6 +84,36 @@ export function ResourcesPage({ resources }: { resources: ResourceView[] }) {
         </table>
       )}
     </section>
+  );
+}
+
+/** The internet resource's switch: on, all traffic no other resource covers goes through its
+ * gateway. The service owns the state; the checkbox shows what it last reported. */
+function InternetSwitch({ resource, backend }: { resource: ResourceView; backend: Backend }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const toggle = async () => {
+    setBusy(true);
+    setError(null);
+    const result = await backend.setResourceEnabled(resource.id, !resource.enabled);
+    if (result.status === "error") setError(describeError(result.error));
+    setBusy(false);
+  };
+  return (
+    <div className="internet-switch">
+      <label>
+        <input
+          type="checkbox"
+          role="switch"
+          data-testid="internet-switch"
+          checked={resource.enabled === true}
+          disabled={busy}
+          onChange={() => void toggle()}
+        />{" "}
+        Send all traffic through Ember ({resource.name}, site {resource.site})
+      </label>
+      {error && <p role="alert">{error}</p>}
+    </div>
   );
 }
 

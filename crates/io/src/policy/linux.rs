@@ -1,5 +1,10 @@
-//! Linux: a routing table for Ember's routes and a rule per address family that sends
-//! unmarked traffic to it first (`not fwmark` → table), like wg-quick does.
+//! Linux: routing tables for Ember's routes and rules per address family that send unmarked
+//! traffic to them (`not fwmark` → table), like wg-quick does. In order of priority:
+//!
+//! 1. `not fwmark` → table 177: the resources' prefixes, which win over any other route;
+//! 2. the main table without its default route (`suppress_prefixlength 0`): the LAN and
+//!    every other specific route of the system stay reachable;
+//! 3. `not fwmark` → table 178: the default routes of the internet resource, when it is on.
 
 use std::fs::File;
 use std::io;
@@ -20,10 +25,18 @@ impl Namespace {
     }
 }
 
-/// The table Ember's routes go into.
+/// Whether default routes into the tunnel (the internet resource) leave the tunnel's own
+/// sockets outside it: here the mark does.
+pub const OWN_SOCKETS_SKIP_DEFAULT_ROUTES: bool = true;
+
+/// The table Ember's resource routes go into.
 pub const ROUTE_TABLE: u8 = 177;
-/// The rules' priority: before `main` (32766), after the local table (0).
-const RULE_PRIORITY: &str = "5177";
+/// The table of the internet resource's default routes.
+pub const INTERNET_TABLE: u8 = 178;
+/// The rules' priorities: before `main` (32766), after the local table (0).
+const RESOURCES_PRIORITY: &str = "5177";
+const MAIN_SPECIFIC_PRIORITY: &str = "5178";
+const INTERNET_PRIORITY: &str = "5179";
 
 /// Marks a socket so its packets skip Ember's table. Needs CAP_NET_ADMIN; without it the
 /// socket still works but relies on no resource covering its peers.
@@ -35,23 +48,46 @@ pub fn mark_socket(socket: &impl AsFd) -> io::Result<()> {
 /// Replaces any rules of an earlier run (a crash leaves them behind) with fresh ones.
 pub async fn install_rules(namespace: &Namespace) -> io::Result<()> {
     remove_rules(namespace).await?;
+    let mark = format!("{FWMARK:#x}");
+    let resources = ROUTE_TABLE.to_string();
+    let internet = INTERNET_TABLE.to_string();
     for family in ["-4", "-6"] {
-        ip(
-            namespace,
+        let rules: [&[&str]; 3] = [
             &[
-                family,
-                "rule",
-                "add",
                 "not",
                 "fwmark",
-                &format!("{FWMARK:#x}"),
+                &mark,
                 "table",
-                &ROUTE_TABLE.to_string(),
+                &resources,
                 "priority",
-                RULE_PRIORITY,
+                RESOURCES_PRIORITY,
             ],
-        )
-        .await?;
+            &[
+                "table",
+                "main",
+                "suppress_prefixlength",
+                "0",
+                "priority",
+                MAIN_SPECIFIC_PRIORITY,
+            ],
+            &[
+                "not",
+                "fwmark",
+                &mark,
+                "table",
+                &internet,
+                "priority",
+                INTERNET_PRIORITY,
+            ],
+        ];
+        for rule in rules {
+            let args: Vec<&str> = [family, "rule", "add"]
+                .iter()
+                .chain(rule)
+                .copied()
+                .collect();
+            ip(namespace, &args).await?;
+        }
     }
     Ok(())
 }
@@ -59,16 +95,19 @@ pub async fn install_rules(namespace: &Namespace) -> io::Result<()> {
 /// Removes Ember's rules; absent rules are fine.
 pub async fn remove_rules(namespace: &Namespace) -> io::Result<()> {
     for family in ["-4", "-6"] {
-        // One `del` removes one rule; more than one can only be left by a bug elsewhere.
-        for _ in 0..8 {
-            if ip(
-                namespace,
-                &[family, "rule", "del", "priority", RULE_PRIORITY],
-            )
-            .await
-            .is_err()
-            {
-                break;
+        for priority in [
+            RESOURCES_PRIORITY,
+            MAIN_SPECIFIC_PRIORITY,
+            INTERNET_PRIORITY,
+        ] {
+            // One `del` removes one rule; more than one can only be left by a bug elsewhere.
+            for _ in 0..8 {
+                if ip(namespace, &[family, "rule", "del", "priority", priority])
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
         }
     }

@@ -5,7 +5,12 @@
 
 use std::io;
 
+/// Default routes into the tunnel would capture the tunnel's own packets until its sockets are
+/// bound to the physical interface.
+pub const OWN_SOCKETS_SKIP_DEFAULT_ROUTES: bool = false;
+
 pub const ROUTE_TABLE: u8 = 254;
+pub const INTERNET_TABLE: u8 = 254;
 
 pub fn mark_socket<T>(_socket: &T) -> io::Result<()> {
     Ok(())
