@@ -177,6 +177,14 @@ export function createHarness(args, { socket: socketOverride, browserLog } = {})
   function trayMenuLabels() {
     return [...trayLayout().matchAll(/'label': <'([^']*)'>/g)].map((m) => m[1]);
   }
+  /** The properties of the tray menu item labelled `label` (e.g. its `toggle-state`), as text. */
+  function trayItemProperties(label) {
+    const menu = trayMenu();
+    if (!menu) return null;
+    const layout = gdbus("--dest", menu.bus, "--object-path", menu.menuPath, "--method", "com.canonical.dbusmenu.GetLayout",
+      "--", "0", "-1", "['label', 'toggle-type', 'toggle-state']");
+    return [...layout.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]).find((props) => props.includes(`'label': <'${label}'>`)) ?? null;
+  }
   /** Clicks the tray menu item labelled `label`, the way the tray host does. */
   function trayClick(label) {
     const menu = trayMenu();
@@ -254,7 +262,7 @@ export function createHarness(args, { socket: socketOverride, browserLog } = {})
     start, stop, cleanup, startService, serviceStatus, startDesktop, asUser,
     get service() { return service; },
     wd, newSession, find, textOf, click, waitForText, screenshot,
-    trayMenuLabels, trayClick, appMemory,
+    trayMenuLabels, trayItemProperties, trayClick, appMemory,
   };
 }
 

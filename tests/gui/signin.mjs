@@ -123,6 +123,20 @@ try {
     figures.rssSignedIn = appMemory();
   });
 
+  await check("the internet resource is switched in the window; the service and the tray follow", async () => {
+    const internetEnabled = () => h.serviceStatus().resources.find((r) => r.name === "Internet")?.enabled;
+    const trayChecked = () => h.trayItemProperties("Send all traffic through Ember")?.match(/'toggle-state': <(\d+)>/)?.[1];
+    if (internetEnabled() !== false) throw new Error(`the internet resource is not offered switched off: ${internetEnabled()}`);
+    if (trayChecked() !== "0") throw new Error(`the tray's switch: ${h.trayItemProperties("Send all traffic through Ember")}`);
+    await click(session, "[data-testid=internet-switch]");
+    await until("the service to switch it on", () => internetEnabled() === true, 10000);
+    await until("the tray to tick it", () => trayChecked() === "1", 5000);
+    await screenshot(session, "5b-internet-on");
+    h.trayClick("Send all traffic through Ember");
+    await until("the service to switch it off from the tray", () => internetEnabled() === false, 10000);
+    await until("the window to follow", async () => !(await wd("GET", `/session/${session}/element/${await find(session, "[data-testid=internet-switch]")}/selected`)), 5000);
+  });
+
   await check("signing out empties the list, forgets the token and cuts the resource off", async () => {
     await click(session, ".session button");
     await waitForText(session, "[data-testid=session-state]", "Signed out", 15000);

@@ -8,7 +8,12 @@ use webkit2gtk::{
 
 pub fn tune(webview: &webkit2gtk::WebView) {
     if let Some(settings) = webview.settings() {
-        settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+        // Switching compositing off under a WebDriver session stalls the session (seen with
+        // WebKitWebDriver 2.4x here), so windows driven by the GUI tests keep the default;
+        // the app benchmark (tests/gui/bench.mjs) runs without WebDriver and covers this.
+        if !webview.is_controlled_by_automation() {
+            settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+        }
         settings.set_enable_page_cache(false);
     }
     if let Some(context) = webview.context() {
