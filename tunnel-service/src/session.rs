@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use ember_engine::{ConnectionStats, Engine, EngineConfig, Event, PeerId, Role};
+use ember_engine::{ConnectionState, ConnectionStats, Engine, EngineConfig, Event, PeerId, Role};
 use ember_io::driver::Command;
 use ember_portal_client::{Backoff, ClientSide, ConnectError, LinkError, PortalLink, connect};
 use ember_protocol::SecretToken;
@@ -37,7 +37,9 @@ use crate::platform::{self, DnsMode};
 use crate::router::{AccessGranted, Output};
 use crate::tunnel::{Tunnel, TunnelSetup, lock};
 
-/// How often the per-resource statistics are refreshed while signed in.
+/// How often the per-resource statistics are refreshed while a connection is in use (or being
+/// set up). Idle connections change nothing worth showing, and their state changes arrive as
+/// engine events, so an idle tunnel is not woken for statistics at all.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a session needs from the service.
@@ -123,6 +125,8 @@ struct Session {
     tunnel: Option<Tunnel>,
     stats: HashMap<PeerId, ConnectionStats>,
     stats_timer: tokio::time::Interval,
+    /// A connection is active or connecting: its traffic and RTT change every second.
+    stats_changing: bool,
 }
 
 impl Session {
@@ -149,6 +153,7 @@ impl Session {
             tunnel: None,
             stats: HashMap::new(),
             stats_timer,
+            stats_changing: false,
         };
         session.link = Link::Connecting(session.connect());
         session
@@ -202,6 +207,7 @@ impl Session {
             link,
             tunnel,
             stats_timer,
+            stats_changing,
             cancel,
             config,
             ..
@@ -230,7 +236,7 @@ impl Session {
                 },
                 () = tunnel.router_wake.notified() => Happening::RouterOutput,
                 Some(answer) = tunnel.dns_answers.recv() => Happening::DnsAnswer(answer),
-                _ = stats_timer.tick() => Happening::StatsDue,
+                _ = stats_timer.tick(), if *stats_changing => Happening::StatsDue,
                 Some(()) = tunnel.netwatch.recv() => Happening::NetworkChanged,
                 Ok(()) = config.internet_enabled.changed() => Happening::InternetSwitched,
                 result = &mut tunnel.driver_task => Happening::DriverStopped(match result {
@@ -547,6 +553,17 @@ impl Session {
             return;
         };
         self.stats = tunnel.driver.stats().await.into_iter().collect();
+        let changing = self.stats.values().any(|s| {
+            matches!(
+                s.state,
+                ConnectionState::Active | ConnectionState::Connecting
+            )
+        });
+        if changing && !self.stats_changing {
+            // The first refresh comes a whole interval after the change that woke us.
+            self.stats_timer.reset();
+        }
+        self.stats_changing = changing;
         self.publish_views();
     }
 
