@@ -62,7 +62,7 @@ fn get_ok(world: &World, target: &str, max: Duration) -> ember_e2e::Fetched {
 // 1 -------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "known gap (issue 5 note): between friendly NATs ICE sometimes nominates the pair through the gateway's relay first, now reported as relayed; the resource is reached either way"]
+#[ignore = "known gap: between two endpoint-independent NATs about half the runs stay on the pair through the gateway's relay (client srflx ↔ gateway relayed) for more than 10 s; the direct pair's checks do not succeed. The resource is reached either way and the path is reported honestly"]
 fn a_cidr_resource_is_reached_through_a_direct_tunnel() {
     let Some(world) = world(Options::default()) else {
         return;

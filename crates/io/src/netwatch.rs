@@ -1,8 +1,14 @@
 //! Noticing that the network under the tunnel changed: a route (and with it, usually, an
 //! address) appeared, vanished or changed on any interface but our own TUN device. The device
 //! moved networks; every connection should start over (`Command::Reset`).
+//!
+//! Link-local and multicast routes are not the network: an interface's link-local address
+//! finishing duplicate address detection (seconds after it came up, or a virtual interface of
+//! another program) must not tear down working connections. Such addresses are never ICE
+//! candidates either.
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -23,7 +29,7 @@ pub fn watch(ignore_interface: u32) -> io::Result<mpsc::Receiver<()>> {
             let (net_route::RouteChange::Add(route)
             | net_route::RouteChange::Delete(route)
             | net_route::RouteChange::Change(route)) = change;
-            if route.ifindex == Some(ignore_interface) {
+            if route.ifindex == Some(ignore_interface) || !matters(route.destination) {
                 continue;
             }
             // Let the burst settle.
@@ -34,11 +40,48 @@ pub fn watch(ignore_interface: u32) -> io::Result<mpsc::Receiver<()>> {
                     Err(_) => break,
                 }
             }
-            tracing::info!("The network changed");
+            tracing::info!(
+                first = %format_args!("{}/{}", route.destination, route.prefix),
+                ifindex = ?route.ifindex,
+                table = route.table,
+                "The network changed"
+            );
             if changes_tx.send(()).await.is_err() {
                 return;
             }
         }
     });
     Ok(changes_rx)
+}
+
+/// Whether a route to `destination` can change how the device reaches the internet.
+fn matters(destination: IpAddr) -> bool {
+    match destination {
+        IpAddr::V4(v4) => !v4.is_link_local() && !v4.is_multicast(),
+        IpAddr::V6(v6) => {
+            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            !link_local && !v6.is_multicast()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_and_multicast_routes_are_not_a_network_change() {
+        for quiet in [
+            "fe80::142f:55ff:febe:e90",
+            "fe80::",
+            "ff00::",
+            "169.254.1.1",
+            "224.0.0.0",
+        ] {
+            assert!(!matters(quiet.parse().unwrap()), "{quiet}");
+        }
+        for change in ["0.0.0.0", "192.168.1.0", "::", "2001:db8::1", "fd00::1"] {
+            assert!(matters(change.parse().unwrap()), "{change}");
+        }
+    }
 }
