@@ -633,6 +633,30 @@ fn a_repeated_grant_does_not_disturb_an_established_connection() {
     );
 }
 
+/// The client's network changed (its connections start over) but the portal hands out the
+/// pair's credentials again: the gateway keeps its connection, and must tell the client's new
+/// agent where to find it.
+#[test]
+#[ignore = "known gap: the gateway keeps its connection on a repeated grant but its ICE agent is gone once connected, so the client's new agent learns no candidates; the client only recovers when its connection times out and asks for fresh credentials"]
+fn a_client_that_started_over_reconnects_through_a_repeated_grant() {
+    let _log = logging::fail_on_error();
+    let (mut sim, c, g) = world(
+        NatConfig::friendly(NAT_TIMEOUT),
+        NatConfig::friendly(NAT_TIMEOUT),
+        25,
+    );
+    connect(&mut sim, c, g, 1);
+    sim.reset(c);
+    sim.repeat_grants(c, g);
+    sim.run_for(Duration::from_millis(500));
+    sim.send_app(c, g, &app_packet(2, 100));
+    assert!(
+        sim.run_until_cond(Duration::from_secs(3), |s| delivered_seqs(s, g, c)
+            .contains(&2)),
+        "the packet after the reset was not delivered within 3 s"
+    );
+}
+
 #[test]
 fn a_one_way_flow_backs_off_its_probes() {
     let _log = logging::fail_on_error();

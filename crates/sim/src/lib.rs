@@ -590,6 +590,14 @@ impl Sim {
         self.drain(host);
     }
 
+    /// The host's network changed: its engine drops every connection and starts over (same
+    /// key, same socket).
+    pub fn reset(&mut self, host: HostId) {
+        let now = self.now;
+        self.hosts[host.0].engine.reset(now);
+        self.drain(host);
+    }
+
     /// The host restarts: a new engine with a new WireGuard key.
     pub fn restart(&mut self, host: HostId) {
         let now = self.now;
