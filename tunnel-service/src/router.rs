@@ -493,11 +493,25 @@ impl ClientRouter {
     pub fn handle_portal_connected(&mut self, now: Instant) {
         self.requests.clear();
         self.denied.clear();
+        // Connections that failed while the portal was away (a network change resets both)
+        // still need fresh ones: asked again as such, not as the grant they had.
+        let failed: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, state)| state.reconnecting)
+            .map(|(peer, _)| *peer)
+            .collect();
         for state in self.peers.values_mut() {
             state.reconnecting = false;
         }
+        for peer in &failed {
+            self.reconnect(*peer);
+        }
         let mut keys: Vec<Key> = self.pending.keys().cloned().collect();
         for (resource, grant) in &self.granted {
+            if failed.contains(&grant.peer) {
+                continue;
+            }
             if grant.whole {
                 keys.push(Key {
                     resource: resource.clone(),
@@ -514,7 +528,7 @@ impl ClientRouter {
         keys.sort();
         keys.dedup();
         for key in keys {
-            let request_id = self.request(&key, false);
+            let request_id = self.request(&key, !self.has_connection_for(&key.resource));
             self.requests
                 .insert(request_id, Request::Access(key.clone()));
             if let Some(pending) = self.pending.get_mut(&key) {
@@ -667,7 +681,7 @@ impl ClientRouter {
             }
             self.denied.remove(&key.resource);
         }
-        let request_id = self.request(&key, false);
+        let request_id = self.request(&key, !self.has_connection_for(&key.resource));
         self.requests
             .insert(request_id, Request::Access(key.clone()));
         let mut packets = PacketBuffer::new(HELD_PER_RESOURCE);
@@ -683,6 +697,16 @@ impl ClientRouter {
     }
 
     /// Queues an access request for `key` and returns its id.
+    /// Whether a connection to a gateway of `resource`'s site exists. Without one, a request
+    /// asks for fresh credentials: the gateway may still hold a connection from an earlier
+    /// run of this device (a restarted service keeps its key), and only a grant that differs
+    /// makes it start over with us instead of waiting out its timeout.
+    fn has_connection_for(&self, resource: &str) -> bool {
+        self.resources
+            .get(resource)
+            .is_some_and(|r| self.site_peer.contains_key(&r.site.id))
+    }
+
     fn request(&mut self, key: &Key, new_connection: bool) -> u64 {
         let request_id = self.next_request;
         self.next_request += 1;
@@ -1119,7 +1143,8 @@ mod tests {
         assert_eq!(router.outbound(&mut to("10.20.9.9", 9), now), None);
         let asked = requests(&outputs(&mut router));
         let resources: Vec<(&str, bool)> = asked.iter().map(|r| (r.1.as_str(), r.4)).collect();
-        assert_eq!(resources, vec![("db-net", false), ("lan", false)]);
+        // No connection to either site yet: fresh credentials, whatever a gateway still holds.
+        assert_eq!(resources, vec![("db-net", true), ("lan", true)]);
         assert!(asked.iter().all(|r| r.2.is_none() && r.3.is_empty()));
         assert_eq!(
             router.outbound(&mut to("192.0.2.1", 0), now),
@@ -1179,6 +1204,22 @@ mod tests {
 
         assert!(router.set_internet_enabled(false));
         assert!(!router.resource_routes().iter().any(|p| p.is_empty()));
+    }
+
+    #[test]
+    fn a_site_with_a_connection_shares_its_credentials_and_one_without_asks_for_new_ones() {
+        let mut router = router();
+        let now = Instant::now();
+        granted(&mut router, "10.20.9.9", "lan", "gw-berlin", now);
+        // `host` is in Berlin too: the connection that exists serves it.
+        router.outbound(&mut to("10.30.0.1", 0), now);
+        let asked = requests(&outputs(&mut router));
+        assert_eq!(asked.len(), 1);
+        assert!(!asked[0].4, "{asked:?}");
+        // After a portal reconnect, the grant that works is asked for as it is.
+        router.handle_portal_connected(now);
+        let asked = requests(&outputs(&mut router));
+        assert!(asked.iter().all(|r| !r.4), "{asked:?}");
     }
 
     #[test]
@@ -1274,7 +1315,7 @@ mod tests {
 
         router.outbound(&mut to(&ips[1].to_string(), 0), now);
         let asked = requests(&outputs(&mut router));
-        let [(id, resource, domain, proxy_ips, false)] = asked.as_slice() else {
+        let [(id, resource, domain, proxy_ips, true)] = asked.as_slice() else {
             panic!("{asked:?}");
         };
         assert_eq!(
