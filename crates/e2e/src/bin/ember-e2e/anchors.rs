@@ -58,8 +58,28 @@ pub fn plumb(world: &World) -> Result<()> {
             iperf = addr::IPERF_PORT,
         ),
     )?;
+    // Ember offers the anchors' tunnel addresses as host candidates like any other address,
+    // and ICE happily nominates a pair through wireguard-go: Ember's throughput would then be
+    // measured inside wireguard-go. Its sockets carry Ember's mark, so keep them out.
+    for ns in [&world.client.host.ns, &world.gateway.host.ns] {
+        world.testbed.nft(
+            ns,
+            &format!(
+                "table inet e2e_anchor_isolation {{
+                    chain output {{
+                        type filter hook output priority 0;
+                        oifname \"wg*\" meta mark {EMBER_MARK:#x} drop
+                        oifname \"ov*\" meta mark {EMBER_MARK:#x} drop
+                    }}
+                }}"
+            ),
+        )?;
+    }
     Ok(())
 }
+
+/// The mark on Ember's own sockets (`ember_io::policy::FWMARK`).
+const EMBER_MARK: u32 = 0x656d;
 
 /// Removes wireguard-go's UAPI sockets of this process on drop: they live in the machine's
 /// `/var/run/wireguard`, and a killed wireguard-go leaves them behind.
