@@ -119,8 +119,8 @@ impl Tun {
         }
     }
 
-    /// Hands every packet of `batch` to the kernel and empties it. Errors are collected: the
-    /// first is returned once all packets were tried.
+    /// Hands every packet of `batch` to the kernel and empties it. A failed write does not
+    /// stop the others; an error is returned once all were tried.
     pub async fn send(&self, batch: &mut SendBatch) -> io::Result<()> {
         let result = platform::send(&self.device, batch).await;
         batch.clear();
@@ -158,6 +158,8 @@ pub struct RecvBatch {
 }
 
 impl RecvBatch {
+    /// The kernel hands over no packet larger than the device's MTU (larger TCP and UDP
+    /// segments come split by `tun-rs`), so one MTU per buffer suffices.
     fn new(mtu: u16) -> Self {
         Self {
             raw: vec![0; platform::RAW_LEN],
