@@ -151,6 +151,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     eprintln!("bench: OpenVPN done");
 
+    anchors::isolate(&world)?;
     let ember = start_ember(&mut world);
     let ember_throughput = match &ember {
         Ok(()) => {
@@ -159,6 +160,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         Err(e) => Err(e.clone()),
     };
+    anchors::stop_isolating(&world)?;
     eprintln!("bench: Ember throughput done");
 
     let mut table = Table::default();
