@@ -4,9 +4,13 @@
 //! [`Event`]s (the portal connection, through [`DriverHandle`] and the event channel).
 //!
 //! One turn of the loop: drain the engine's outputs, then wait for whichever comes first — a
-//! batch of datagrams, a packet from the TUN device, a command, or the engine's deadline — and
-//! feed exactly that in. `select!` picks fairly among ready sources, so a busy socket cannot
-//! starve the TUN device or the timers.
+//! batch of datagrams, a batch of packets from the TUN device, a command, or the engine's
+//! deadline — and feed exactly that in. `select!` picks fairly among ready sources, so a busy
+//! socket cannot starve the TUN device or the timers.
+//!
+//! Batches are what make the data path fast: the datagrams of one turn go out as segmented
+//! writes (equal-sized datagrams to one destination in one system call), and the decrypted
+//! packets of one turn go to the TUN device together, coalesced per flow where the OS can.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -16,11 +20,9 @@ use ember_engine::{ConnectionStats, Engine, EngineError, Event, Grant, PeerId, R
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::SuspendDetector;
-use crate::tun::Tun;
-use crate::udp::{RecvBatch, Transmit, UdpSocket};
+use crate::tun::{SendBatch, Tun};
+use crate::udp::{MAX_SEGMENTED_LEN, RecvBatch, Transmit, UdpSocket};
 
-/// Largest IP packet read from the TUN device.
-const TUN_BUFFER_LEN: usize = 65_536;
 /// Events waiting for the controller; beyond this the loop waits for it to catch up.
 const EVENT_QUEUE: usize = 1024;
 
@@ -90,6 +92,11 @@ pub struct Driver<R> {
     events: mpsc::Sender<Event>,
     suspend: SuspendDetector,
     host_candidates: Vec<SocketAddr>,
+    /// Indexes into `sockets`: the IPv4 socket and the IPv6 socket.
+    ipv4_socket: Option<usize>,
+    ipv6_socket: Option<usize>,
+    run: Run,
+    tun_out: SendBatch,
 }
 
 impl<R: Router> Driver<R> {
@@ -105,6 +112,12 @@ impl<R: Router> Driver<R> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let bound: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
         let host_candidates = host_candidates(&bound, tun.name());
+        let family = |v4: bool| {
+            sockets
+                .iter()
+                .position(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4))
+        };
+        let (ipv4_socket, ipv6_socket) = (family(true), family(false));
         let driver = Self {
             engine,
             tun,
@@ -114,6 +127,10 @@ impl<R: Router> Driver<R> {
             events: events_tx,
             suspend: SuspendDetector::new(),
             host_candidates,
+            ipv4_socket,
+            ipv6_socket,
+            run: Run::default(),
+            tun_out: SendBatch::default(),
         };
         (
             driver,
@@ -132,7 +149,7 @@ impl<R: Router> Driver<R> {
 
         let mut batches: Vec<RecvBatch> =
             self.sockets.iter().map(|_| RecvBatch::default()).collect();
-        let mut tun_buffer = vec![0u8; TUN_BUFFER_LEN];
+        let mut tun_in = self.tun.recv_batch();
         loop {
             if !self.flush().await {
                 return Ok(());
@@ -155,12 +172,14 @@ impl<R: Router> Driver<R> {
                     let (index, result) = received;
                     self.handle_datagrams(index, result, &batches);
                 }
-                read = self.tun.recv(&mut tun_buffer) => {
-                    let len = read?;
-                    let packet = &mut tun_buffer[..len];
-                    match self.router.outbound(packet) {
-                        Some(peer) => self.engine.handle_tun_packet(peer, packet, Instant::now()),
-                        None => tracing::trace!(len, "Packet from the TUN device kept or dropped by the router"),
+                read = self.tun.recv(&mut tun_in) => {
+                    read?;
+                    let now = Instant::now();
+                    for packet in tun_in.packets_mut() {
+                        match self.router.outbound(packet) {
+                            Some(peer) => self.engine.handle_tun_packet(peer, packet, now),
+                            None => tracing::trace!(len = packet.len(), "Packet from the TUN device kept or dropped by the router"),
+                        }
                     }
                 }
                 command = self.commands.recv() => {
@@ -168,9 +187,8 @@ impl<R: Router> Driver<R> {
                         return Ok(());
                     };
                     if let Command::WriteTun(packet) = command {
-                        if let Err(e) = self.tun.send(&packet).await {
-                            tracing::debug!("Writing to the TUN device failed: {e}");
-                        }
+                        self.tun_out.push(&packet);
+                        self.write_tun().await;
                     } else if let Err(e) = self.handle_command(command) {
                         tracing::warn!("A command for the engine failed: {e}");
                     }
@@ -191,10 +209,7 @@ impl<R: Router> Driver<R> {
             tracing::debug!("Receiving on a UDP socket failed: {e}");
             return;
         }
-        let Some(socket) = self.sockets.get(index) else {
-            return;
-        };
-        let Ok(bound) = socket.local_addr() else {
+        let Some(Ok(bound)) = self.sockets.get(index).map(UdpSocket::local_addr) else {
             return;
         };
         let now = Instant::now();
@@ -254,39 +269,122 @@ impl<R: Router> Driver<R> {
     async fn flush(&mut self) -> bool {
         // Errors of one datagram are collected, not fatal: the engine's timers handle loss.
         while let Some(transmit) = self.engine.poll_transmit() {
-            let Some(socket) = self.sockets.iter().find(|s| {
-                s.local_addr()
-                    .is_ok_and(|a| a.is_ipv4() == transmit.dst.is_ipv4())
-            }) else {
+            let Some(index) = self.socket_for(transmit.dst) else {
                 tracing::trace!(dst = %transmit.dst, "No socket for the address family");
                 continue;
             };
-            let result = socket
-                .send(Transmit {
-                    destination: transmit.dst,
-                    contents: &transmit.payload,
-                    segment_size: None,
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::debug!(dst = %transmit.dst, "Sending a datagram failed: {e}");
+            let max_segments = self.sockets[index].max_segments();
+            if !self
+                .run
+                .accepts(transmit.dst, transmit.payload.len(), max_segments)
+            {
+                self.send_run().await;
             }
+            self.run.push(transmit.dst, &transmit.payload);
         }
+        self.send_run().await;
         while let Some((peer, mut packet)) = self.engine.poll_packet() {
             if !self.router.inbound(peer, &mut packet) {
                 tracing::trace!(peer = peer.0, "Packet from a peer dropped by the router");
                 continue;
             }
-            if let Err(e) = self.tun.send(&packet).await {
-                tracing::debug!("Writing to the TUN device failed: {e}");
+            self.tun_out.push(&packet);
+            if self.tun_out.len() >= SendBatch::FULL {
+                self.write_tun().await;
             }
         }
+        self.write_tun().await;
         while let Some(event) = self.engine.poll_event() {
             if self.events.send(event).await.is_err() {
                 return false;
             }
         }
         true
+    }
+
+    fn socket_for(&self, dst: SocketAddr) -> Option<usize> {
+        if dst.is_ipv4() {
+            self.ipv4_socket
+        } else {
+            self.ipv6_socket
+        }
+    }
+
+    /// Sends the datagrams gathered in `run`, as one segmented write where there are several.
+    async fn send_run(&mut self) {
+        let Some(destination) = self.run.destination else {
+            return;
+        };
+        if let Some(socket) = self
+            .socket_for(destination)
+            .and_then(|i| self.sockets.get(i))
+        {
+            let result = socket
+                .send(Transmit {
+                    destination,
+                    contents: &self.run.contents,
+                    segment_size: (self.run.count > 1).then_some(self.run.segment),
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(dst = %destination, count = self.run.count, "Sending datagrams failed: {e}");
+            }
+        }
+        self.run.clear();
+    }
+
+    async fn write_tun(&mut self) {
+        if self.tun_out.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tun.send(&mut self.tun_out).await {
+            tracing::debug!("Writing to the TUN device failed: {e}");
+        }
+    }
+}
+
+/// Datagrams to one destination, all of one size but the last, which may be shorter: what
+/// one segmented send can carry.
+#[derive(Debug, Default)]
+struct Run {
+    destination: Option<SocketAddr>,
+    contents: Vec<u8>,
+    segment: usize,
+    count: usize,
+    /// The last datagram was shorter than `segment`: nothing may follow it.
+    closed: bool,
+}
+
+impl Run {
+    fn accepts(&self, destination: SocketAddr, len: usize, max_segments: usize) -> bool {
+        let Some(current) = self.destination else {
+            return true;
+        };
+        current == destination
+            && !self.closed
+            && self.segment > 0
+            && len <= self.segment
+            && self.count < max_segments
+            && self.contents.len() + len <= MAX_SEGMENTED_LEN
+    }
+
+    fn push(&mut self, destination: SocketAddr, payload: &[u8]) {
+        if self.destination.is_none() {
+            self.destination = Some(destination);
+            self.segment = payload.len();
+        } else if payload.len() < self.segment {
+            self.closed = true;
+        }
+        self.contents.extend_from_slice(payload);
+        self.count += 1;
+    }
+
+    fn clear(&mut self) {
+        self.destination = None;
+        self.contents.clear();
+        self.segment = 0;
+        self.count = 0;
+        self.closed = false;
     }
 }
 
@@ -335,5 +433,61 @@ async fn recv_any(
             result = b.recv(batch_b) => (1, result),
         },
         _ => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+    const B: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2);
+
+    /// Feeds datagrams of the given lengths to `A` or `B` through runs as `flush` does and
+    /// returns each run: destination, segment size, count.
+    fn runs(
+        datagrams: &[(SocketAddr, usize)],
+        max_segments: usize,
+    ) -> Vec<(SocketAddr, usize, usize)> {
+        let mut run = Run::default();
+        let mut sent = Vec::new();
+        let mut take = |run: &mut Run| {
+            if let Some(destination) = run.destination {
+                let len = run.contents.len();
+                assert!(len <= run.segment * run.count && len > run.segment * (run.count - 1));
+                sent.push((destination, run.segment, run.count));
+            }
+            run.clear();
+        };
+        for (destination, len) in datagrams {
+            if !run.accepts(*destination, *len, max_segments) {
+                take(&mut run);
+            }
+            run.push(*destination, &vec![0; *len]);
+        }
+        take(&mut run);
+        sent
+    }
+
+    #[test]
+    fn equal_datagrams_to_one_destination_share_a_run_and_a_shorter_one_ends_it() {
+        let sent = runs(
+            &[(A, 100), (A, 100), (A, 60), (A, 100), (B, 100), (B, 120)],
+            64,
+        );
+        assert_eq!(
+            sent,
+            vec![(A, 100, 3), (A, 100, 1), (B, 100, 1), (B, 120, 1)]
+        );
+    }
+
+    #[test]
+    fn runs_respect_the_socket_segment_limit_and_the_largest_write() {
+        let sent = runs(&[(A, 10); 5], 2);
+        assert_eq!(sent, vec![(A, 10, 2), (A, 10, 2), (A, 10, 1)]);
+        let sent = runs(&[(A, 1400); 60], 64);
+        let per_write = MAX_SEGMENTED_LEN / 1400;
+        assert_eq!(sent[0], (A, 1400, per_write));
+        assert_eq!(sent.iter().map(|r| r.2).sum::<usize>(), 60);
     }
 }

@@ -13,11 +13,16 @@ pub const BATCH_SIZE: usize = 32;
 pub const MAX_SEGMENTED_LEN: usize = 65_000;
 /// Large enough for a GRO-coalesced run of datagrams.
 const RECV_BUFFER_LEN: usize = 64 * 1024;
+/// Kernel socket buffers, as wireguard-go sizes them: the default (≈200 KiB) overflows while
+/// the loop writes one batch to the TUN device, and every datagram lost there is a TCP loss
+/// inside the tunnel.
+const SOCKET_BUFFER_LEN: usize = 7 << 20;
 
 #[derive(Debug)]
 pub struct UdpSocket {
     io: tokio::net::UdpSocket,
     state: UdpSocketState,
+    local: SocketAddr,
 }
 
 /// Datagrams to send to one destination: `contents` holds one datagram, or several of
@@ -45,16 +50,20 @@ impl UdpSocket {
                 "Cannot mark the tunnel's UDP socket (its packets could be routed into the tunnel): {e}"
             );
         }
+        grow_buffers(&socket);
         let state = UdpSocketState::new((&socket).into())?;
         socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
         Ok(Self {
             io: tokio::net::UdpSocket::from_std(socket)?,
             state,
+            local,
         })
     }
 
+    /// The address the socket is bound to (read once, at creation).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.io.local_addr()
+        Ok(self.local)
     }
 
     /// How many segments one [`Transmit`] may carry (1 without GSO).
@@ -94,6 +103,28 @@ impl UdpSocket {
             .await?;
         batch.filled = filled;
         Ok(())
+    }
+}
+
+/// Raises the socket's buffers to [`SOCKET_BUFFER_LEN`]; as root past the system's limit
+/// (`net.core.rmem_max`), otherwise as far as that limit allows. Failing is not fatal: the
+/// socket works, only with more loss under load.
+fn grow_buffers(socket: &std::net::UdpSocket) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let forced = setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER_LEN)
+            .and_then(|()| setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER_LEN));
+        if forced.is_ok() {
+            return;
+        }
+    }
+    let socket = socket2::SockRef::from(socket);
+    if let Err(e) = socket
+        .set_recv_buffer_size(SOCKET_BUFFER_LEN)
+        .and_then(|()| socket.set_send_buffer_size(SOCKET_BUFFER_LEN))
+    {
+        tracing::debug!("Cannot grow the UDP socket's buffers: {e}");
     }
 }
 

@@ -1,5 +1,5 @@
 //! A real TUN device in a namespace of its own: packets the kernel routes into it come out of
-//! `Tun::recv`, and packets written with `Tun::send` reach a socket. Root only.
+//! `Tun::recv`, and packets written with `Tun::send_one` reach a socket. Root only.
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers outside #[test] functions
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -23,16 +23,17 @@ async fn packets_cross_a_real_tun_device_both_ways() {
 
     // Out: the kernel routes 100.64.0.0/11 into the device.
     socket.send_to(b"ping", (PEER, 9999)).unwrap();
-    let mut buf = vec![0u8; 2000];
-    let packet = loop {
-        let len = tokio::time::timeout(Duration::from_secs(2), tun.recv(&mut buf))
+    let mut batch = tun.recv_batch();
+    let packet = 'found: loop {
+        tokio::time::timeout(Duration::from_secs(2), tun.recv(&mut batch))
             .await
             .expect("the packet reaches the TUN device")
             .unwrap();
-        let packet = &buf[..len];
         // Skip anything else the kernel sends (e.g. IPv6 router solicitations).
-        if packet[0] >> 4 == 4 && packet[9] == 17 {
-            break packet.to_vec();
+        for packet in batch.packets_mut() {
+            if packet[0] >> 4 == 4 && packet[9] == 17 {
+                break 'found packet.to_vec();
+            }
         }
     };
     assert_eq!(
@@ -43,7 +44,7 @@ async fn packets_cross_a_real_tun_device_both_ways() {
     assert_eq!(&packet[28..], b"ping");
 
     // In: a packet written to the device is delivered to the socket.
-    tun.send(&udp_packet(
+    tun.send_one(&udp_packet(
         SocketAddrV4::new(PEER, 9999),
         SocketAddrV4::new(TUN_ADDR, local_port),
         b"pong",

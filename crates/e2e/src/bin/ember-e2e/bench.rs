@@ -18,6 +18,10 @@ pub struct BenchArgs {
     /// benchmark itself; the figures are noisier.
     #[arg(long)]
     quick: bool,
+    /// Only the throughput and CPU rows (no extra sites, no idle or memory figures): for
+    /// iterating on the data path.
+    #[arg(long)]
+    throughput_only: bool,
     /// Sites with one gateway each for the many-connections wake-up figure.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=200))]
     sites: u8,
@@ -103,8 +107,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let _sockets = anchors::WireguardSockets;
     let mut world = World::start(Options {
-        extra_sites: args.sites,
-        bulk_resources: args.resources,
+        extra_sites: if args.throughput_only { 0 } else { args.sites },
+        bulk_resources: if args.throughput_only {
+            0
+        } else {
+            args.resources
+        },
         log_filter: std::env::var("EMBER_E2E_LOG").unwrap_or_else(|_| "warn".into()),
         ..Options::infrastructure_only()
     })
@@ -143,6 +151,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     eprintln!("bench: OpenVPN done");
 
+    anchors::isolate(&world)?;
     let ember = start_ember(&mut world);
     let ember_throughput = match &ember {
         Ok(()) => {
@@ -151,6 +160,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         Err(e) => Err(e.clone()),
     };
+    anchors::stop_isolating(&world)?;
     eprintln!("bench: Ember throughput done");
 
     let mut table = Table::default();
@@ -205,6 +215,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ],
         "",
     );
+
+    if args.throughput_only {
+        if let Ok(tunnel) = wireguard {
+            tunnel.stop(&mut world);
+        }
+        print_table(&world, &args, started, &table);
+        return Ok(());
+    }
 
     // Time to first byte.
     let (warm, cold) = match &ember {
@@ -316,10 +334,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Ok(tunnel) = wireguard {
         tunnel.stop(&mut world);
     }
+    print_table(&world, &args, started, &table);
+    Ok(())
+}
+
+fn print_table(world: &World, args: &BenchArgs, started: Instant, table: &Table) {
     println!(
         "\nEmber data-plane benchmark ({}; {} run, {:.0} s; binaries from {})\n",
         machine_summary(),
-        if args.quick { "quick" } else { "full" },
+        match (args.quick, args.throughput_only) {
+            (true, true) => "quick, throughput only",
+            (false, true) => "full, throughput only",
+            (true, false) => "quick",
+            (false, false) => "full",
+        },
         started.elapsed().as_secs_f64(),
         world
             .bins
@@ -331,7 +359,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .unwrap_or_default(),
     );
     println!("{}", table.render());
-    Ok(())
 }
 
 fn start_ember(world: &mut World) -> Result<(), String> {
