@@ -97,7 +97,7 @@ impl ResolvConf {
     }
 
     fn temp_path(&self) -> PathBuf {
-        self.path.with_file_name(".resolv.conf.ember-tmp")
+        temp_path(&self.path)
     }
 }
 
@@ -125,12 +125,20 @@ fn parse_backup(text: &str) -> Option<Original> {
     }
 }
 
+/// A sibling of `path` for this process alone: the folder (`/etc`) is shared with every other
+/// network namespace, and two services (tests run several side by side) must not remove each
+/// other's temporary file between its write and its rename.
+fn temp_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!(
+        ".{}.ember-tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ))
+}
+
 fn write_atomically(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let temp = path.with_file_name(format!(
-        ".{}.ember-tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
+    let temp = temp_path(path);
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
