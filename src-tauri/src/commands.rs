@@ -19,7 +19,7 @@ pub fn get_view(controller: State<'_, ControllerHandle>) -> AppView {
 #[tauri::command]
 #[specta::specta]
 pub fn window_ready(app: tauri::AppHandle) -> Option<Page> {
-    crate::window::ready(&app).flatten()
+    crate::window::ready(&app).and_then(|opening| opening.page)
 }
 
 #[tauri::command]

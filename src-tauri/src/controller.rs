@@ -21,7 +21,7 @@ use crate::sign_in::{self, PendingSignIn};
 use crate::token_store::{Kept, TokenVault};
 use crate::view::{AppError, AppView, ServiceStatus};
 use ember_protocol::SecretToken;
-use ember_protocol::ipc::{ResourceState, SessionState};
+use ember_protocol::ipc::{ResourceState, ResourceView, SessionState};
 
 /// First retry after losing the service; doubles up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -41,13 +41,9 @@ pub trait Desktop: Send + 'static {
 
 #[derive(Debug)]
 enum Command {
-    ApplySettings {
-        settings: ServiceSettings,
-        reply: oneshot::Sender<Result<(), AppError>>,
-    },
-    SetResourceEnabled {
-        resource_id: String,
-        enabled: bool,
+    /// A request the service answers with "done" or an error, passed through as it is.
+    Forward {
+        request: Request,
         reply: oneshot::Sender<Result<(), AppError>>,
     },
     SignIn {
@@ -90,9 +86,23 @@ impl ControllerHandle {
         self.view.borrow().clone()
     }
 
+    /// The resource `id` as the service last reported it.
+    pub fn resource(&self, id: &str) -> Option<ResourceView> {
+        self.view
+            .borrow()
+            .state
+            .iter()
+            .flat_map(|s| &s.resources)
+            .find(|r| r.id == id)
+            .cloned()
+    }
+
     pub async fn apply_settings(&self, settings: ServiceSettings) -> Result<(), AppError> {
-        self.ask(|reply| Command::ApplySettings { settings, reply })
-            .await
+        self.ask(|reply| Command::Forward {
+            request: Request::ApplySettings { settings },
+            reply,
+        })
+        .await
     }
 
     /// Opens the portal's sign-in page in the browser.
@@ -106,9 +116,11 @@ impl ControllerHandle {
         resource_id: String,
         enabled: bool,
     ) -> Result<(), AppError> {
-        self.ask(|reply| Command::SetResourceEnabled {
-            resource_id,
-            enabled,
+        self.ask(|reply| Command::Forward {
+            request: Request::SetResourceEnabled {
+                resource_id,
+                enabled,
+            },
             reply,
         })
         .await
@@ -359,28 +371,9 @@ impl<D: Desktop> Controller<D> {
         connection: &mut Connection,
     ) -> Result<(), String> {
         match command {
-            Command::ApplySettings { settings, reply } => {
-                self.send_request(
-                    connection,
-                    Request::ApplySettings { settings },
-                    Waiter::Caller(reply),
-                )
-                .await
-            }
-            Command::SetResourceEnabled {
-                resource_id,
-                enabled,
-                reply,
-            } => {
-                self.send_request(
-                    connection,
-                    Request::SetResourceEnabled {
-                        resource_id,
-                        enabled,
-                    },
-                    Waiter::Caller(reply),
-                )
-                .await
+            Command::Forward { request, reply } => {
+                self.send_request(connection, request, Waiter::Caller(reply))
+                    .await
             }
             Command::SignIn { reply } => {
                 let _ = reply.send(self.begin_sign_in());
@@ -566,11 +559,7 @@ impl<D: Desktop> Controller<D> {
                 () = &mut sleep => return true,
                 command = self.commands.recv() => match command {
                     None => return false,
-                    Some(
-                        Command::ApplySettings { reply, .. }
-                        | Command::SetResourceEnabled { reply, .. }
-                        | Command::SignIn { reply },
-                    ) => {
+                    Some(Command::Forward { reply, .. } | Command::SignIn { reply }) => {
                         let _ = reply.send(Err(not_connected()));
                     }
                     Some(Command::SignOut { reply }) => {

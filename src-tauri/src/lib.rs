@@ -203,14 +203,7 @@ fn handle_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
 /// Flips the switch of `resource_id` from what the service last reported.
 fn switch_resource<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {
     let controller = app.state::<ControllerHandle>().inner().clone();
-    let Some(enabled) = controller
-        .view()
-        .state
-        .iter()
-        .flat_map(|s| &s.resources)
-        .find(|r| r.id == resource_id)
-        .and_then(|r| r.enabled)
-    else {
+    let Some(enabled) = controller.resource(resource_id).and_then(|r| r.enabled) else {
         return;
     };
     let resource_id = resource_id.to_owned();
@@ -223,17 +216,10 @@ fn switch_resource<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {
 
 fn copy_address<R: Runtime>(app: &AppHandle<R>, resource_id: &str) {
     use tauri_plugin_clipboard_manager::ClipboardExt as _;
-    let view = app.state::<ControllerHandle>().view();
-    let Some(address) = view
-        .state
-        .iter()
-        .flat_map(|s| &s.resources)
-        .find(|r| r.id == resource_id)
-        .map(|r| r.address.clone())
-    else {
+    let Some(resource) = app.state::<ControllerHandle>().resource(resource_id) else {
         return;
     };
-    if let Err(e) = app.clipboard().write_text(address) {
+    if let Err(e) = app.clipboard().write_text(resource.address) {
         tracing::warn!("Cannot copy the address: {e}");
     }
 }

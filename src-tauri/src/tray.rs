@@ -514,18 +514,10 @@ mod tests {
         });
         let state = view.state.as_mut().unwrap();
         state.resources.push(ResourceView {
-            id: "res_1".into(),
             name: "Wiki".into(),
             address: "wiki.corp.example".into(),
-            address_description: None,
-            site: "Berlin".into(),
-            state: ResourceState::Unreachable,
             reason: Some("all gateways of Berlin are offline".into()),
-            path: None,
-            rtt_ms: None,
-            rx_bytes: 0,
-            tx_bytes: 0,
-            enabled: None,
+            ..resource_view("res_1", ResourceState::Unreachable)
         });
         let tray = tray_view(&view);
         assert_eq!(
@@ -559,6 +551,24 @@ mod tests {
         assert_eq!(tray.icon, TrayIconKind::Degraded);
     }
 
+    /// A resource of site Berlin with nothing measured yet.
+    fn resource_view(id: &str, state: ResourceState) -> ResourceView {
+        ResourceView {
+            id: id.into(),
+            name: format!("Resource {id}"),
+            address: format!("{id}.corp.example"),
+            address_description: None,
+            site: "Berlin".into(),
+            state,
+            reason: None,
+            path: None,
+            rtt_ms: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            enabled: None,
+        }
+    }
+
     fn signed_in_with(resources: &[(&str, ResourceState, u64)]) -> TrayView {
         with_reason(resources, None)
     }
@@ -571,18 +581,9 @@ mod tests {
         let state = view.state.as_mut().unwrap();
         for (id, resource_state, rx_bytes) in resources {
             state.resources.push(ResourceView {
-                id: (*id).into(),
-                name: format!("Resource {id}"),
-                address: format!("{id}.corp.example"),
-                address_description: None,
-                site: "Berlin".into(),
-                state: *resource_state,
                 reason: reason.map(str::to_owned),
-                path: None,
-                rtt_ms: None,
                 rx_bytes: *rx_bytes,
-                tx_bytes: 0,
-                enabled: None,
+                ..resource_view(id, *resource_state)
             });
         }
         tray_view(&view)
@@ -659,18 +660,11 @@ mod tests {
         });
         let state = view.state.as_mut().unwrap();
         state.resources.push(ResourceView {
-            id: "res_internet".into(),
             name: "Internet".into(),
             address: "Internet".into(),
-            address_description: None,
             site: "Exit".into(),
-            state: ResourceState::Unknown,
-            reason: None,
-            path: None,
-            rtt_ms: None,
-            rx_bytes: 0,
-            tx_bytes: 0,
             enabled: Some(false),
+            ..resource_view("res_internet", ResourceState::Unknown)
         });
         let granted_off = tray_view(&view);
         assert_eq!(

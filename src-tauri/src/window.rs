@@ -9,33 +9,39 @@ use tauri::{AppHandle, Manager as _, Runtime, WebviewWindow, WebviewWindowBuilde
 use tauri_specta::Event as _;
 
 use crate::desktop::Navigate;
+use crate::view::Page;
 
 #[cfg(target_os = "linux")]
 mod linux;
-use crate::view::Page;
 
 pub const MAIN_WINDOW: &str = "main";
 
 /// A window whose webview never reports ready (a script error) is shown after this anyway.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Managed state: the page asked for while the window is being created, until it is ready.
+/// Managed state: the window being opened, from its creation until the webview is ready.
 #[derive(Debug, Default)]
 pub struct MainWindow {
-    /// `Some` from creation until the webview reports ready; holds the page to open on.
-    pending: Mutex<Option<Option<Page>>>,
+    opening: Mutex<Option<Opening>>,
+}
+
+/// A window created but not shown yet.
+#[derive(Debug)]
+pub struct Opening {
+    /// The page the user asked for meanwhile, if any.
+    pub page: Option<Page>,
 }
 
 /// Shows the main window on `page` (or the page it shows), creating it if needed.
 pub fn show<R: Runtime>(app: &AppHandle<R>, page: Option<Page>) {
     let state = app.state::<MainWindow>();
-    let Ok(mut pending) = state.pending.lock() else {
+    let Ok(mut opening) = state.opening.lock() else {
         return;
     };
-    if let Some(asked) = pending.as_mut() {
+    if let Some(opening) = opening.as_mut() {
         // Still being created: it opens on the latest page asked for.
         if page.is_some() {
-            *asked = page;
+            opening.page = page;
         }
         return;
     }
@@ -52,8 +58,8 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, page: Option<Page>) {
         tracing::error!("Cannot create the window: {e}");
         return;
     }
-    *pending = Some(page);
-    drop(pending);
+    *opening = Some(Opening { page });
+    drop(opening);
 
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
@@ -64,20 +70,21 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, page: Option<Page>) {
     });
 }
 
-/// The webview drew its first view: show the window. Answers the page it should open on.
-pub fn ready<R: Runtime>(app: &AppHandle<R>) -> Option<Option<Page>> {
+/// The webview drew its first view: show the window. Answers the window that was opening
+/// (`None` when it was shown already).
+pub fn ready<R: Runtime>(app: &AppHandle<R>) -> Option<Opening> {
     let state = app.state::<MainWindow>();
-    let page = state.pending.lock().ok()?.take()?;
+    let opening = state.opening.lock().ok()?.take()?;
     if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
         reveal(&window);
     }
-    Some(page)
+    Some(opening)
 }
 
 /// The window was destroyed (closed by the user): the next `show` creates a new one.
 pub fn destroyed<R: Runtime>(app: &AppHandle<R>) {
-    if let Ok(mut pending) = app.state::<MainWindow>().pending.lock() {
-        *pending = None;
+    if let Ok(mut opening) = app.state::<MainWindow>().opening.lock() {
+        *opening = None;
     }
 }
 

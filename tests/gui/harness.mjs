@@ -169,26 +169,24 @@ export function createHarness(args, { socket: socketOverride, browserLog } = {})
       "org.kde.StatusNotifierItem", "Menu");
     return { bus, menuPath: menuReply.match(/objectpath '([^']+)'/)[1] };
   }
-  function trayLayout() {
-    const menu = trayMenu();
+  /** The whole menu with the given properties of each item, as gdbus prints it. */
+  function trayLayout(menu = trayMenu(), properties = ["label"]) {
     if (!menu) return "";
-    return gdbus("--dest", menu.bus, "--object-path", menu.menuPath, "--method", "com.canonical.dbusmenu.GetLayout", "--", "0", "-1", "['label']");
+    return gdbus("--dest", menu.bus, "--object-path", menu.menuPath, "--method", "com.canonical.dbusmenu.GetLayout",
+      "--", "0", "-1", `[${properties.map((p) => `'${p}'`).join(", ")}]`);
   }
   function trayMenuLabels() {
     return [...trayLayout().matchAll(/'label': <'([^']*)'>/g)].map((m) => m[1]);
   }
   /** The properties of the tray menu item labelled `label` (e.g. its `toggle-state`), as text. */
   function trayItemProperties(label) {
-    const menu = trayMenu();
-    if (!menu) return null;
-    const layout = gdbus("--dest", menu.bus, "--object-path", menu.menuPath, "--method", "com.canonical.dbusmenu.GetLayout",
-      "--", "0", "-1", "['label', 'toggle-type', 'toggle-state']");
+    const layout = trayLayout(trayMenu(), ["label", "toggle-type", "toggle-state"]);
     return [...layout.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]).find((props) => props.includes(`'label': <'${label}'>`)) ?? null;
   }
   /** Clicks the tray menu item labelled `label`, the way the tray host does. */
   function trayClick(label) {
     const menu = trayMenu();
-    const id = menu && [...trayLayout().matchAll(/\((\d+), \{'label': <'([^']*)'>\}/g)].find((m) => m[2] === label)?.[1];
+    const id = menu && [...trayLayout(menu).matchAll(/\((\d+), \{'label': <'([^']*)'>\}/g)].find((m) => m[2] === label)?.[1];
     if (!id) throw new Error(`no tray item "${label}" in ${JSON.stringify(trayMenuLabels())}`);
     gdbus("--dest", menu.bus, "--object-path", menu.menuPath, "--method", "com.canonical.dbusmenu.Event", "--", id, "clicked", '<"">', "0");
   }

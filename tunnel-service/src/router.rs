@@ -280,13 +280,6 @@ impl ClientRouter {
         true
     }
 
-    /// Whether the user may switch `resource_id` on and off (the internet resource).
-    pub fn is_switchable(&self, resource_id: &str) -> bool {
-        self.resources
-            .get(resource_id)
-            .is_some_and(|r| r.address == ResourceAddress::Internet)
-    }
-
     /// A packet read from the TUN device: the peer that gets it, or `None` when the router
     /// kept it (held for a grant, a DNS query) or dropped it.
     pub fn outbound(&mut self, packet: &mut [u8], now: Instant) -> Option<PeerId> {
@@ -696,7 +689,6 @@ impl ClientRouter {
         );
     }
 
-    /// Queues an access request for `key` and returns its id.
     /// Whether a connection to a gateway of `resource`'s site exists. Without one, a request
     /// asks for fresh credentials: the gateway may still hold a connection from an earlier
     /// run of this device (a restarted service keeps its key), and only a grant that differs
@@ -707,6 +699,7 @@ impl ClientRouter {
             .is_some_and(|r| self.site_peer.contains_key(&r.site.id))
     }
 
+    /// Queues an access request for `key` and returns its id.
     fn request(&mut self, key: &Key, new_connection: bool) -> u64 {
         let request_id = self.next_request;
         self.next_request += 1;
@@ -1164,15 +1157,19 @@ mod tests {
         resources.push(resource("internet", ResourceAddress::Internet, "Exit"));
         router.handle_resources(&resources);
         let now = Instant::now();
-        let internet_view = |router: &ClientRouter| {
+        let view_of = |router: &ClientRouter, id: &str| {
             router
                 .resource_views(&HashMap::new())
                 .into_iter()
-                .find(|v| v.id == "internet")
+                .find(|v| v.id == id)
                 .unwrap()
         };
+        let internet_view = |router: &ClientRouter| view_of(router, "internet");
 
-        assert!(router.is_switchable("internet") && !router.is_switchable("lan"));
+        // Only the internet resource can be switched: only its view carries a switch.
+        assert!(
+            internet_view(&router).enabled.is_some() && view_of(&router, "lan").enabled.is_none()
+        );
         assert_eq!(internet_view(&router).enabled, Some(false));
         assert!(!router.resource_routes().iter().any(|p| p.is_empty()));
         assert_eq!(router.outbound(&mut to("203.0.113.9", 0), now), None);

@@ -125,8 +125,6 @@ struct Session {
     tunnel: Option<Tunnel>,
     stats: HashMap<PeerId, ConnectionStats>,
     stats_timer: tokio::time::Interval,
-    /// A connection is active or connecting: its traffic and RTT change every second.
-    stats_changing: bool,
 }
 
 impl Session {
@@ -153,7 +151,6 @@ impl Session {
             tunnel: None,
             stats: HashMap::new(),
             stats_timer,
-            stats_changing: false,
         };
         session.link = Link::Connecting(session.connect());
         session
@@ -203,11 +200,11 @@ impl Session {
 
     /// Waits for whatever happens next.
     async fn next(&mut self) -> Happening {
+        let stats_changing = stats_changing(&self.stats);
         let Self {
             link,
             tunnel,
             stats_timer,
-            stats_changing,
             cancel,
             config,
             ..
@@ -236,7 +233,7 @@ impl Session {
                 },
                 () = tunnel.router_wake.notified() => Happening::RouterOutput,
                 Some(answer) = tunnel.dns_answers.recv() => Happening::DnsAnswer(answer),
-                _ = stats_timer.tick(), if *stats_changing => Happening::StatsDue,
+                _ = stats_timer.tick(), if stats_changing => Happening::StatsDue,
                 Some(()) = tunnel.netwatch.recv() => Happening::NetworkChanged,
                 Ok(()) = config.internet_enabled.changed() => Happening::InternetSwitched,
                 result = &mut tunnel.driver_task => Happening::DriverStopped(match result {
@@ -552,18 +549,12 @@ impl Session {
         let Some(tunnel) = self.tunnel.as_ref() else {
             return;
         };
+        let was_changing = stats_changing(&self.stats);
         self.stats = tunnel.driver.stats().await.into_iter().collect();
-        let changing = self.stats.values().any(|s| {
-            matches!(
-                s.state,
-                ConnectionState::Active | ConnectionState::Connecting
-            )
-        });
-        if changing && !self.stats_changing {
+        if stats_changing(&self.stats) && !was_changing {
             // The first refresh comes a whole interval after the change that woke us.
             self.stats_timer.reset();
         }
-        self.stats_changing = changing;
         self.publish_views();
     }
 
@@ -592,4 +583,14 @@ impl Session {
             true
         });
     }
+}
+
+/// A connection is active or connecting: its traffic and RTT change every second.
+fn stats_changing(stats: &HashMap<PeerId, ConnectionStats>) -> bool {
+    stats.values().any(|s| {
+        matches!(
+            s.state,
+            ConnectionState::Active | ConnectionState::Connecting
+        )
+    })
 }

@@ -199,15 +199,13 @@ impl Tunnel {
 
     /// New resources: the router, the routes and the DNS routing domains follow.
     pub async fn set_resources(&mut self, resources: &[Resource]) {
-        let (wanted, patterns) = {
+        let patterns = {
             let mut router = lock(&self.router);
             router.handle_resources(resources);
-            (wanted_routes(&router, self.ipv6), router.dns_patterns())
+            router.dns_patterns()
         };
         self.router_wake.notify_one();
-        if let Err(e) = self.routes.apply(&wanted).await {
-            tracing::warn!("Some routes could not be changed: {e}");
-        }
+        self.follow_router_routes().await;
         if let Some(dns) = &self.dns
             && let Err(e) = dns.set_patterns(&patterns)
         {
@@ -217,14 +215,16 @@ impl Tunnel {
 
     /// The user switched the internet resource: the default routes follow.
     pub async fn set_internet_enabled(&mut self, enabled: bool) {
-        let wanted = {
-            let mut router = lock(&self.router);
-            if !router.set_internet_enabled(enabled) {
-                return;
-            }
-            wanted_routes(&router, self.ipv6)
-        };
+        if !lock(&self.router).set_internet_enabled(enabled) {
+            return;
+        }
         tracing::info!(enabled, "Internet resource switched");
+        self.follow_router_routes().await;
+    }
+
+    /// Brings the system's routes in line with what the router wants now.
+    async fn follow_router_routes(&mut self) {
+        let wanted = wanted_routes(&lock(&self.router), self.ipv6);
         if let Err(e) = self.routes.apply(&wanted).await {
             tracing::warn!("Some routes could not be changed: {e}");
         }

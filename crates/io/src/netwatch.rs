@@ -56,13 +56,7 @@ pub fn watch(ignore_interface: u32) -> io::Result<mpsc::Receiver<()>> {
 
 /// Whether a route to `destination` can change how the device reaches the internet.
 fn matters(destination: IpAddr) -> bool {
-    match destination {
-        IpAddr::V4(v4) => !v4.is_link_local() && !v4.is_multicast(),
-        IpAddr::V6(v6) => {
-            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
-            !link_local && !v6.is_multicast()
-        }
-    }
+    !crate::driver::is_link_local(&destination) && !destination.is_multicast()
 }
 
 #[cfg(test)]

@@ -102,19 +102,13 @@ async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
         (tun, routes)
     });
     let show = || {
-        let output = testbed
-            .exec(
-                &host.ns,
-                "ip",
-                &["route", "show", "table", "177", "dev", "ember0"],
-            )
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap()
+        ip(
+            &testbed,
+            &host.ns,
+            &["route", "show", "table", "177", "dev", "ember0"],
+        )
     };
-    let rules = || {
-        let output = testbed.exec(&host.ns, "ip", &["rule", "show"]).unwrap();
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let rules = || ip(&testbed, &host.ns, &["rule", "show"]);
     let prefix = |text: &str, len| Prefix::new(text.parse().unwrap(), len).unwrap();
 
     let wanted = BTreeSet::from([prefix("10.20.0.0", 16), prefix("100.96.0.0", 11)]);
@@ -166,8 +160,7 @@ async fn the_tunnels_own_sockets_bypass_the_routes_into_the_tunnel() {
         if !mark.is_empty() {
             args.extend(["mark", mark]);
         }
-        let output = testbed.exec(&host.ns, "ip", &args).unwrap();
-        String::from_utf8(output.stdout).unwrap()
+        ip(&testbed, &host.ns, &args)
     };
     assert!(route_get("").contains("dev ember0"), "{}", route_get(""));
     let marked = route_get("0x656d");
@@ -200,10 +193,7 @@ async fn default_routes_take_the_internet_but_leave_the_lan_and_resources_alone(
         (tun, routes)
     });
     let prefix = |text: &str, len| Prefix::new(text.parse().unwrap(), len).unwrap();
-    let route_get = |to: &str| {
-        let output = testbed.exec(&host.ns, "ip", &["route", "get", to]).unwrap();
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let route_get = |to: &str| ip(&testbed, &host.ns, &["route", "get", to]);
     // The host sits in 198.51.100.0/24; one address of it is a resource.
     let resource = prefix("198.51.100.77", 32);
     routes.apply(&BTreeSet::from([resource])).await.unwrap();
@@ -227,16 +217,11 @@ async fn default_routes_take_the_internet_but_leave_the_lan_and_resources_alone(
         "{}",
         route_get("198.51.100.77")
     );
-    let marked = {
-        let output = testbed
-            .exec(
-                &host.ns,
-                "ip",
-                &["route", "get", "203.0.113.9", "mark", "0x656d"],
-            )
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let marked = ip(
+        &testbed,
+        &host.ns,
+        &["route", "get", "203.0.113.9", "mark", "0x656d"],
+    );
     assert!(
         !marked.contains("ember0"),
         "the tunnel's own traffic: {marked}"
@@ -321,4 +306,9 @@ fn with_tun<T: Send>(
             setup(tun)
         })
         .unwrap()
+}
+
+/// What `ip ARGS` prints in namespace `ns`; a failing command fails the test.
+fn ip(testbed: &Testbed, ns: &str, args: &[&str]) -> String {
+    String::from_utf8(testbed.exec(ns, "ip", args).unwrap().stdout).unwrap()
 }

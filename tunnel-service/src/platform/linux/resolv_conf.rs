@@ -40,7 +40,7 @@ impl ResolvConf {
         };
         match parse_backup(&text) {
             Some(Original::Symlink(target)) => {
-                let temp = self.temp_path();
+                let temp = temp_path(&self.path);
                 let _ = std::fs::remove_file(&temp);
                 std::os::unix::fs::symlink(&target, &temp)?;
                 std::fs::rename(&temp, &self.path)?;
@@ -94,10 +94,6 @@ impl ResolvConf {
         }
         write_atomically(&self.path, &ours, 0o644)?;
         Ok(upstream)
-    }
-
-    fn temp_path(&self) -> PathBuf {
-        temp_path(&self.path)
     }
 }
 
