@@ -510,6 +510,25 @@ pub fn relay_host_port(url: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
+/// Whether `name` is a host name: dot-separated labels of 1 to 63 letters, digits and hyphens,
+/// not starting or ending with a hyphen, at most 253 characters (a trailing dot aside). A
+/// name with anything else — an escaped dot (`a\.b`), a space, a NUL — names a different
+/// thing to each program that reads it, so it is never granted nor resolved.
+pub fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// Whether `name` is matched by a DNS resource `pattern`, case-insensitively and ignoring a
 /// trailing dot:
 ///
@@ -518,7 +537,12 @@ pub fn relay_host_port(url: &str) -> Option<(String, u16)> {
 ///   suffix itself); `*` is allowed only as the first label;
 /// - `?` stands for exactly one label, anywhere: `?.corp.example` matches `a.corp.example` but
 ///   not `a.b.corp.example`.
+///
+/// Only a host name ([`is_host_name`]) is ever matched.
 pub fn dns_pattern_matches(pattern: &str, name: &str) -> bool {
+    if !is_host_name(name) {
+        return false;
+    }
     let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     if name.is_empty() || pattern.is_empty() {
@@ -547,6 +571,31 @@ pub fn dns_pattern_matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_escaped_dots_or_odd_bytes_is_not_a_host_name_and_matches_nothing() {
+        for name in ["web.corp.example", "WEB-1.corp.example.", "a.b-c.d9"] {
+            assert!(is_host_name(name), "{name}");
+        }
+        let long_label = format!("{}.corp.example", "a".repeat(64));
+        let long_name = format!("{}corp.example", "abcdefghi.".repeat(25));
+        for name in [
+            "a\\.b.corp.example",
+            "a b.corp.example",
+            "a\0.corp.example",
+            "a_b.corp.example",
+            "-a.corp.example",
+            "a-.corp.example",
+            "a..corp.example",
+            ".",
+            "",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(!is_host_name(name), "{name:?}");
+            assert!(!dns_pattern_matches("*.corp.example", name), "{name:?}");
+        }
+    }
 
     #[test]
     fn exact_dns_pattern_matches_only_the_name_itself() {
