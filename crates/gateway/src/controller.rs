@@ -5,33 +5,35 @@
 //! tunnel keep running while the loop reconnects with a backoff.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use ember_engine::{
     Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, RelayConfig, RelayId, Role,
 };
 use ember_gateway::grants::{decode_key, encode_key, resource_grant};
-use ember_gateway::router::{GatewayRouter, GrantKey};
-use ember_io::driver::{Command, Driver, DriverHandle, Router};
+use ember_gateway::names::{Lookups, addresses_to_grant};
+use ember_gateway::router::GrantKey;
+use ember_io::driver::{Command, Driver, DriverHandle};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
-use ember_io::udp::UdpSocket;
-use ember_portal_client::{Backoff, ConnectError, GatewaySide, PortalLink, connect};
-use ember_protocol::portal::relay_host_port;
+use ember_portal_client::{Backoff, GatewaySide, PortalLink};
 use ember_protocol::portal::{
     self, ClientPeer, GatewayMessage, Interface, PORTAL_PROTOCOL_VERSION, PortalToGateway, Relay,
     Resource, ResourceAddress,
 };
 use rand::TryRngCore as _;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::resolve::Resolver;
 use crate::system::{self, NftTable};
+
+mod plumbing;
+
+use plumbing::{
+    Portal, SharedRouter, Shutdown, bind_sockets, permanent, recv, relay_address, sleep_until,
+    unix_now, wait_for,
+};
 
 /// How often the gateway tells the portal how many clients it serves.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
@@ -53,6 +55,8 @@ pub struct Options {
     /// time are dropped: the portal forgot them with the old link, so it could no longer
     /// revoke them.
     pub reconfirm_within: Duration,
+    /// Where forwarding switches are saved until they are put back.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Connects, sets up the data plane and serves until SIGTERM/SIGINT or a permanent error.
@@ -116,7 +120,12 @@ pub async fn run(options: Options) -> Result<()> {
         ipv6: Some((interface.ipv6, TUNNEL_PREFIX_V6)),
     })
     .context("cannot create the TUN device")?;
-    system::enable_forwarding()?;
+    let mut interfaces = system::routed_interfaces()?;
+    if !interfaces.iter().any(|name| name == tun.name()) {
+        interfaces.push(tun.name().to_owned());
+    }
+    let forwarding = system::Forwarding::enable(&options.state_dir, &interfaces)?;
+    let own_addresses = system::own_addresses()?;
     let nft = NftTable::install(tun.name())?;
     let sockets = bind_sockets()?;
     let router = SharedRouter::default();
@@ -125,100 +134,14 @@ pub async fn run(options: Options) -> Result<()> {
 
     let mut gateway = Gateway::new(handle, router, options.resolver, interface);
     gateway.reconfirm_within = options.reconfirm_within;
+    gateway.own_addresses = own_addresses;
     gateway.set_relays(relays).await;
     let result = gateway
         .serve(portal, link, backoff, events, driver_task, &mut shutdown)
         .await;
     drop(nft);
+    drop(forwarding);
     result
-}
-
-fn permanent(e: ConnectError) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the portal refused this gateway and retrying cannot help ({e}); check the token and the gateway's version"
-    )
-}
-
-fn bind_sockets() -> Result<Vec<UdpSocket>> {
-    let v4 = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0).into())
-        .context("cannot open the IPv4 UDP socket")?;
-    let mut sockets = vec![v4];
-    match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0).into()) {
-        Ok(v6) => sockets.push(v6),
-        Err(e) => tracing::info!("No IPv6 UDP socket ({e}); IPv4 paths only"),
-    }
-    Ok(sockets)
-}
-
-/// The router, shared between the driver (every packet) and the control loop (grants).
-#[derive(Debug, Clone, Default)]
-pub struct SharedRouter(Arc<Mutex<GatewayRouter>>);
-
-impl SharedRouter {
-    fn lock(&self) -> MutexGuard<'_, GatewayRouter> {
-        // The router's state stays consistent between calls; a panic elsewhere cannot leave
-        // it half-changed in a way that matters more than stopping the data plane would.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Router for SharedRouter {
-    fn outbound(&mut self, packet: &mut [u8]) -> Option<PeerId> {
-        self.lock().outbound(packet)
-    }
-
-    fn inbound(&mut self, peer: PeerId, packet: &mut [u8]) -> bool {
-        self.lock().inbound(peer, packet)
-    }
-}
-
-struct Portal {
-    url: String,
-    token: String,
-    hello: GatewayMessage,
-}
-
-type Connected = (PortalLink<GatewaySide>, PortalToGateway);
-
-impl Portal {
-    async fn connect(&self) -> Result<Connected, ConnectError> {
-        connect::<GatewaySide>(&self.url, &self.token, self.hello.clone()).await
-    }
-
-    fn reconnect_after(
-        &self,
-        wait: Duration,
-    ) -> Pin<Box<dyn Future<Output = Result<Connected, ConnectError>> + Send + '_>> {
-        Box::pin(async move {
-            tokio::time::sleep(wait).await;
-            self.connect().await
-        })
-    }
-}
-
-/// SIGTERM or SIGINT.
-struct Shutdown {
-    terminate: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl Shutdown {
-    fn new() -> Result<Self> {
-        Ok(Self {
-            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
-            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
-        })
-    }
-
-    async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.terminate.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-        tracing::info!("Stopping");
-    }
 }
 
 /// A client this gateway has grants for.
@@ -238,6 +161,14 @@ struct Pending {
     queued: VecDeque<PortalToGateway>,
 }
 
+/// A name to look up for a client's grant.
+#[derive(Debug)]
+struct Lookup {
+    client_id: String,
+    domain: String,
+    grant: Box<PortalToGateway>,
+}
+
 #[derive(Debug)]
 struct Resolved {
     client_id: String,
@@ -254,6 +185,9 @@ struct Gateway {
     client_of: HashMap<PeerId, String>,
     next_peer: u64,
     pending: HashMap<String, Pending>,
+    lookups: Lookups<Lookup>,
+    /// This host's addresses: the internet resource does not reach them.
+    own_addresses: Vec<IpAddr>,
     resolved_tx: mpsc::Sender<Resolved>,
     resolved_rx: mpsc::Receiver<Resolved>,
     /// (unix seconds, peer, grant): the next grants to expire.
@@ -284,6 +218,8 @@ impl Gateway {
             client_of: HashMap::new(),
             next_peer: 1,
             pending: HashMap::new(),
+            lookups: Lookups::default(),
+            own_addresses: Vec::new(),
             resolved_tx,
             resolved_rx,
             expiries: BTreeSet::new(),
@@ -440,26 +376,52 @@ impl Gateway {
                 tracing::warn!(client_id = %client.id, resource_id = %resource.id, "Ignored a grant whose name does not match its resource");
                 return;
             }
+            let key = GrantKey {
+                resource_id: resource.id.clone(),
+                domain: Some(domain.clone()),
+            };
+            if let Some(entry) = self.clients.get(&client.id)
+                && !self.router.lock().may_add(entry.peer, &key)
+            {
+                tracing::warn!(client_id = %client.id, resource_id = %resource.id, "Ignored a grant for one more name: the client holds the most names a client may");
+                return;
+            }
             let client_id = client.id.clone();
             self.pending.entry(client_id.clone()).or_default().resolving += 1;
-            let resolver = self.resolver.clone();
-            let done = self.resolved_tx.clone();
-            tokio::spawn(async move {
-                let addresses = resolver
-                    .resolve(&domain)
-                    .await
-                    .map_err(|e| format!("{e:#}"));
-                let _ = done
-                    .send(Resolved {
-                        client_id,
-                        grant: Box::new(grant),
-                        addresses,
-                    })
-                    .await;
-            });
+            let lookup = Lookup {
+                client_id,
+                domain,
+                grant: Box::new(grant),
+            };
+            if let Some(lookup) = self.lookups.start(lookup) {
+                self.spawn_lookup(lookup);
+            }
             return;
         }
         self.install_grant(grant, &[]).await;
+    }
+
+    fn spawn_lookup(&self, lookup: Lookup) {
+        let resolver = self.resolver.clone();
+        let done = self.resolved_tx.clone();
+        tokio::spawn(async move {
+            let Lookup {
+                client_id,
+                domain,
+                grant,
+            } = lookup;
+            let addresses = resolver
+                .resolve(&domain)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            let _ = done
+                .send(Resolved {
+                    client_id,
+                    grant,
+                    addresses,
+                })
+                .await;
+        });
     }
 
     async fn handle_resolved(&mut self, resolved: Resolved) {
@@ -468,11 +430,16 @@ impl Gateway {
             grant,
             addresses,
         } = resolved;
-        let addresses = addresses.unwrap_or_else(|e| {
-            tracing::warn!(%client_id, "Cannot resolve a DNS resource for a client: {e}");
-            Vec::new()
-        });
-        self.install_grant(*grant, &addresses).await;
+        if let Some(next) = self.lookups.finished() {
+            self.spawn_lookup(next);
+        }
+        if let Err(e) = &addresses {
+            tracing::info!(%client_id, "Cannot resolve a DNS resource for a client: {e}");
+        }
+        match addresses_to_grant(addresses) {
+            Some(addresses) => self.install_grant(*grant, &addresses).await,
+            None => tracing::info!(%client_id, "No grant for a name without an address"),
+        }
         let Some(pending) = self.pending.get_mut(&client_id) else {
             return;
         };
@@ -517,22 +484,29 @@ impl Gateway {
             tracing::warn!(client_id = %client.id, "Ignored a grant with a malformed key");
             return;
         };
-        let data_plane = match resource_grant(&resource, resolved, &proxy_ips) {
+        let data_plane = match resource_grant(&resource, resolved, &proxy_ips, &self.own_addresses)
+        {
             Ok(grant) => grant,
             Err(e) => {
                 tracing::warn!(client_id = %client.id, resource_id = %resource.id, "Ignored a grant: {e}");
                 return;
             }
         };
-        log_grant(&client, &resource, domain.as_deref(), resolved);
         let key = GrantKey {
             resource_id: resource.id.clone(),
             domain,
         };
         let peer = self.peer_for(&client);
-        self.router
-            .lock()
-            .set_grant(peer, &client_addresses(&client), key.clone(), data_plane);
+        let installed =
+            self.router
+                .lock()
+                .set_grant(peer, &client_addresses(&client), key.clone(), data_plane);
+        if !installed {
+            // Only a client holding names already is refused, so it keeps its peer.
+            tracing::warn!(client_id = %client.id, resource_id = %resource.id, "Ignored a grant for one more name: the client holds the most names a client may");
+            return;
+        }
+        log_grant(&client, &resource, key.domain.as_deref(), resolved);
         if let Some(entry) = self.clients.get_mut(&client.id)
             && let Some(old) = entry.expiries.insert(key.clone(), expires_at)
         {
@@ -733,26 +707,6 @@ impl Gateway {
     }
 }
 
-/// The first address of the first usable `turn:` URL (IPv4 preferred).
-async fn relay_address(urls: &[String]) -> Option<SocketAddr> {
-    for url in urls {
-        let Some((host, port)) = relay_host_port(url) else {
-            continue;
-        };
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Some(SocketAddr::new(ip, port));
-        }
-        let Ok(found) = tokio::net::lookup_host((host.as_str(), port)).await else {
-            continue;
-        };
-        let found: Vec<SocketAddr> = found.collect();
-        if let Some(addr) = found.iter().find(|a| a.is_ipv4()).or(found.first()) {
-            return Some(*addr);
-        }
-    }
-    None
-}
-
 fn log_grant(client: &ClientPeer, resource: &Resource, domain: Option<&str>, resolved: &[IpAddr]) {
     tracing::info!(client_id = %client.id, resource_id = %resource.id, "Access granted");
     tracing::debug!(
@@ -776,34 +730,4 @@ fn client_of_message(message: &PortalToGateway) -> Option<&str> {
         | PortalToGateway::IceCandidates { client_id, .. } => Some(client_id),
         _ => None,
     }
-}
-
-async fn recv(
-    link: &mut Option<PortalLink<GatewaySide>>,
-) -> Result<PortalToGateway, ember_portal_client::LinkError> {
-    match link {
-        Some(link) => link.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn wait_for<T>(future: &mut Option<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> T {
-    match future {
-        Some(future) => future.await,
-        None => std::future::pending().await,
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -5,7 +5,7 @@
 //! and destination port match that resource's rules (no rules: everything). Anything else is
 //! dropped and counted, never forwarded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
@@ -27,14 +27,31 @@ pub struct Rule {
     pub ports: Option<RangeInclusive<u16>>,
 }
 
+/// One grant of a client: a resource, or for DNS resources one name of it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GrantKey {
+    pub resource_id: String,
+    pub domain: Option<String>,
+}
+
 /// A resource as the gateway enforces it: where it is and what may reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantedResource {
     pub id: String,
     /// The resource's addresses; for a DNS resource, the addresses its name resolved to here.
     pub destinations: Vec<Prefix>,
+    /// Addresses inside `destinations` this resource does not reach (the internet resource's
+    /// private and link-local ranges); another resource may still grant them.
+    pub excluded: Vec<Prefix>,
     /// Empty: every protocol and port.
     pub rules: Vec<Rule>,
+}
+
+impl GrantedResource {
+    fn reaches(&self, ip: IpAddr) -> bool {
+        self.destinations.iter().any(|p| p.contains(ip))
+            && !self.excluded.iter().any(|p| p.contains(ip))
+    }
 }
 
 /// Why a packet was dropped.
@@ -67,19 +84,50 @@ fn describe(protocol: Option<Protocol>, port: Option<u16>) -> String {
 }
 
 /// The grants of every client this gateway serves, keyed by the client's tunnel addresses.
+/// Grants are added and removed one at a time: a client with many names under a wildcard
+/// costs one update per name, not a rebuild of all its grants.
 #[derive(Debug, Default)]
 pub struct PacketFilter {
-    clients: HashMap<IpAddr, Vec<GrantedResource>>,
+    clients: HashMap<IpAddr, BTreeMap<GrantKey, GrantedResource>>,
 }
 
 impl PacketFilter {
-    /// Sets what the client with these tunnel addresses may reach (replacing earlier grants).
+    /// Sets what the client with these tunnel addresses may reach (replacing earlier grants),
+    /// each resource keyed by its id.
     pub fn set_grants(&mut self, client_addresses: &[IpAddr], resources: Vec<GrantedResource>) {
+        self.remove_client(client_addresses);
+        for resource in resources {
+            let key = GrantKey {
+                resource_id: resource.id.clone(),
+                domain: None,
+            };
+            self.set_grant(client_addresses, key, resource);
+        }
+    }
+
+    /// Adds or replaces one grant of the client with these tunnel addresses.
+    pub fn set_grant(
+        &mut self,
+        client_addresses: &[IpAddr],
+        key: GrantKey,
+        resource: GrantedResource,
+    ) {
         for address in client_addresses {
-            if resources.is_empty() {
-                self.clients.remove(address);
-            } else {
-                self.clients.insert(*address, resources.clone());
+            self.clients
+                .entry(*address)
+                .or_default()
+                .insert(key.clone(), resource.clone());
+        }
+    }
+
+    /// Removes one grant of the client with these tunnel addresses.
+    pub fn remove_grant(&mut self, client_addresses: &[IpAddr], key: &GrantKey) {
+        for address in client_addresses {
+            if let Some(grants) = self.clients.get_mut(address) {
+                grants.remove(key);
+                if grants.is_empty() {
+                    self.clients.remove(address);
+                }
             }
         }
     }
@@ -99,8 +147,8 @@ impl PacketFilter {
             .get(&flow.source)
             .ok_or(Denied::UnknownSource(flow.source))?;
         let mut matching = resources
-            .iter()
-            .filter(|r| r.destinations.iter().any(|p| p.contains(flow.destination)))
+            .values()
+            .filter(|r| r.reaches(flow.destination))
             .peekable();
         if matching.peek().is_none() {
             return Err(Denied::NoResource(flow.destination));
@@ -215,6 +263,7 @@ mod tests {
                 GrantedResource {
                     id: "web".into(),
                     destinations: vec![prefix("10.0.0.0", 24)],
+                    excluded: vec![],
                     rules: vec![
                         Rule {
                             protocol: Protocol::Tcp,
@@ -233,6 +282,7 @@ mod tests {
                 GrantedResource {
                     id: "dns-server".into(),
                     destinations: vec![prefix("10.0.1.53", 32)],
+                    excluded: vec![],
                     rules: vec![],
                 },
             ],

@@ -2,7 +2,7 @@
 //! [`ResourceGrant`] the router enforces, proxy IPs paired with resolved addresses, keys and
 //! relay URLs decoded. Everything from the wire is checked; bad values are errors, not panics.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
 use ember_io::routes::Prefix;
@@ -38,27 +38,52 @@ pub enum GrantError {
     BadKey,
 }
 
+/// What the internet resource never reaches by itself: the site's private networks (RFC 1918,
+/// CGNAT — which holds the tunnel range — and IPv6 ULA), link-local addresses (with the cloud
+/// metadata service at 169.254.169.254) and loopback. A resource that names such an address
+/// grants it; the internet resource alone does not.
+pub const INTERNET_EXCLUDED: [(IpAddr, u8); 10] = [
+    (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
+    (IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)), 12),
+    (IpAddr::V4(Ipv4Addr::new(192, 168, 0, 0)), 16),
+    (IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)), 10),
+    (IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)), 16),
+    (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+    (IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)), 7),
+    (IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10),
+    (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+    // IPv4-mapped addresses would reach the IPv4 ranges above by another name.
+    (IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0)), 96),
+];
+
 /// Builds the grant for `resource`. For a DNS resource `resolved` holds the addresses its
 /// domain resolved to here, and `proxy_ips` the client's proxy IPs for that domain.
+/// `own_addresses` are the gateway host's: the internet resource excludes them with
+/// [`INTERNET_EXCLUDED`].
 pub fn resource_grant(
     resource: &Resource,
     resolved: &[IpAddr],
     proxy_ips: &[IpAddr],
+    own_addresses: &[IpAddr],
 ) -> Result<ResourceGrant, GrantError> {
     let rules = rules(&resource.filters)?;
+    let mut excluded = Vec::new();
     let (destinations, proxies) = match &resource.address {
         ResourceAddress::Cidr { cidr } => (vec![parse_cidr(cidr)?], Vec::new()),
         ResourceAddress::Ip { ip } => (host_prefix(*ip).into_iter().collect(), Vec::new()),
-        ResourceAddress::Internet => (
-            [
-                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            ]
-            .into_iter()
-            .filter_map(|any| Prefix::new(any, 0))
-            .collect(),
-            Vec::new(),
-        ),
+        ResourceAddress::Internet => {
+            excluded = internet_excluded(own_addresses);
+            (
+                [
+                    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                ]
+                .into_iter()
+                .filter_map(|any| Prefix::new(any, 0))
+                .collect(),
+                Vec::new(),
+            )
+        }
         ResourceAddress::Dns { .. } => (
             resolved.iter().filter_map(|ip| host_prefix(*ip)).collect(),
             pair_proxies(proxy_ips, resolved),
@@ -66,9 +91,19 @@ pub fn resource_grant(
     };
     Ok(ResourceGrant {
         destinations,
+        excluded,
         rules,
         proxies,
     })
+}
+
+/// [`INTERNET_EXCLUDED`] and the host's own addresses.
+pub fn internet_excluded(own_addresses: &[IpAddr]) -> Vec<Prefix> {
+    INTERNET_EXCLUDED
+        .iter()
+        .filter_map(|(addr, len)| Prefix::new(*addr, *len))
+        .chain(own_addresses.iter().filter_map(|ip| host_prefix(*ip)))
+        .collect()
 }
 
 /// The portal's filters as filter rules (none: everything).
@@ -196,6 +231,7 @@ mod tests {
             ),
             &[],
             &[],
+            &[],
         )
         .unwrap();
         assert_eq!(grant.destinations[0].to_string(), "10.77.0.0/24");
@@ -216,11 +252,12 @@ mod tests {
             &resource(ResourceAddress::Ip { ip: ip("fd77::10") }, vec![]),
             &[],
             &[],
+            &[],
         )
         .unwrap();
         assert_eq!(grant.destinations[0].to_string(), "fd77::10/128");
         let internet =
-            resource_grant(&resource(ResourceAddress::Internet, vec![]), &[], &[]).unwrap();
+            resource_grant(&resource(ResourceAddress::Internet, vec![]), &[], &[], &[]).unwrap();
         assert_eq!(internet.destinations.len(), 2);
         assert!(internet.destinations.iter().all(|p| p.is_empty()));
     }
@@ -231,6 +268,7 @@ mod tests {
             assert!(
                 resource_grant(
                     &resource(ResourceAddress::Cidr { cidr: cidr.into() }, vec![]),
+                    &[],
                     &[],
                     &[]
                 )
@@ -296,6 +334,7 @@ mod tests {
             ),
             &[ip("10.77.0.10")],
             &[ip("100.96.0.4")],
+            &[],
         )
         .unwrap();
         assert_eq!(grant.destinations[0].to_string(), "10.77.0.10/32");

@@ -8,9 +8,11 @@
 //!   clients talk to proxy IPs.
 //! - [`router`]: the per-packet decisions both ways (source check, translation, filter, which
 //!   client a reply goes to), with counters.
+//! - [`names`]: limits on DNS names granted per client and on lookups at once.
 //! - [`grants`]: the portal's resources, filters, keys and relay URLs turned into the above.
 
 pub mod filter;
 pub mod grants;
+pub mod names;
 pub mod router;
 pub mod translate;

@@ -104,6 +104,7 @@ async fn run(cli: Cli) -> Result<()> {
         tun_name: cli.tun_name,
         resolver,
         reconfirm_within: std::time::Duration::from_secs(cli.reconfirm_secs),
+        state_dir: cli.state_dir,
     })
     .await
 }

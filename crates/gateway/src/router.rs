@@ -12,8 +12,15 @@
 //!
 //! Translated flows are remembered (client port, real address and port → proxy IP), so two
 //! names that resolve to one address, or two proxy IPs of one name, each get their own replies
-//! right. The table has no clock: the caller calls [`GatewayRouter::tick`] now and then, and a
-//! flow unused for [`FLOW_IDLE_TICKS`] ticks is forgotten.
+//! right. Only replies of a remembered flow are rewritten: a reply of a flow the client started
+//! by the real address (a CIDR resource covering a DNS resource's address) keeps its source.
+//! The table has no clock: the caller calls [`GatewayRouter::tick`] now and then, and a flow
+//! unused for [`FLOW_IDLE_TICKS`] ticks is forgotten.
+//!
+//! An ICMP error a client sends must be about a packet that client received: the quoted
+//! packet's destination is the client's own address and its source is where the error goes.
+//! Otherwise a client could make the site's hosts (or their connection tracking) act on an
+//! error about another client's flow.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -21,27 +28,24 @@ use std::net::IpAddr;
 use ember_engine::PeerId;
 use ember_io::routes::Prefix;
 
+pub use crate::filter::GrantKey;
 use crate::filter::{Denied, GrantedResource, PacketFilter, Rule};
+use crate::names::MAX_NAMES_PER_CLIENT;
 use crate::translate::{self, Endpoints, Rewrite};
 
 /// Ticks without a packet after which a translated flow is forgotten.
 pub const FLOW_IDLE_TICKS: u64 = 10;
-/// Translated flows remembered at most; beyond this replies fall back to the first proxy IP
-/// of their address.
+/// Translated flows remembered at most; replies of flows beyond this are not rewritten.
 pub const MAX_FLOWS: usize = 65_536;
-
-/// One grant of a client: a resource, or for DNS resources one name of it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct GrantKey {
-    pub resource_id: String,
-    pub domain: Option<String>,
-}
 
 /// What a grant allows, ready for the data plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceGrant {
     /// Real addresses: the resource's CIDR or IP, or what its name resolved to.
     pub destinations: Vec<Prefix>,
+    /// Addresses inside `destinations` the grant does not reach (the internet resource's
+    /// private, link-local and metadata ranges, and the gateway's own addresses).
+    pub excluded: Vec<Prefix>,
     /// Empty: every protocol and port.
     pub rules: Vec<Rule>,
     /// The client's proxy IPs and the real address each stands for (DNS resources).
@@ -82,10 +86,10 @@ pub struct GatewayRouter {
 struct Client {
     addresses: Vec<IpAddr>,
     grants: BTreeMap<GrantKey, ResourceGrant>,
-    /// Proxy IP → real address, from every DNS grant.
-    proxies: HashMap<IpAddr, IpAddr>,
-    /// Real address → the first proxy IP standing for it: for replies of unknown flows.
-    first_proxy: HashMap<IpAddr, IpAddr>,
+    /// Grants of single DNS names (keys with a domain), at most [`MAX_NAMES_PER_CLIENT`].
+    names: usize,
+    /// Proxy IP → real address, from every DNS grant, and the grant that claimed it first.
+    proxies: HashMap<IpAddr, (IpAddr, GrantKey)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,18 +113,23 @@ impl GatewayRouter {
     }
 
     /// Adds or replaces one grant of the client `peer`, whose tunnel addresses are `addresses`.
+    /// Only this grant is updated in the filter and the translation. Returns `false` (and
+    /// changes nothing) for a new DNS name beyond [`MAX_NAMES_PER_CLIENT`].
     pub fn set_grant(
         &mut self,
         peer: PeerId,
         addresses: &[IpAddr],
         key: GrantKey,
         grant: ResourceGrant,
-    ) {
+    ) -> bool {
+        if !self.may_add(peer, &key) {
+            return false;
+        }
         let client = self.clients.entry(peer).or_insert_with(|| Client {
             addresses: Vec::new(),
             grants: BTreeMap::new(),
+            names: 0,
             proxies: HashMap::new(),
-            first_proxy: HashMap::new(),
         });
         if client.addresses != addresses {
             for old in &client.addresses {
@@ -128,38 +137,74 @@ impl GatewayRouter {
             }
             self.filter.remove_client(&client.addresses);
             client.addresses = addresses.to_vec();
+            for (key, grant) in &client.grants {
+                self.filter
+                    .set_grant(addresses, key.clone(), granted_resource(key, grant));
+            }
         }
         for address in addresses {
             self.by_address.insert(*address, peer);
         }
+        self.filter
+            .set_grant(addresses, key.clone(), granted_resource(&key, &grant));
+        let mut lost = release_proxies(client, &key);
+        for (proxy, real) in &grant.proxies {
+            // The newest grant naming a proxy IP decides what it stands for: the client's stub
+            // gives the addresses of a name it forgot to the next name.
+            if let Some((before, _)) = client.proxies.insert(*proxy, (*real, key.clone()))
+                && before != *real
+            {
+                lost.push((*proxy, before));
+            }
+        }
+        lost.retain(|(proxy, real)| client.proxies.get(proxy).map(|(r, _)| r) != Some(real));
+        if key.domain.is_some() && !client.grants.contains_key(&key) {
+            client.names += 1;
+        }
         client.grants.insert(key, grant);
-        self.refresh(peer);
+        self.end_flows(peer, &lost);
+        true
+    }
+
+    /// Whether `set_grant` would take this grant: a client holds at most
+    /// [`MAX_NAMES_PER_CLIENT`] DNS names (renewing one it holds is always possible).
+    pub fn may_add(&self, peer: PeerId, key: &GrantKey) -> bool {
+        let Some(client) = self.clients.get(&peer) else {
+            return true;
+        };
+        key.domain.is_none()
+            || client.grants.contains_key(key)
+            || client.names < MAX_NAMES_PER_CLIENT
+    }
+
+    /// DNS names the client `peer` holds grants for.
+    pub fn names(&self, peer: PeerId) -> usize {
+        self.clients.get(&peer).map_or(0, |c| c.names)
     }
 
     /// Withdraws grants of a client: those of the listed resources (every name of a DNS
     /// resource), or all of them when `resource_ids` is empty. Returns whether the client has
     /// grants left; without any it is forgotten.
     pub fn revoke(&mut self, peer: PeerId, resource_ids: &[String]) -> bool {
-        let Some(client) = self.clients.get_mut(&peer) else {
+        let Some(client) = self.clients.get(&peer) else {
             return false;
         };
-        if resource_ids.is_empty() {
-            client.grants.clear();
-        } else {
-            client
-                .grants
-                .retain(|key, _| !resource_ids.contains(&key.resource_id));
+        let keys: Vec<GrantKey> = client
+            .grants
+            .keys()
+            .filter(|key| resource_ids.is_empty() || resource_ids.contains(&key.resource_id))
+            .cloned()
+            .collect();
+        for key in &keys {
+            self.remove(peer, key);
         }
-        self.refresh(peer)
+        self.forget_if_empty(peer)
     }
 
     /// Withdraws one grant (e.g. when it expires). Returns whether the client has grants left.
     pub fn revoke_grant(&mut self, peer: PeerId, key: &GrantKey) -> bool {
-        let Some(client) = self.clients.get_mut(&peer) else {
-            return false;
-        };
-        client.grants.remove(key);
-        self.refresh(peer)
+        self.remove(peer, key);
+        self.forget_if_empty(peer)
     }
 
     /// The clients with at least one grant.
@@ -213,11 +258,23 @@ impl GatewayRouter {
             return false;
         }
 
+        if let Some(quoted) = &summary.quoted
+            && (!client.addresses.contains(&quoted.destination)
+                || quoted.source != flow.destination)
+        {
+            self.stats.dropped_spoofed += 1;
+            tracing::debug!(
+                ?peer,
+                "Dropped an ICMP error about a packet the client did not receive"
+            );
+            return false;
+        }
+
         // Proxy IP → real address, for the packet itself and for what an ICMP error quotes.
-        let real = client.proxies.get(&flow.destination).copied();
+        let real = client.proxies.get(&flow.destination).map(|(real, _)| *real);
         let quoted_real = summary
             .quoted
-            .and_then(|q| client.proxies.get(&q.source).copied());
+            .and_then(|q| client.proxies.get(&q.source).map(|(real, _)| *real));
         let translated = real.is_some() || quoted_real.is_some();
         if translated {
             let rewrite = Rewrite {
@@ -294,7 +351,6 @@ impl GatewayRouter {
                 &mut self.flows,
                 self.tick,
                 peer,
-                client,
                 &quoted,
                 Direction::ClientSent,
             );
@@ -305,14 +361,7 @@ impl GatewayRouter {
             }
         } else {
             Rewrite {
-                source: proxy_for(
-                    &mut self.flows,
-                    self.tick,
-                    peer,
-                    client,
-                    &flow,
-                    Direction::Reply,
-                ),
+                source: proxy_for(&mut self.flows, self.tick, peer, &flow, Direction::Reply),
                 ..Rewrite::default()
             }
         };
@@ -351,52 +400,81 @@ impl GatewayRouter {
         }
     }
 
-    /// Recomputes what the filter and the translation know of one client from its grants.
-    /// Returns whether it has grants left; a client without any is forgotten.
-    fn refresh(&mut self, peer: PeerId) -> bool {
+    /// Removes one grant from the filter and the translation; flows through its proxy IPs end.
+    fn remove(&mut self, peer: PeerId, key: &GrantKey) {
         let Some(client) = self.clients.get_mut(&peer) else {
+            return;
+        };
+        let lost = release_proxies(client, key);
+        if client.grants.remove(key).is_none() {
+            return;
+        }
+        if key.domain.is_some() {
+            client.names = client.names.saturating_sub(1);
+        }
+        self.filter.remove_grant(&client.addresses, key);
+        self.end_flows(peer, &lost);
+    }
+
+    /// Forgets a client without grants. Returns whether it has grants left.
+    fn forget_if_empty(&mut self, peer: PeerId) -> bool {
+        let Some(client) = self.clients.get(&peer) else {
             return false;
         };
-        if client.grants.is_empty() {
-            let addresses = std::mem::take(&mut client.addresses);
-            for address in &addresses {
+        if !client.grants.is_empty() {
+            return true;
+        }
+        if let Some(client) = self.clients.remove(&peer) {
+            for address in &client.addresses {
                 self.by_address.remove(address);
             }
-            self.filter.remove_client(&addresses);
-            self.clients.remove(&peer);
-            self.flows.retain(|key, _| key.peer != peer);
-            return false;
+            self.filter.remove_client(&client.addresses);
         }
-        let resources: Vec<GrantedResource> = client
-            .grants
-            .iter()
-            .map(|(key, grant)| GrantedResource {
-                id: key.resource_id.clone(),
-                destinations: grant.destinations.clone(),
-                rules: grant.rules.clone(),
-            })
-            .collect();
-        client.proxies.clear();
-        client.first_proxy.clear();
-        for (proxy, real) in client.grants.values().flat_map(|g| g.proxies.iter()) {
-            client.proxies.insert(*proxy, *real);
-            client.first_proxy.entry(*real).or_insert(*proxy);
+        self.flows.retain(|key, _| key.peer != peer);
+        false
+    }
+
+    /// Flows of `peer` through proxy IPs that no longer stand for the same address end.
+    fn end_flows(&mut self, peer: PeerId, lost: &[(IpAddr, IpAddr)]) {
+        if lost.is_empty() {
+            return;
         }
-        self.filter.set_grants(&client.addresses, resources);
-        // Flows through a proxy IP that is gone or now stands for another address end.
-        let proxies = &client.proxies;
         self.flows
-            .retain(|key, flow| key.peer != peer || proxies.get(&flow.proxy) == Some(&key.real));
-        true
+            .retain(|key, flow| key.peer != peer || !lost.contains(&(flow.proxy, key.real)));
     }
 }
 
-/// The proxy IP standing for the real end of `flow`, if it is a translated flow.
+/// Drops the proxy IPs `key` claimed; returns them with the address each stood for.
+fn release_proxies(client: &mut Client, key: &GrantKey) -> Vec<(IpAddr, IpAddr)> {
+    let Some(grant) = client.grants.get(key) else {
+        return Vec::new();
+    };
+    let mut released = Vec::new();
+    for (proxy, _) in &grant.proxies {
+        if let Some((real, owner)) = client.proxies.get(proxy)
+            && owner == key
+        {
+            released.push((*proxy, *real));
+            client.proxies.remove(proxy);
+        }
+    }
+    released
+}
+
+fn granted_resource(key: &GrantKey, grant: &ResourceGrant) -> GrantedResource {
+    GrantedResource {
+        id: key.resource_id.clone(),
+        destinations: grant.destinations.clone(),
+        excluded: grant.excluded.clone(),
+        rules: grant.rules.clone(),
+    }
+}
+
+/// The proxy IP standing for the real end of `flow`, if it is a remembered translated flow.
 fn proxy_for(
     flows: &mut HashMap<FlowKey, FlowEntry>,
     tick: u64,
     peer: PeerId,
-    client: &Client,
     flow: &Endpoints,
     direction: Direction,
 ) -> Option<IpAddr> {
@@ -411,13 +489,9 @@ fn proxy_for(
         real,
         real_port,
     };
-    match flows.get_mut(&key) {
-        Some(entry) => {
-            entry.last_used = tick;
-            Some(entry.proxy)
-        }
-        None => client.first_proxy.get(&real).copied(),
-    }
+    let entry = flows.get_mut(&key)?;
+    entry.last_used = tick;
+    Some(entry.proxy)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -429,345 +503,4 @@ enum Direction {
 }
 
 #[cfg(test)]
-mod tests {
-    use etherparse::{Icmpv4Type, PacketBuilder, icmpv4};
-
-    use super::*;
-    use crate::filter::Protocol;
-
-    const PEER: PeerId = PeerId(1);
-    const OTHER: PeerId = PeerId(2);
-    const CLIENT: [u8; 4] = [100, 64, 0, 7];
-    const CLIENT6: [u8; 16] = [
-        0xfd, 0, 0x20, 0x21, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
-    ];
-    const OTHER_CLIENT: [u8; 4] = [100, 64, 0, 8];
-    const WEB: [u8; 4] = [10, 77, 0, 10];
-    const NEIGHBOUR: [u8; 4] = [10, 77, 0, 11];
-    const PROXY_A: [u8; 4] = [100, 96, 0, 1];
-    const PROXY_B: [u8; 4] = [100, 96, 0, 2];
-    const PROXY_C: [u8; 4] = [100, 96, 0, 5];
-    const PROXY6: [u8; 16] = [
-        0xfd, 0, 0x20, 0x21, 0x11, 0x11, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-    ];
-
-    fn addresses() -> Vec<IpAddr> {
-        vec![IpAddr::from(CLIENT), IpAddr::from(CLIENT6)]
-    }
-
-    fn host(a: [u8; 4]) -> Prefix {
-        Prefix::new(IpAddr::from(a), 32).unwrap()
-    }
-
-    fn key(resource: &str, domain: Option<&str>) -> GrantKey {
-        GrantKey {
-            resource_id: resource.into(),
-            domain: domain.map(Into::into),
-        }
-    }
-
-    fn http_only() -> Vec<Rule> {
-        vec![Rule {
-            protocol: Protocol::Tcp,
-            ports: Some(80..=80),
-        }]
-    }
-
-    /// The web server by IP, TCP/80 only.
-    fn cidr_grant() -> ResourceGrant {
-        ResourceGrant {
-            destinations: vec![host(WEB)],
-            rules: http_only(),
-            proxies: vec![],
-        }
-    }
-
-    /// `web.corp.example` resolved to WEB; the client's proxies A and B (v4) and one v6 proxy
-    /// that has no IPv6 address to stand for.
-    fn dns_grant() -> ResourceGrant {
-        ResourceGrant {
-            destinations: vec![host(WEB)],
-            rules: http_only(),
-            proxies: vec![
-                (IpAddr::from(PROXY_A), IpAddr::from(WEB)),
-                (IpAddr::from(PROXY_B), IpAddr::from(WEB)),
-            ],
-        }
-    }
-
-    fn tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-        let mut packet = Vec::new();
-        PacketBuilder::ipv4(src, dst, 64)
-            .tcp(sport, dport, 1, 1024)
-            .write(&mut packet, b"GET /")
-            .unwrap();
-        packet
-    }
-
-    fn source(packet: &[u8]) -> [u8; 4] {
-        packet[12..16].try_into().unwrap()
-    }
-
-    fn destination(packet: &[u8]) -> [u8; 4] {
-        packet[16..20].try_into().unwrap()
-    }
-
-    #[test]
-    fn granted_traffic_passes_both_ways_unchanged() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-        let mut request = tcp(CLIENT, WEB, 40000, 80);
-        let sent = request.clone();
-        assert!(router.inbound(PEER, &mut request));
-        assert_eq!(request, sent);
-        let mut reply = tcp(WEB, CLIENT, 80, 40000);
-        assert_eq!(router.outbound(&mut reply), Some(PEER));
-        assert_eq!(reply, tcp(WEB, CLIENT, 80, 40000));
-        let stats = router.stats();
-        assert_eq!((stats.inbound_forwarded, stats.outbound_forwarded), (1, 1));
-    }
-
-    #[test]
-    fn a_port_or_address_outside_the_grant_is_dropped_and_counted() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-        assert!(!router.inbound(PEER, &mut tcp(CLIENT, WEB, 40000, 22)));
-        assert!(!router.inbound(PEER, &mut tcp(CLIENT, NEIGHBOUR, 40000, 80)));
-        assert!(!router.inbound(PEER, &mut [0x45, 0, 0]));
-        let stats = router.stats();
-        assert_eq!(stats.dropped_not_allowed, 1);
-        assert_eq!(stats.dropped_no_resource, 1);
-        assert_eq!(stats.dropped_malformed, 1);
-        assert_eq!(stats.inbound_forwarded, 0);
-    }
-
-    #[test]
-    fn a_client_cannot_send_as_another_client() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-        router.set_grant(
-            OTHER,
-            &[IpAddr::from(OTHER_CLIENT)],
-            key("web", None),
-            cidr_grant(),
-        );
-        // PEER forges OTHER's address (which has the same grant): still dropped.
-        assert!(!router.inbound(PEER, &mut tcp(OTHER_CLIENT, WEB, 40000, 80)));
-        assert!(!router.inbound(PeerId(99), &mut tcp(CLIENT, WEB, 40000, 80)));
-        assert_eq!(router.stats().dropped_spoofed, 2);
-        assert!(router.inbound(OTHER, &mut tcp(OTHER_CLIENT, WEB, 40000, 80)));
-    }
-
-    #[test]
-    fn replies_go_to_the_client_with_that_tunnel_address_only() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-        router.set_grant(
-            OTHER,
-            &[IpAddr::from(OTHER_CLIENT)],
-            key("web", None),
-            cidr_grant(),
-        );
-        assert_eq!(router.outbound(&mut tcp(WEB, CLIENT, 80, 1)), Some(PEER));
-        assert_eq!(
-            router.outbound(&mut tcp(WEB, OTHER_CLIENT, 80, 1)),
-            Some(OTHER)
-        );
-        assert_eq!(router.outbound(&mut tcp(WEB, [100, 64, 0, 9], 80, 1)), None);
-        assert_eq!(router.stats().dropped_no_client, 1);
-    }
-
-    #[test]
-    fn proxy_ips_are_translated_to_the_real_address_and_back() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        let mut request = tcp(CLIENT, PROXY_A, 40000, 80);
-        assert!(router.inbound(PEER, &mut request));
-        assert_eq!(request, tcp(CLIENT, WEB, 40000, 80));
-
-        let mut reply = tcp(WEB, CLIENT, 80, 40000);
-        assert_eq!(router.outbound(&mut reply), Some(PEER));
-        assert_eq!(reply, tcp(PROXY_A, CLIENT, 80, 40000));
-
-        // The filter checks the real destination: port 22 behind the proxy is still denied.
-        let mut ssh = tcp(CLIENT, PROXY_A, 40001, 22);
-        assert!(!router.inbound(PEER, &mut ssh));
-        assert_eq!(router.stats().dropped_not_allowed, 1);
-        assert_eq!(router.stats().inbound_translated, 1);
-    }
-
-    #[test]
-    fn each_flow_gets_replies_from_the_proxy_ip_it_used() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        // A second name resolving to the same address, with its own proxy IP.
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("www.corp.example")),
-            ResourceGrant {
-                proxies: vec![(IpAddr::from(PROXY_C), IpAddr::from(WEB))],
-                ..dns_grant()
-            },
-        );
-        for (proxy, port) in [(PROXY_B, 41000), (PROXY_C, 42000), (PROXY_A, 43000)] {
-            assert!(router.inbound(PEER, &mut tcp(CLIENT, proxy, port, 80)));
-        }
-        for (proxy, port) in [(PROXY_A, 43000), (PROXY_B, 41000), (PROXY_C, 42000)] {
-            let mut reply = tcp(WEB, CLIENT, 80, port);
-            assert_eq!(router.outbound(&mut reply), Some(PEER));
-            assert_eq!(source(&reply), proxy, "reply to port {port}");
-        }
-        assert_eq!(router.flows(), 3);
-    }
-
-    #[test]
-    fn idle_flows_are_forgotten_and_replies_fall_back_to_the_first_proxy() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        assert!(router.inbound(PEER, &mut tcp(CLIENT, PROXY_B, 41000, 80)));
-        for _ in 0..FLOW_IDLE_TICKS - 1 {
-            router.tick();
-        }
-        assert_eq!(router.flows(), 1);
-        // Used again: stays.
-        let mut reply = tcp(WEB, CLIENT, 80, 41000);
-        router.outbound(&mut reply);
-        assert_eq!(source(&reply), PROXY_B);
-        router.tick();
-        assert_eq!(router.flows(), 1);
-        for _ in 0..FLOW_IDLE_TICKS {
-            router.tick();
-        }
-        assert_eq!(router.flows(), 0);
-        let mut reply = tcp(WEB, CLIENT, 80, 41000);
-        assert_eq!(router.outbound(&mut reply), Some(PEER));
-        assert_eq!(source(&reply), PROXY_A);
-    }
-
-    #[test]
-    fn icmp_errors_about_translated_flows_are_translated_too() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        let mut request = tcp(CLIENT, PROXY_B, 41000, 80);
-        assert!(router.inbound(PEER, &mut request));
-        // A router on the LAN reports "fragmentation needed" about the translated packet.
-        let mut error = Vec::new();
-        PacketBuilder::ipv4([10, 77, 0, 1], CLIENT, 64)
-            .icmpv4(Icmpv4Type::DestinationUnreachable(
-                icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1200 },
-            ))
-            .write(&mut error, &request[..28])
-            .unwrap();
-        assert_eq!(router.outbound(&mut error), Some(PEER));
-        // The outer source is the LAN router's, untouched; the quote names the proxy again.
-        assert_eq!(source(&error), [10, 77, 0, 1]);
-        assert_eq!(destination(&error[28..]), PROXY_B);
-        let (header, rest) = etherparse::Ipv4Header::from_slice(&error).unwrap();
-        assert_eq!(header.header_checksum, header.calc_header_checksum());
-        let icmp = etherparse::Icmpv4Slice::from_slice(rest).unwrap();
-        let recomputed = icmp.header().icmp_type.calc_checksum(icmp.payload());
-        assert_eq!(icmp.checksum(), recomputed);
-    }
-
-    #[test]
-    fn a_proxy_ip_without_a_real_address_of_its_family_reaches_nothing() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        let mut packet = Vec::new();
-        PacketBuilder::ipv6(CLIENT6, PROXY6, 64)
-            .tcp(40000, 80, 1, 1024)
-            .write(&mut packet, b"")
-            .unwrap();
-        assert!(!router.inbound(PEER, &mut packet));
-        assert_eq!(router.stats().dropped_no_resource, 1);
-    }
-
-    #[test]
-    fn revoking_stops_the_flow_at_once_and_forgets_a_client_without_grants() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        assert!(router.inbound(PEER, &mut tcp(CLIENT, PROXY_A, 40000, 80)));
-
-        assert!(router.revoke(PEER, &["web-dns".into()]));
-        assert!(!router.inbound(PEER, &mut tcp(CLIENT, PROXY_A, 40000, 80)));
-        assert_eq!(router.flows(), 0);
-        assert!(router.inbound(PEER, &mut tcp(CLIENT, WEB, 40000, 80)));
-
-        assert!(!router.revoke_grant(PEER, &key("web", None)));
-        assert!(!router.inbound(PEER, &mut tcp(CLIENT, WEB, 40000, 80)));
-        assert_eq!(router.clients().count(), 0);
-        assert_eq!(router.outbound(&mut tcp(WEB, CLIENT, 80, 40000)), None);
-    }
-
-    #[test]
-    fn revoking_everything_with_an_empty_list() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        assert!(!router.revoke(PEER, &[]));
-        assert!(!router.inbound(PEER, &mut tcp(CLIENT, WEB, 40000, 80)));
-        assert!(!router.revoke(PeerId(42), &[]));
-    }
-
-    #[test]
-    fn garbage_either_way_is_dropped_never_a_panic() {
-        let mut router = GatewayRouter::new();
-        router.set_grant(
-            PEER,
-            &addresses(),
-            key("web-dns", Some("web.corp.example")),
-            dns_grant(),
-        );
-        let sample = tcp(CLIENT, PROXY_A, 40000, 80);
-        for len in 0..sample.len() {
-            let mut cut = sample[..len].to_vec();
-            assert!(!router.inbound(PEER, &mut cut));
-            let mut cut = tcp(WEB, CLIENT, 80, 40000)[..len].to_vec();
-            assert_eq!(router.outbound(&mut cut), None);
-        }
-        for seed in 0..1000u32 {
-            let mut bytes: Vec<u8> = (0..(seed % 80) as usize)
-                .map(|i| ((i as u32).wrapping_mul(2654435761) ^ seed) as u8)
-                .collect();
-            let _ = router.inbound(PEER, &mut bytes.clone());
-            let _ = router.outbound(&mut bytes);
-        }
-    }
-}
+mod tests;
