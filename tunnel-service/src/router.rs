@@ -285,7 +285,7 @@ impl ClientRouter {
     pub fn outbound(&mut self, packet: &mut [u8], now: Instant) -> Option<PeerId> {
         let (_, dst) = addresses(packet)?;
         if self.is_sentinel_net(dst) {
-            match tun_packets::intercept(&mut self.stub, &self.sentinels, packet) {
+            match tun_packets::intercept(&mut self.stub, &self.sentinels, packet, now) {
                 Intercepted::Reply(reply) => self.outputs.push_back(Output::WriteTun(reply)),
                 Intercepted::Forward {
                     query,
@@ -300,6 +300,7 @@ impl ClientRouter {
             }
             return None;
         }
+        self.stub.handle_traffic(dst, now);
         if let Some(proxy) = self.stub.lookup_proxy_ip(dst) {
             // No resource covers the name any more: nowhere to go.
             let resource = proxy.resource_id.as_deref()?;

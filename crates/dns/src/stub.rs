@@ -1,7 +1,15 @@
 //! The client's stub resolver, sans-IO: bytes of a query in, an [`Outcome`] out.
+//!
+//! Each name gets its own proxy IPs on first use. Names are not kept forever — a wildcard
+//! resource has no end of names below it: a name neither asked for nor used by traffic for
+//! [`NAME_IDLE`] is forgotten and its addresses reused, and at [`MAX_NAMES`] the least recently
+//! used name makes room if it has been idle for [`NAME_MIN_IDLE`] (long past its answers'
+//! [`RESOURCE_TTL`]). Traffic through a proxy IP ([`StubResolver::handle_traffic`]) keeps its
+//! name, so a live flow never loses its address.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
@@ -13,6 +21,12 @@ use crate::NamePattern;
 pub const PROXY_IPS_PER_NAME: usize = 4;
 /// Short, so a client asks again soon after resources change.
 pub const RESOURCE_TTL: u32 = 1;
+/// A name without a query or traffic for this long is forgotten.
+pub const NAME_IDLE: Duration = Duration::from_secs(15 * 60);
+/// Names kept at most; beyond, the least recently used one idle for [`NAME_MIN_IDLE`] goes.
+pub const MAX_NAMES: usize = 1_024;
+/// How long a name must have been idle before a new name may take its place early.
+pub const NAME_MIN_IDLE: Duration = Duration::from_secs(60);
 
 /// A resource the stub answers for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +80,22 @@ pub enum Outcome {
 pub struct StubResolver {
     resources: Vec<DnsResource>,
     ranges: ProxyRanges,
-    by_name: HashMap<String, ProxyIps>,
+    by_name: HashMap<String, Entry>,
     by_ip: HashMap<IpAddr, String>,
-    /// Index of the next free block of [`PROXY_IPS_PER_NAME`] addresses in each range.
+    /// Names by when they were last seen used, updated lazily: an entry's own `last_used` is
+    /// the truth, and a stale position is corrected when it comes up for eviction.
+    by_age: BTreeSet<(Instant, String)>,
+    /// Index of the next never-used block of [`PROXY_IPS_PER_NAME`] addresses in each range.
     next_block: u64,
+    /// Blocks of forgotten names, to reuse.
+    free_blocks: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    proxy: ProxyIps,
+    block: u64,
+    last_used: Instant,
 }
 
 impl StubResolver {
@@ -79,7 +105,9 @@ impl StubResolver {
             ranges,
             by_name: HashMap::new(),
             by_ip: HashMap::new(),
+            by_age: BTreeSet::new(),
             next_block: 0,
+            free_blocks: Vec::new(),
         }
     }
 
@@ -88,8 +116,9 @@ impl StubResolver {
     pub fn set_resources(&mut self, mut resources: Vec<DnsResource>) {
         resources.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         self.resources = resources;
-        for proxy in self.by_name.values_mut() {
-            proxy.resource_id = Self::find(&self.resources, &proxy.name).map(|r| r.id.clone());
+        for entry in self.by_name.values_mut() {
+            entry.proxy.resource_id =
+                Self::find(&self.resources, &entry.proxy.name).map(|r| r.id.clone());
         }
     }
 
@@ -97,14 +126,32 @@ impl StubResolver {
     pub fn proxy_ips_of(&self, name: &str) -> Option<&ProxyIps> {
         self.by_name
             .get(&name.trim_end_matches('.').to_ascii_lowercase())
+            .map(|entry| &entry.proxy)
     }
 
     /// The name and resource behind a proxy IP, for the data plane.
     pub fn lookup_proxy_ip(&self, ip: IpAddr) -> Option<&ProxyIps> {
-        self.by_ip.get(&ip).and_then(|name| self.by_name.get(name))
+        self.by_ip
+            .get(&ip)
+            .and_then(|name| self.by_name.get(name))
+            .map(|entry| &entry.proxy)
     }
 
-    pub fn handle_query(&mut self, query: &[u8]) -> Outcome {
+    /// A packet to (or from) `ip`: if it is a proxy IP, its name is in use and kept.
+    pub fn handle_traffic(&mut self, ip: IpAddr, now: Instant) {
+        if let Some(name) = self.by_ip.get(&ip)
+            && let Some(entry) = self.by_name.get_mut(name)
+        {
+            entry.last_used = now;
+        }
+    }
+
+    /// Names currently holding proxy IPs.
+    pub fn names(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn handle_query(&mut self, query: &[u8], now: Instant) -> Outcome {
         let request = match Message::from_vec(query) {
             Ok(request) => request,
             Err(_) => return form_error(query),
@@ -133,7 +180,7 @@ impl StubResolver {
         response.metadata.authoritative = true;
         response.add_query(question.clone());
         let owner = question.name().clone();
-        match self.proxy_ips(&name, &resource_id) {
+        match self.proxy_ips(&name, &resource_id, now) {
             None => response.metadata.response_code = ResponseCode::ServFail,
             Some(proxy) => match question.query_type() {
                 RecordType::A => {
@@ -173,13 +220,25 @@ impl StubResolver {
         resources.iter().find(|r| r.pattern.matches(name))
     }
 
-    /// The name's proxy IPs, assigned on first use; `None` when the ranges are exhausted.
-    fn proxy_ips(&mut self, name: &str, resource_id: &str) -> Option<&ProxyIps> {
-        if !self.by_name.contains_key(name) {
-            let block = self.next_block;
+    /// The name's proxy IPs, assigned on first use; `None` when the ranges are exhausted or
+    /// every kept name is in use.
+    fn proxy_ips(&mut self, name: &str, resource_id: &str, now: Instant) -> Option<&ProxyIps> {
+        if let Some(entry) = self.by_name.get_mut(name) {
+            entry.last_used = now;
+        } else {
+            self.evict_idle(now);
+            if self.by_name.len() >= MAX_NAMES && !self.evict_oldest(now, NAME_MIN_IDLE) {
+                return None;
+            }
+            let block = match self.free_blocks.pop() {
+                Some(block) => block,
+                None => self.next_block,
+            };
             let ipv4 = addresses_v4(self.ranges.ipv4, block)?;
             let ipv6 = addresses_v6(self.ranges.ipv6, block)?;
-            self.next_block += 1;
+            if block == self.next_block {
+                self.next_block += 1;
+            }
             for ip in ipv4
                 .iter()
                 .map(|ip| IpAddr::V4(*ip))
@@ -187,17 +246,59 @@ impl StubResolver {
             {
                 self.by_ip.insert(ip, name.to_owned());
             }
+            self.by_age.insert((now, name.to_owned()));
             self.by_name.insert(
                 name.to_owned(),
-                ProxyIps {
-                    name: name.to_owned(),
-                    resource_id: Some(resource_id.to_owned()),
-                    ipv4,
-                    ipv6,
+                Entry {
+                    proxy: ProxyIps {
+                        name: name.to_owned(),
+                        resource_id: Some(resource_id.to_owned()),
+                        ipv4,
+                        ipv6,
+                    },
+                    block,
+                    last_used: now,
                 },
             );
         }
-        self.by_name.get(name)
+        self.by_name.get(name).map(|entry| &entry.proxy)
+    }
+
+    /// Forgets every name idle for [`NAME_IDLE`].
+    fn evict_idle(&mut self, now: Instant) {
+        while self.evict_oldest(now, NAME_IDLE) {}
+    }
+
+    /// Forgets the least recently used name if it has been idle for `idle`; whether one went.
+    fn evict_oldest(&mut self, now: Instant, idle: Duration) -> bool {
+        while let Some((queued_at, name)) = self.by_age.pop_first() {
+            let Some(entry) = self.by_name.get(&name) else {
+                continue;
+            };
+            if entry.last_used > queued_at {
+                // Used since it was queued: back in line at its real age.
+                self.by_age.insert((entry.last_used, name));
+                continue;
+            }
+            if now.saturating_duration_since(entry.last_used) < idle {
+                self.by_age.insert((queued_at, name));
+                return false;
+            }
+            if let Some(entry) = self.by_name.remove(&name) {
+                for ip in entry
+                    .proxy
+                    .ipv4
+                    .iter()
+                    .map(|ip| IpAddr::V4(*ip))
+                    .chain(entry.proxy.ipv6.iter().map(|ip| IpAddr::V6(*ip)))
+                {
+                    self.by_ip.remove(&ip);
+                }
+                self.free_blocks.push(entry.block);
+            }
+            return true;
+        }
+        false
     }
 }
 
@@ -290,7 +391,8 @@ mod tests {
     #[test]
     fn answers_a_resource_name_with_four_stable_proxy_ips() {
         let mut stub = stub();
-        let first = answer(stub.handle_query(&query(7, "db.corp.example.", RecordType::A)));
+        let first =
+            answer(stub.handle_query(&query(7, "db.corp.example.", RecordType::A), Instant::now()));
         assert_eq!(first.metadata.id, 7);
         assert_eq!(first.metadata.response_code, ResponseCode::NoError);
         let ips = a_records(&first);
@@ -301,7 +403,8 @@ mod tests {
         );
         assert!(first.answers.iter().all(|r| r.ttl == RESOURCE_TTL));
 
-        let again = answer(stub.handle_query(&query(8, "DB.corp.example.", RecordType::A)));
+        let again =
+            answer(stub.handle_query(&query(8, "DB.corp.example.", RecordType::A), Instant::now()));
         assert_eq!(
             a_records(&again),
             ips,
@@ -315,18 +418,19 @@ mod tests {
     #[test]
     fn each_name_under_a_wildcard_gets_its_own_addresses_and_aaaa_works() {
         let mut stub = stub();
-        let a = a_records(&answer(stub.handle_query(&query(
-            1,
-            "a.corp.example.",
-            RecordType::A,
-        ))));
-        let b = a_records(&answer(stub.handle_query(&query(
-            2,
-            "b.x.corp.example.",
-            RecordType::A,
-        ))));
+        let a = a_records(&answer(stub.handle_query(
+            &query(1, "a.corp.example.", RecordType::A),
+            Instant::now(),
+        )));
+        let b = a_records(&answer(stub.handle_query(
+            &query(2, "b.x.corp.example.", RecordType::A),
+            Instant::now(),
+        )));
         assert!(a.iter().all(|ip| !b.contains(ip)));
-        let v6 = answer(stub.handle_query(&query(3, "a.corp.example.", RecordType::AAAA)));
+        let v6 = answer(stub.handle_query(
+            &query(3, "a.corp.example.", RecordType::AAAA),
+            Instant::now(),
+        ));
         assert_eq!(v6.answers.len(), PROXY_IPS_PER_NAME);
         let proxy = stub.lookup_proxy_ip(IpAddr::V4(b[0])).unwrap();
         assert_eq!(proxy.resource_id.as_deref(), Some("corp"));
@@ -335,11 +439,10 @@ mod tests {
     #[test]
     fn the_most_specific_resource_wins() {
         let mut stub = stub();
-        let ips = a_records(&answer(stub.handle_query(&query(
-            1,
-            "fra.eu.corp.example.",
-            RecordType::A,
-        ))));
+        let ips = a_records(&answer(stub.handle_query(
+            &query(1, "fra.eu.corp.example.", RecordType::A),
+            Instant::now(),
+        )));
         assert_eq!(
             stub.lookup_proxy_ip(IpAddr::V4(ips[0]))
                 .unwrap()
@@ -353,11 +456,11 @@ mod tests {
     fn other_names_are_forwarded_untouched() {
         let mut stub = stub();
         assert_eq!(
-            stub.handle_query(&query(1, "example.org.", RecordType::A)),
+            stub.handle_query(&query(1, "example.org.", RecordType::A), Instant::now()),
             Outcome::Forward
         );
         assert_eq!(
-            stub.handle_query(&query(1, "corp.example.", RecordType::A)),
+            stub.handle_query(&query(1, "corp.example.", RecordType::A), Instant::now()),
             Outcome::Forward
         );
     }
@@ -365,7 +468,10 @@ mod tests {
     #[test]
     fn other_record_types_of_a_resource_name_get_an_empty_answer_not_forwarded() {
         let mut stub = stub();
-        let reply = answer(stub.handle_query(&query(1, "db.corp.example.", RecordType::MX)));
+        let reply = answer(stub.handle_query(
+            &query(1, "db.corp.example.", RecordType::MX),
+            Instant::now(),
+        ));
         assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
         assert!(reply.answers.is_empty());
     }
@@ -373,11 +479,11 @@ mod tests {
     #[test]
     fn garbage_gets_a_format_error_or_is_dropped_never_a_panic() {
         let mut stub = stub();
-        assert_eq!(stub.handle_query(&[]), Outcome::Drop);
-        assert_eq!(stub.handle_query(&[1, 2, 3]), Outcome::Drop);
+        assert_eq!(stub.handle_query(&[], Instant::now()), Outcome::Drop);
+        assert_eq!(stub.handle_query(&[1, 2, 3], Instant::now()), Outcome::Drop);
         let mut truncated = query(99, "db.corp.example.", RecordType::A);
         truncated.truncate(20);
-        let reply = answer(stub.handle_query(&truncated));
+        let reply = answer(stub.handle_query(&truncated, Instant::now()));
         assert_eq!(
             (reply.metadata.id, reply.metadata.response_code),
             (99, ResponseCode::FormErr)
@@ -386,21 +492,19 @@ mod tests {
             let bytes: Vec<u8> = (0..(seed % 80))
                 .map(|i| (seed.wrapping_mul(2654435761) >> (i % 24)) as u8)
                 .collect();
-            let _ = stub.handle_query(&bytes);
+            let _ = stub.handle_query(&bytes, Instant::now());
         }
     }
 
     #[test]
     fn a_removed_resource_is_no_longer_answered() {
         let mut stub = stub();
-        let ips = a_records(&answer(stub.handle_query(&query(
-            1,
-            "db.corp.example.",
-            RecordType::A,
-        ))));
+        let ips = a_records(&answer(
+            stub.handle_query(&query(1, "db.corp.example.", RecordType::A), Instant::now()),
+        ));
         stub.set_resources(vec![]);
         assert_eq!(
-            stub.handle_query(&query(2, "db.corp.example.", RecordType::A)),
+            stub.handle_query(&query(2, "db.corp.example.", RecordType::A), Instant::now()),
             Outcome::Forward
         );
         let proxy = stub.lookup_proxy_ip(IpAddr::V4(ips[0])).unwrap();
@@ -420,9 +524,108 @@ mod tests {
             id: "c".into(),
             pattern: "*.corp.example".parse().unwrap(),
         }]);
-        let first = answer(stub.handle_query(&query(1, "a.corp.example.", RecordType::A)));
+        let first =
+            answer(stub.handle_query(&query(1, "a.corp.example.", RecordType::A), Instant::now()));
         assert_eq!(first.answers.len(), 4);
-        let second = answer(stub.handle_query(&query(2, "b.corp.example.", RecordType::A)));
+        let second =
+            answer(stub.handle_query(&query(2, "b.corp.example.", RecordType::A), Instant::now()));
         assert_eq!(second.metadata.response_code, ResponseCode::ServFail);
+    }
+}
+
+#[cfg(test)]
+mod eviction {
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+
+    use super::*;
+
+    fn wildcard() -> StubResolver {
+        let mut stub = StubResolver::new(ProxyRanges::default());
+        stub.set_resources(vec![DnsResource {
+            id: "corp".into(),
+            pattern: "*.corp.example".parse().unwrap(),
+        }]);
+        stub
+    }
+
+    fn ask(stub: &mut StubResolver, name: &str, now: Instant) -> Vec<Ipv4Addr> {
+        let mut message = Message::query();
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        let Outcome::Answer(bytes) = stub.handle_query(&message.to_vec().unwrap(), now) else {
+            panic!("no answer for {name}");
+        };
+        Message::from_vec(&bytes)
+            .unwrap()
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(A(ip)) => Some(*ip),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unused_wildcard_names_are_evicted_but_live_ones_kept() {
+        let mut stub = wildcard();
+        let start = Instant::now();
+        let live = ask(&mut stub, "live.corp.example.", start);
+        let asked = ask(&mut stub, "asked.corp.example.", start);
+        // A flood of names nobody uses again.
+        for i in 0..MAX_NAMES - 2 {
+            ask(&mut stub, &format!("n{i}.corp.example."), start);
+        }
+        assert_eq!(stub.names(), MAX_NAMES);
+        // Traffic keeps one name alive, a repeated query the other.
+        let mut now = start;
+        while now < start + NAME_IDLE + Duration::from_secs(60) {
+            now += Duration::from_secs(30);
+            stub.handle_traffic(IpAddr::V4(live[0]), now);
+            assert_eq!(ask(&mut stub, "asked.corp.example.", now), asked);
+        }
+        // The next new name sweeps out every idle one.
+        ask(&mut stub, "new.corp.example.", now);
+        assert_eq!(stub.names(), 3);
+        assert_eq!(ask(&mut stub, "live.corp.example.", now), live);
+        let proxy = stub.lookup_proxy_ip(IpAddr::V4(live[0])).unwrap();
+        assert_eq!(proxy.name, "live.corp.example");
+        assert!(stub.proxy_ips_of("n7.corp.example").is_none());
+    }
+
+    #[test]
+    fn at_the_cap_a_name_in_use_is_never_displaced() {
+        let mut stub = wildcard();
+        let start = Instant::now();
+        for i in 0..MAX_NAMES {
+            ask(&mut stub, &format!("n{i}.corp.example."), start);
+        }
+        // Everything is fresh: the newcomer gets SERVFAIL, nobody loses an address.
+        let mut message = Message::query();
+        message.add_query(Query::query(
+            Name::from_ascii("late.corp.example.").unwrap(),
+            RecordType::A,
+        ));
+        let Outcome::Answer(bytes) = stub.handle_query(&message.to_vec().unwrap(), start) else {
+            panic!("no answer");
+        };
+        let reply = Message::from_vec(&bytes).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+        // After a minute the least recently used name makes room, its block reused.
+        let first = stub.proxy_ips_of("n0.corp.example").unwrap().ipv4.clone();
+        for i in 1..MAX_NAMES {
+            stub.handle_traffic(
+                IpAddr::V4(
+                    stub.proxy_ips_of(&format!("n{i}.corp.example"))
+                        .unwrap()
+                        .ipv4[0],
+                ),
+                start + NAME_MIN_IDLE,
+            );
+        }
+        let late = ask(&mut stub, "late.corp.example.", start + NAME_MIN_IDLE);
+        assert_eq!(late, first);
+        assert!(stub.proxy_ips_of("n0.corp.example").is_none());
+        assert_eq!(stub.names(), MAX_NAMES);
     }
 }

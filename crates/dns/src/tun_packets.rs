@@ -4,6 +4,7 @@
 //! queries the same way.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
@@ -31,14 +32,19 @@ pub enum Intercepted {
 }
 
 /// Answers or forwards a UDP DNS query addressed to one of `sentinels`.
-pub fn intercept(stub: &mut StubResolver, sentinels: &[IpAddr], packet: &[u8]) -> Intercepted {
+pub fn intercept(
+    stub: &mut StubResolver,
+    sentinels: &[IpAddr],
+    packet: &[u8],
+    now: Instant,
+) -> Intercepted {
     let Some((client, sentinel, query)) = udp_parts(packet) else {
         return Intercepted::NotDns;
     };
     if sentinel.port() != DNS_PORT || !sentinels.contains(&sentinel.ip()) {
         return Intercepted::NotDns;
     }
-    match stub.handle_query(query) {
+    match stub.handle_query(query, now) {
         Outcome::Answer(answer) => match wrap_reply(sentinel, client, &answer) {
             Some(reply) => Intercepted::Reply(reply),
             None => Intercepted::Dropped,
@@ -123,7 +129,8 @@ mod tests {
     fn a_resource_query_is_answered_with_a_packet_back_to_the_client() {
         let mut stub = stub();
         let packet = query_packet("db.corp.example.", SocketAddr::new(SENTINEL, 53));
-        let Intercepted::Reply(reply) = intercept(&mut stub, &[SENTINEL], &packet) else {
+        let Intercepted::Reply(reply) = intercept(&mut stub, &[SENTINEL], &packet, Instant::now())
+        else {
             panic!("expected a reply");
         };
         let (from, to, payload) = udp_parts(&reply).unwrap();
@@ -154,7 +161,7 @@ mod tests {
             query,
             client,
             sentinel,
-        } = intercept(&mut stub, &[SENTINEL], &packet)
+        } = intercept(&mut stub, &[SENTINEL], &packet, Instant::now())
         else {
             panic!("expected a forward");
         };
@@ -167,18 +174,21 @@ mod tests {
         let mut stub = stub();
         let to_resource = query_packet("db.corp.example.", "10.0.0.5:53".parse().unwrap());
         assert_eq!(
-            intercept(&mut stub, &[SENTINEL], &to_resource),
+            intercept(&mut stub, &[SENTINEL], &to_resource, Instant::now()),
             Intercepted::NotDns
         );
         let other_port = query_packet("db.corp.example.", SocketAddr::new(SENTINEL, 5353));
         assert_eq!(
-            intercept(&mut stub, &[SENTINEL], &other_port),
+            intercept(&mut stub, &[SENTINEL], &other_port, Instant::now()),
             Intercepted::NotDns
         );
         assert_eq!(
-            intercept(&mut stub, &[SENTINEL], b"\x45garbage"),
+            intercept(&mut stub, &[SENTINEL], b"\x45garbage", Instant::now()),
             Intercepted::NotDns
         );
-        assert_eq!(intercept(&mut stub, &[SENTINEL], &[]), Intercepted::NotDns);
+        assert_eq!(
+            intercept(&mut stub, &[SENTINEL], &[], Instant::now()),
+            Intercepted::NotDns
+        );
     }
 }
