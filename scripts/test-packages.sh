@@ -336,6 +336,28 @@ check "it put DNS back when it stopped for the upgrade" ct bash -c '! grep -q "W
 check "an upgrade adds nobody to the group" ct bash -c '! id -nG bob | tr " " "\n" | grep -qx ember'
 check "alice is still in the group" ct bash -c 'id -nG alice | tr " " "\n" | grep -qx ember'
 
+step "a symlinked /etc/resolv.conf (systemd-resolved's layout) under ProtectSystem=strict"
+# The service writes through the link (its target is the one writable file there) and puts the
+# target's contents back; it never replaces the link, which a read-only /etc forbids.
+ct systemctl stop ember-tunnel.service
+ct bash -c 'mkdir -p /run/systemd/resolve && cp /etc/resolv.conf /run/systemd/resolve/stub-resolv.conf &&
+  cp /etc/resolv.conf /root/resolv.conf.plain && ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf'
+stub_before=$(ct sha256sum /run/systemd/resolve/stub-resolv.conf)
+ct systemctl start ember-tunnel.service
+check "it signs in again with the symlinked resolv.conf" signed_in
+check "it pointed DNS at its resolver through the link" dns_pointed
+check "the link is still a link" ct test -L /etc/resolv.conf
+ct systemctl stop ember-tunnel.service
+check "stopping put the target's contents back" test "$(ct sha256sum /run/systemd/resolve/stub-resolv.conf)" = "$stub_before"
+check "the link is still a link after the stop" ct test -L /etc/resolv.conf
+check "no backup is left behind" ct test ! -e /var/lib/ember/resolv.conf.before-ember
+ct systemctl start ember-tunnel.service
+check "the next start signs in too (restore does not fail it)" signed_in
+ct systemctl stop ember-tunnel.service
+ct bash -c 'rm /etc/resolv.conf && cp /root/resolv.conf.plain /etc/resolv.conf'
+ct systemctl start ember-tunnel.service
+check "it is back on the plain file" signed_in
+
 step "remove"
 remove=(ember ember-portal)
 [ $have_gateway = yes ] && remove+=(ember-gateway)

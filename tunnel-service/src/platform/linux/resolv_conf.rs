@@ -2,6 +2,11 @@
 //! systemd-resolved is not running. What was there before is backed up to the state folder
 //! first and put back on stop — and at the next start, should the service have crashed,
 //! because broken DNS after a crash is what users of such clients hate most.
+//!
+//! A symlinked `/etc/resolv.conf` (resolvconf, systemd-resolved's stub file) is written
+//! through: its target's contents are backed up and put back in place, and the link itself is
+//! never replaced. Under the shipped unit's `ProtectSystem=strict`, `/etc` is read-only and
+//! only the file (the link's target) is writable, so replacing the link cannot work there.
 
 use std::io::{self, Write as _};
 use std::net::IpAddr;
@@ -19,7 +24,12 @@ pub struct ResolvConf {
 /// What the file was before: a symlink (systemd-resolved, resolvconf) or a plain file.
 #[derive(Debug, PartialEq, Eq)]
 enum Original {
-    Symlink(PathBuf),
+    /// The link's target and its contents; `None` in backups of versions that replaced the
+    /// link instead of writing through it.
+    Symlink {
+        target: PathBuf,
+        contents: Option<String>,
+    },
     File(String),
 }
 
@@ -39,11 +49,24 @@ impl ResolvConf {
             Err(e) => return Err(e),
         };
         match parse_backup(&text) {
-            Some(Original::Symlink(target)) => {
-                let temp = temp_path(&self.path);
-                let _ = std::fs::remove_file(&temp);
-                std::os::unix::fs::symlink(&target, &temp)?;
-                std::fs::rename(&temp, &self.path)?;
+            Some(Original::Symlink {
+                target,
+                contents: Some(contents),
+            }) if is_symlink(&self.path) => {
+                // Still the link we wrote through: its target gets its contents back.
+                let _ = target;
+                write_in_place(&self.path, &contents)?;
+            }
+            Some(Original::Symlink { target, contents }) => {
+                if let Err(e) = relink(&self.path, &target) {
+                    // An old backup whose link cannot be put back (a read-only `/etc`): what
+                    // the link points to is rewritten by its owner (resolvconf, resolved);
+                    // keeping the backup would only make every later start fail here.
+                    let linked = std::fs::read_link(&self.path).ok() == Some(target.clone());
+                    if !(linked && contents.is_none()) {
+                        return Err(e);
+                    }
+                }
             }
             Some(Original::File(contents)) => write_atomically(&self.path, &contents, 0o644)?,
             None => {
@@ -63,9 +86,10 @@ impl ResolvConf {
         // A backup still in place means our file is too: never back up our own file.
         self.restore()?;
         let original = match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                Original::Symlink(std::fs::read_link(&self.path)?)
-            }
+            Ok(meta) if meta.file_type().is_symlink() => Original::Symlink {
+                target: std::fs::read_link(&self.path)?,
+                contents: Some(std::fs::read_to_string(&self.path)?),
+            },
             Ok(_) => Original::File(std::fs::read_to_string(&self.path)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Original::File(String::new()),
             Err(e) => return Err(e),
@@ -92,7 +116,11 @@ impl ResolvConf {
                 ours.push('\n');
             }
         }
-        write_atomically(&self.path, &ours, 0o644)?;
+        if matches!(original, Original::Symlink { .. }) {
+            write_in_place(&self.path, &ours)?;
+        } else {
+            write_atomically(&self.path, &ours, 0o644)?;
+        }
         Ok(upstream)
     }
 }
@@ -107,7 +135,14 @@ pub fn nameservers(text: &str) -> Vec<IpAddr> {
 
 fn format_backup(original: &Original) -> String {
     match original {
-        Original::Symlink(target) => format!("symlink\n{}", target.display()),
+        Original::Symlink {
+            target,
+            contents: Some(contents),
+        } => format!("symlink-contents\n{}\n{contents}", target.display()),
+        Original::Symlink {
+            target,
+            contents: None,
+        } => format!("symlink\n{}", target.display()),
         Original::File(contents) => format!("file\n{contents}"),
     }
 }
@@ -115,10 +150,32 @@ fn format_backup(original: &Original) -> String {
 fn parse_backup(text: &str) -> Option<Original> {
     let (kind, rest) = text.split_once('\n')?;
     match kind {
-        "symlink" => Some(Original::Symlink(PathBuf::from(rest))),
+        "symlink" => Some(Original::Symlink {
+            target: PathBuf::from(rest),
+            contents: None,
+        }),
+        "symlink-contents" => {
+            let (target, contents) = rest.split_once('\n')?;
+            Some(Original::Symlink {
+                target: PathBuf::from(target),
+                contents: Some(contents.to_owned()),
+            })
+        }
         "file" => Some(Original::File(rest.to_owned())),
         _ => None,
     }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
+}
+
+/// Makes `path` a symlink to `target` again (replacing what is there).
+fn relink(path: &Path, target: &Path) -> io::Result<()> {
+    let temp = temp_path(path);
+    let _ = std::fs::remove_file(&temp);
+    std::os::unix::fs::symlink(target, &temp)?;
+    std::fs::rename(&temp, path)
 }
 
 /// A sibling of `path` for this process alone: the folder (`/etc`) is shared with every other
@@ -229,12 +286,21 @@ mod tests {
         let upstream = resolv.activate(&[STUB]).unwrap();
         assert_eq!(upstream, vec!["127.0.0.53".parse::<IpAddr>().unwrap()]);
         assert_eq!(
-            std::fs::read_to_string(&target).unwrap(),
-            "nameserver 127.0.0.53\n",
-            "the target is untouched"
+            std::fs::read_link(&resolv.path).unwrap(),
+            target,
+            "written through, the link stays"
+        );
+        assert_eq!(
+            nameservers(&std::fs::read_to_string(&resolv.path).unwrap()),
+            vec![STUB]
         );
         resolv.restore().unwrap();
         assert_eq!(std::fs::read_link(&resolv.path).unwrap(), target);
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "nameserver 127.0.0.53\n",
+            "the target's contents are back"
+        );
     }
 
     #[test]
@@ -260,5 +326,137 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
         std::fs::write(dir.path().join("state").join(BACKUP_FILE), "garbage").unwrap();
         assert!(resolv.restore().is_err());
+    }
+
+    /// Runs the test `inner` of this binary again in a mount namespace of its own (root only:
+    /// the namespace gets read-only bind mounts like systemd's `ProtectSystem=strict`).
+    fn run_in_own_mount_namespace(inner: &str) {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: needs root for a mount namespace");
+            return;
+        }
+        let path = module_path!();
+        let path = path.split_once("::").map_or(path, |(_, rest)| rest);
+        let status = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("{path}::{inner}"), "--nocapture"])
+            .env(IN_NAMESPACE, "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "{inner} failed in its mount namespace");
+    }
+
+    const IN_NAMESPACE: &str = "EMBER_TEST_IN_MOUNT_NAMESPACE";
+
+    fn mount(args: &[&str]) {
+        let status = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount {args:?}");
+    }
+
+    /// `dir` read-only from now on (in this mount namespace only).
+    fn read_only(dir: &Path) {
+        let dir = dir.to_str().unwrap();
+        mount(&["--bind", dir, dir]);
+        mount(&["-o", "remount,bind,ro", dir]);
+    }
+
+    /// `file` writable again inside a read-only folder (systemd's `ReadWritePaths=`).
+    fn writable(file: &Path) {
+        let file = file.to_str().unwrap();
+        // A bind mount keeps the read-only flag of the mount it comes from: lift it.
+        mount(&["--bind", file, file]);
+        mount(&["-o", "remount,bind,rw", file]);
+    }
+
+    #[test]
+    fn restore_works_with_a_symlinked_read_only_resolv_conf() {
+        run_in_own_mount_namespace("symlinked_read_only_resolv_conf_inner");
+    }
+
+    #[test]
+    fn restore_works_with_a_read_only_etc_around_a_plain_resolv_conf() {
+        run_in_own_mount_namespace("plain_read_only_resolv_conf_inner");
+    }
+
+    #[test]
+    fn symlinked_read_only_resolv_conf_inner() {
+        if std::env::var_os(IN_NAMESPACE).is_none() {
+            return;
+        }
+        // systemd-resolved's layout: /etc/resolv.conf → /run/systemd/resolve/stub-resolv.conf,
+        // under ProtectSystem=strict with ReadWritePaths=-/etc/resolv.conf (which follows the
+        // link: the target is the writable file).
+        let (dir, resolv) = setup();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let target = run.join("stub-resolv.conf");
+        std::fs::write(&target, "nameserver 127.0.0.53\nsearch corp.example\n").unwrap();
+        std::os::unix::fs::symlink(&target, &resolv.path).unwrap();
+        read_only(&dir.path().join("etc"));
+        read_only(&run);
+        writable(&target);
+        assert!(
+            std::fs::write(dir.path().join("etc/other"), "x").is_err(),
+            "etc is read-only"
+        );
+
+        let upstream = resolv.activate(&[STUB]).unwrap();
+        assert_eq!(upstream, vec!["127.0.0.53".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            nameservers(&std::fs::read_to_string(&resolv.path).unwrap()),
+            vec![STUB]
+        );
+        assert!(resolv.restore().unwrap());
+        assert_eq!(std::fs::read_link(&resolv.path).unwrap(), target);
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "nameserver 127.0.0.53\nsearch corp.example\n"
+        );
+        assert!(
+            !resolv.backup.exists(),
+            "no backup left to fail the next start"
+        );
+        // The next sign-in works again.
+        resolv.activate(&[STUB]).unwrap();
+        assert!(resolv.restore().unwrap());
+
+        // A backup from a version that replaced the link cannot be put back on a read-only
+        // /etc; it must not make every later start fail.
+        std::fs::write(&resolv.backup, format!("symlink\n{}", target.display())).unwrap();
+        assert!(resolv.restore().unwrap());
+        assert!(!resolv.backup.exists());
+        resolv.activate(&[STUB]).unwrap();
+        assert!(resolv.restore().unwrap());
+        unmount(&[&target, &run, &dir.path().join("etc")]);
+    }
+
+    #[test]
+    fn plain_read_only_resolv_conf_inner() {
+        if std::env::var_os(IN_NAMESPACE).is_none() {
+            return;
+        }
+        let (dir, resolv) = setup();
+        std::fs::write(&resolv.path, ORIGINAL).unwrap();
+        read_only(&dir.path().join("etc"));
+        writable(&resolv.path);
+        resolv.activate(&[STUB]).unwrap();
+        assert_eq!(
+            nameservers(&std::fs::read_to_string(&resolv.path).unwrap()),
+            vec![STUB]
+        );
+        assert!(resolv.restore().unwrap());
+        assert_eq!(std::fs::read_to_string(&resolv.path).unwrap(), ORIGINAL);
+        unmount(&[&resolv.path, &dir.path().join("etc")]);
+    }
+
+    /// Lifts the test's mounts so its temporary folder can be removed.
+    fn unmount(paths: &[&Path]) {
+        for path in paths {
+            let _ = std::process::Command::new("umount").arg(path).status();
+        }
     }
 }
