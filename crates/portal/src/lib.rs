@@ -3,8 +3,10 @@
 //! - [`store`]: SQLite or PostgreSQL through sqlx, one set of migrations.
 //! - [`config`]: the TOML file and the model it may declare.
 //! - [`model`]: the in-memory [`model::Snapshot`] and policy evaluation.
-//! - [`signin`]: the sign-in page, CSRF, failure rate limit, token issue; [`oidc`]: sign-in
-//!   with an OpenID Connect provider (authorisation code + PKCE, discovery).
+//! - [`signin`]: the sign-in page, CSRF, token issue; [`oidc`]: sign-in with an OpenID
+//!   Connect provider (authorisation code + PKCE, discovery); [`throttle`]: the failure
+//!   backoff (per account and client address, behind trusted proxies) and the access-request
+//!   bucket.
 //! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
 //!   gateway choice.
 //! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
@@ -20,6 +22,7 @@ pub mod oidc;
 pub mod server;
 pub mod signin;
 pub mod store;
+pub mod throttle;
 
 pub use config::Config;
 pub use server::Portal;
