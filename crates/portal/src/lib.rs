@@ -8,7 +8,7 @@
 //!   backoff (per account and client address, behind trusted proxies) and the access-request
 //!   bucket.
 //! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
-//!   gateway choice.
+//!   gateway choice; [`outbox`]: each peer's queue, closed rather than skipped when full.
 //! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
 //! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do.
 
@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod hub;
 pub mod model;
 pub mod oidc;
+pub mod outbox;
 pub mod server;
 pub mod signin;
 pub mod store;
