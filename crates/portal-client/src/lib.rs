@@ -42,6 +42,11 @@ use tracing::{debug, trace};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeat interval until the portal names one in its `init`.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// The range a portal-chosen interval is clamped to: below it a portal makes the link spin;
+/// above it `now + interval` and `interval × 3` overflow (a panic in the link task) or a dead
+/// portal goes unnoticed for days.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+const MAX_HEARTBEAT: Duration = Duration::from_secs(5 * 60);
 /// Intervals without a word from the portal before the link counts as dead.
 const MISSED_HEARTBEATS: u32 = 3;
 /// Messages waiting in either direction.
@@ -311,11 +316,7 @@ pub async fn connect<S: Side>(
     let (socket, init, interval) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| ConnectError::Unreachable("the portal did not answer in time".into()))??;
-    let interval = if interval.is_zero() {
-        DEFAULT_HEARTBEAT
-    } else {
-        interval
-    };
+    let interval = heartbeat_interval(interval);
 
     let (outbound_tx, outbound_rx) = mpsc::channel(QUEUE);
     let (inbound_tx, inbound_rx) = mpsc::channel(QUEUE);
@@ -362,6 +363,15 @@ async fn open_tcp(url: &url::Url) -> Result<TcpStream, ConnectError> {
     Err(ConnectError::Unreachable(
         last_error.unwrap_or_else(|| format!("{host} has no address")),
     ))
+}
+
+/// The interval the link uses for what the portal asked: the default for 0 (none named),
+/// otherwise clamped to [`MIN_HEARTBEAT`]–[`MAX_HEARTBEAT`].
+fn heartbeat_interval(asked: Duration) -> Duration {
+    if asked.is_zero() {
+        return DEFAULT_HEARTBEAT;
+    }
+    asked.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
 }
 
 /// Owns the socket: forwards messages both ways, sends heartbeats, notices a silent portal.
@@ -555,6 +565,25 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A portal (or whoever answers in its place) that names an interval of 584 million
+    /// years: the link uses 5 minutes, so `now + interval` and `interval × 3` cannot overflow
+    /// on any platform and a silent portal is noticed after 15 minutes, not never.
+    #[test]
+    fn a_huge_heartbeat_interval_is_clamped() {
+        let interval = heartbeat_interval(Duration::from_millis(u64::MAX));
+        assert_eq!(interval, Duration::from_secs(5 * 60));
+        assert!(
+            Instant::now()
+                .checked_add(interval * MISSED_HEARTBEATS)
+                .is_some()
+        );
+        assert_eq!(heartbeat_interval(Duration::ZERO), DEFAULT_HEARTBEAT);
+        assert_eq!(
+            heartbeat_interval(Duration::from_millis(1)),
+            Duration::from_millis(100)
+        );
+    }
 
     #[test]
     fn backoff_grows_by_half_up_to_a_minute_with_jitter_and_resets() {

@@ -251,20 +251,21 @@ async fn a_portal_that_stops_is_noticed() {
     assert!(end.is_err(), "{end:?}");
 }
 
-/// A portal that answers the hello and then says nothing at all, not even heartbeats: the link
-/// gives up after three intervals instead of waiting forever.
-#[tokio::test]
-async fn a_silent_portal_times_out_after_three_heartbeat_intervals() {
+/// A portal on loopback that answers the hello with an `init` naming `heartbeat_interval_ms`
+/// and then says nothing at all, not even heartbeats.
+async fn silent_portal(heartbeat_interval_ms: u64) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
         let _hello = socket.next().await;
-        let init = r#"{"type":"init","account":{"id":"a","slug":"a","name":"A"},
-            "actor":{"id":"u","name":"U","email":"u@example.com"},
-            "interface":{"ipv4":"100.64.0.2","ipv6":"fd00:2021:1111::2"},
-            "resources":[],"relays":[],"heartbeat_interval_ms":100}"#;
+        let init = format!(
+            r#"{{"type":"init","account":{{"id":"a","slug":"a","name":"A"}},
+            "actor":{{"id":"u","name":"U","email":"u@example.com"}},
+            "interface":{{"ipv4":"100.64.0.2","ipv6":"fd00:2021:1111::2"}},
+            "resources":[],"relays":[],"heartbeat_interval_ms":{heartbeat_interval_ms}}}"#
+        );
         socket
             .send(tokio_tungstenite::tungstenite::Message::text(init))
             .await
@@ -272,7 +273,15 @@ async fn a_silent_portal_times_out_after_three_heartbeat_intervals() {
         // Read (and ignore) whatever comes, without ever answering.
         while socket.next().await.is_some() {}
     });
-    let (mut link, _) = connect::<ClientSide>(&format!("http://{addr}"), "token", client_hello())
+    (format!("http://{addr}"), server)
+}
+
+/// A portal that answers the hello and then says nothing at all: the link gives up after
+/// three intervals instead of waiting forever.
+#[tokio::test]
+async fn a_silent_portal_times_out_after_three_heartbeat_intervals() {
+    let (url, server) = silent_portal(100).await;
+    let (mut link, _) = connect::<ClientSide>(&url, "token", client_hello())
         .await
         .unwrap();
     let started = std::time::Instant::now();
@@ -281,6 +290,22 @@ async fn a_silent_portal_times_out_after_three_heartbeat_intervals() {
         .unwrap();
     assert!(matches!(end, Err(LinkError::Timeout(_))), "{end:?}");
     assert!(started.elapsed() >= Duration::from_millis(250));
+    server.abort();
+}
+
+/// A portal that names a 1 ms interval would make the link send a thousand heartbeats a
+/// second (and give up on it after 3 ms of silence); it gets 100 ms.
+#[tokio::test]
+async fn a_tiny_heartbeat_interval_is_clamped() {
+    let (url, server) = silent_portal(1).await;
+    let (mut link, _) = connect::<ClientSide>(&url, "token", client_hello())
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), link.recv()).await;
+    assert!(
+        matches!(end, Ok(Err(LinkError::Timeout(limit))) if limit == Duration::from_millis(300)),
+        "{end:?}"
+    );
     server.abort();
 }
 

@@ -1,6 +1,7 @@
 //! The client and gateway WebSocket APIs (see `ember_protocol::portal` for the protocol).
 
-use std::net::IpAddr;
+mod access;
+
 use std::time::Duration;
 
 use axum::Json;
@@ -10,18 +11,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use ember_protocol::portal::{
-    self, ClientMessage, ClientPeer, DenialReason, ErrorBody, ErrorCode, GatewayMessage,
-    IceCredentials, MAX_MESSAGE_BYTES, PORTAL_PROTOCOL_VERSION, PeerInfo, PortalToClient,
-    PortalToGateway,
+    self, ClientMessage, ErrorBody, ErrorCode, GatewayMessage, MAX_MESSAGE_BYTES,
+    PORTAL_PROTOCOL_VERSION, PortalToClient, PortalToGateway,
 };
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::crypto;
-use crate::hub::{
-    CLIENT_QUEUE, ClientEntry, GATEWAY_QUEUE, GatewayEntry, Outbound, PairCredentials, encode,
-};
+use self::access::AccessRequest;
+use crate::hub::{CLIENT_QUEUE, ClientEntry, GATEWAY_QUEUE, GatewayEntry, Inbox, Outbound, encode};
+use crate::outbox::outbox;
 use crate::server::Shared;
 use crate::store::{DeviceHello, TokenKind, TokenRecord, now_unix};
 
@@ -401,7 +399,13 @@ impl ClientConnection {
             relays: state.relays_for(&device_id),
             heartbeat_interval_ms: heartbeat.as_millis() as u64,
         });
-        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        let (tx, rx) = outbox(
+            CLIENT_QUEUE,
+            error_for_client(
+                ErrorCode::Internal,
+                "this device fell behind the portal's messages; reconnect",
+            ),
+        );
         let session = state.with_hub(|hub| {
             let session = hub.next_session();
             hub.add_client(ClientEntry {
@@ -436,7 +440,7 @@ impl ClientConnection {
         info!(device = %connection.device_id, "client disconnected");
     }
 
-    async fn serve(&self, socket: &mut WebSocket, mut rx: mpsc::Receiver<Outbound>) {
+    async fn serve(&self, socket: &mut WebSocket, mut rx: Inbox) {
         let heartbeat = self.state.heartbeat_interval();
         let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         let refresh = self
@@ -466,7 +470,7 @@ impl ClientConnection {
                 outbound = rx.recv() => match outbound {
                     Some(Outbound::Message(text)) => if !send_text(socket, text).await { return },
                     Some(Outbound::Close(text)) => return close_with(socket, text).await,
-                    // The hub dropped this connection (slow or replaced).
+                    // The hub dropped this connection (replaced).
                     None => return,
                 },
                 _ = ticks.tick() => {
@@ -530,13 +534,10 @@ impl ClientConnection {
                             return false;
                         }
                         hub.gateway(&gateway_id).is_some_and(|g| {
-                            g.tx.try_send(Outbound::Message(encode(
-                                &PortalToGateway::IceCandidates {
-                                    client_id: self.device_id.clone(),
-                                    candidates,
-                                },
-                            )))
-                            .is_ok()
+                            g.tx.send(Outbound::Message(encode(&PortalToGateway::IceCandidates {
+                                client_id: self.device_id.clone(),
+                                candidates,
+                            })))
                         })
                     });
                     if forwarded {
@@ -550,183 +551,6 @@ impl ClientConnection {
             }
         };
         send_text(socket, reply).await
-    }
-
-    fn request_access(&self, request: AccessRequest) -> String {
-        let AccessRequest {
-            request_id,
-            resource_id,
-            domain,
-            proxy_ips,
-            new_connection,
-        } = request;
-        let deny = |reason: DenialReason, message: String, resource_id: String| {
-            encode(&PortalToClient::AccessDenied {
-                request_id,
-                resource_id,
-                reason,
-                message,
-            })
-        };
-        if resource_id.len() > MAX_FIELD_CHARS || domain.as_ref().is_some_and(|d| d.len() > 253) {
-            return deny(
-                DenialReason::NotFound,
-                "there is no such resource in this account".into(),
-                String::new(),
-            );
-        }
-        if let Err(message) = check_proxy_ips(&proxy_ips, domain.is_some()) {
-            return deny(DenialReason::InvalidDomain, message, resource_id);
-        }
-        let snapshot = self.state.snapshot();
-        let record = match snapshot.evaluate_access(&self.user_id, &resource_id, domain.as_deref())
-        {
-            Ok(record) => record,
-            Err((reason, message)) => return deny(reason, message, resource_id),
-        };
-        let Some(user) = snapshot.users.get(&self.user_id) else {
-            return deny(DenialReason::Forbidden, "unknown user".into(), resource_id);
-        };
-        self.state.with_hub(|hub| {
-            let Some(client) = hub
-                .client(&self.device_id)
-                .filter(|c| c.session == self.session)
-            else {
-                return deny(
-                    DenialReason::Forbidden,
-                    "this connection was replaced".into(),
-                    resource_id.clone(),
-                );
-            };
-            let client_peer = ClientPeer {
-                id: self.device_id.clone(),
-                public_key: client.public_key.clone(),
-                ipv4: client.interface.ipv4,
-                ipv6: client.interface.ipv6,
-                actor: user.actor(),
-            };
-            let reuse = hub
-                .gateway_in_use(&self.device_id, &record.site_id)
-                .map(|g| g.gateway_id.clone());
-            let gateway = match reuse {
-                Some(id) => hub.gateway(&id),
-                None => hub.choose_gateway(&self.account_id, &record.site_id),
-            };
-            let Some(gateway) = gateway else {
-                return deny(
-                    DenialReason::Offline,
-                    format!("all gateways of {} are offline", record.resource.site.name),
-                    resource_id.clone(),
-                );
-            };
-            let gateway_id = gateway.gateway_id.clone();
-            let PairCredentials {
-                preshared_key,
-                client_ice,
-                gateway_ice,
-            } = hub.pair_credentials(&self.device_id, &gateway_id, new_connection, || {
-                PairCredentials {
-                    preshared_key: crypto::random_key_base64(),
-                    client_ice: ice_credentials(),
-                    gateway_ice: ice_credentials(),
-                }
-            });
-            let Some(gateway) = hub.gateway(&gateway_id) else {
-                return deny(
-                    DenialReason::Offline,
-                    format!("all gateways of {} are offline", record.resource.site.name),
-                    resource_id.clone(),
-                );
-            };
-            let grant = PortalToGateway::Grant {
-                client: client_peer,
-                resource: record.resource.clone(),
-                domain: domain.clone(),
-                proxy_ips,
-                preshared_key: preshared_key.clone(),
-                local_ice: gateway_ice.clone(),
-                remote_ice: client_ice.clone(),
-                expires_at: self
-                    .token
-                    .expires_at
-                    .and_then(|e| u64::try_from(e).ok())
-                    .unwrap_or(u64::MAX),
-            };
-            if gateway
-                .tx
-                .try_send(Outbound::Message(encode(&grant)))
-                .is_err()
-            {
-                return deny(
-                    DenialReason::Offline,
-                    "the gateway does not answer".into(),
-                    resource_id.clone(),
-                );
-            }
-            let granted = PortalToClient::AccessGranted {
-                request_id,
-                resource_id: resource_id.clone(),
-                domain: domain.clone(),
-                gateway: PeerInfo {
-                    id: gateway.gateway_id.clone(),
-                    public_key: gateway.public_key.clone(),
-                    ipv4: gateway.interface.ipv4,
-                    ipv6: gateway.interface.ipv6,
-                },
-                preshared_key,
-                local_ice: client_ice,
-                remote_ice: gateway_ice,
-            };
-            hub.record_grant(&self.device_id, &gateway_id, &resource_id);
-            encode(&granted)
-        })
-    }
-}
-
-/// Proxy IPs come only with a domain, a few per name, from the client's proxy ranges
-/// (ARCHITECTURE §3): anything else would let a client make the gateway answer for addresses
-/// the client's stub never hands out.
-fn check_proxy_ips(proxy_ips: &[IpAddr], has_domain: bool) -> Result<(), String> {
-    const MAX_PROXY_IPS: usize = 16;
-    if proxy_ips.is_empty() {
-        return Ok(());
-    }
-    if !has_domain {
-        return Err("proxy IPs are only for DNS resources".into());
-    }
-    if proxy_ips.len() > MAX_PROXY_IPS {
-        return Err(format!("at most {MAX_PROXY_IPS} proxy IPs per name"));
-    }
-    let in_proxy_range = |ip: &IpAddr| match ip {
-        IpAddr::V4(v4) => {
-            (u32::from(*v4) >> 21) == (u32::from(std::net::Ipv4Addr::new(100, 96, 0, 0)) >> 21)
-        }
-        IpAddr::V6(v6) => {
-            (u128::from(*v6) >> 21)
-                == (u128::from(std::net::Ipv6Addr::new(
-                    0xfd00, 0x2021, 0x1111, 0x8000, 0, 0, 0, 0,
-                )) >> 21)
-        }
-    };
-    match proxy_ips.iter().find(|ip| !in_proxy_range(ip)) {
-        Some(ip) => Err(format!("{ip} is not in the proxy ranges")),
-        None => Ok(()),
-    }
-}
-
-struct AccessRequest {
-    request_id: u64,
-    resource_id: String,
-    domain: Option<String>,
-    proxy_ips: Vec<IpAddr>,
-    new_connection: bool,
-}
-
-fn ice_credentials() -> IceCredentials {
-    let random = crypto::random_hex32();
-    IceCredentials {
-        ufrag: random[..8].to_owned(),
-        pwd: random[8..40].to_owned(),
     }
 }
 
@@ -815,7 +639,15 @@ async fn run_gateway(
         relays: state.relays_for(&record.id),
         heartbeat_interval_ms: heartbeat.as_millis() as u64,
     });
-    let (tx, mut rx) = mpsc::channel(GATEWAY_QUEUE);
+    // A gateway that falls behind is closed, not skipped: it would miss revocations. It
+    // reconnects and the portal confirms every grant that still holds.
+    let (tx, mut rx) = outbox(
+        GATEWAY_QUEUE,
+        error_for_gateway(
+            ErrorCode::Internal,
+            "this gateway fell behind the portal's messages; reconnect",
+        ),
+    );
     let session = state.with_hub(|hub| {
         let session = hub.next_session();
         hub.add_gateway(GatewayEntry {
@@ -925,11 +757,10 @@ async fn handle_gateway(
                     return false;
                 }
                 hub.client(&client_id).is_some_and(|c| {
-                    c.tx.try_send(Outbound::Message(encode(&PortalToClient::IceCandidates {
+                    c.tx.send(Outbound::Message(encode(&PortalToClient::IceCandidates {
                         gateway_id: gateway_id.to_owned(),
                         candidates,
                     })))
-                    .is_ok()
                 })
             });
             if forwarded {

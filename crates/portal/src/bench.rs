@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use ember_portal::store::{Store, TokenKind, now_unix};
 use ember_portal::{admin, crypto};
+use ember_protocol::portal::PORTAL_PROTOCOL_VERSION;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
@@ -290,7 +291,7 @@ async fn open(
 /// A gateway that answers heartbeats and takes grants.
 async fn spawn_gateway(addr: SocketAddr, token: String) -> Result<()> {
     let mut ws = open(addr, "/api/gateway", &token).await?;
-    let hello = json!({"type": "hello", "protocol_version": 1, "public_key": KEY, "name": "bench", "version": "0"});
+    let hello = json!({"type": "hello", "protocol_version": PORTAL_PROTOCOL_VERSION, "public_key": KEY, "name": "bench", "version": "0"});
     ws.send(Message::Text(hello.to_string().into())).await?;
     let _init = ws.next().await;
     tokio::spawn(async move {
@@ -321,7 +322,7 @@ impl Client {
         events: mpsc::UnboundedSender<Event>,
     ) -> Result<Self> {
         let mut ws = open(addr, "/api/client", token).await?;
-        let hello = json!({"type": "hello", "protocol_version": 1, "device_id": device_id, "public_key": KEY,
+        let hello = json!({"type": "hello", "protocol_version": PORTAL_PROTOCOL_VERSION, "device_id": device_id, "public_key": KEY,
                            "name": "bench", "os": "linux", "version": "0"});
         ws.send(Message::Text(hello.to_string().into())).await?;
         match ws.next().await {

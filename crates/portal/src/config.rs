@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::store::{Store, StoreError};
@@ -68,6 +69,17 @@ pub struct ServerConfig {
     /// The URL browsers reach the portal at (for the OIDC redirect URI); default
     /// `http://{listen address}`.
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client
+    /// for the sign-in rate limit; from anyone else the header is ignored.
+    #[serde(deserialize_with = "trusted_proxies")]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+fn trusted_proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| crate::throttle::parse_trusted_proxy(text).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 impl Default for ServerConfig {
@@ -78,6 +90,7 @@ impl Default for ServerConfig {
             heartbeat_interval_ms: 10_000,
             change_poll_interval_ms: 200,
             public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -87,8 +100,13 @@ impl Default for ServerConfig {
 pub struct SignInConfig {
     /// Lifetime of a client token.
     pub client_token_lifetime_secs: u64,
-    /// Failed password sign-ins allowed per client address and per user within the window.
+    /// Failed password sign-ins per client address and per user before the next attempt
+    /// waits `first_backoff_ms`; each further failure doubles the wait, up to
+    /// `max_backoff_secs` (a wait, never a lockout).
     pub max_failures: u32,
+    pub first_backoff_ms: u64,
+    pub max_backoff_secs: u64,
+    /// A client address or user quiet this long after its last wait starts afresh.
     pub failure_window_secs: u64,
     /// How long a sign-in page stays valid.
     pub attempt_lifetime_secs: u64,
@@ -96,11 +114,24 @@ pub struct SignInConfig {
     pub secure_cookies: bool,
 }
 
+impl SignInConfig {
+    pub fn backoff(&self) -> crate::throttle::BackoffPolicy {
+        crate::throttle::BackoffPolicy {
+            free: self.max_failures,
+            first: std::time::Duration::from_millis(self.first_backoff_ms),
+            max: std::time::Duration::from_secs(self.max_backoff_secs),
+            forget_after: std::time::Duration::from_secs(self.failure_window_secs),
+        }
+    }
+}
+
 impl Default for SignInConfig {
     fn default() -> Self {
         Self {
             client_token_lifetime_secs: 7 * 24 * 3600,
             max_failures: 5,
+            first_backoff_ms: 1000,
+            max_backoff_secs: 900,
             failure_window_secs: 300,
             attempt_lifetime_secs: 600,
             secure_cookies: false,
@@ -208,9 +239,22 @@ impl Config {
             path: "<text>".into(),
             source,
         })?;
-        if config.server.heartbeat_interval_ms < 10 || config.server.change_poll_interval_ms < 10 {
+        if config.server.change_poll_interval_ms < 10 {
             return Err(ConfigError::Invalid(
-                "heartbeat_interval_ms and change_poll_interval_ms must be at least 10".into(),
+                "change_poll_interval_ms must be at least 10".into(),
+            ));
+        }
+        // The range clients and gateways accept (they clamp anything else).
+        if !(100..=300_000).contains(&config.server.heartbeat_interval_ms) {
+            return Err(ConfigError::Invalid(
+                "heartbeat_interval_ms must be from 100 (0.1 s) to 300000 (5 minutes)".into(),
+            ));
+        }
+        let sign_in = &config.sign_in;
+        if sign_in.max_backoff_secs > 86_400 || sign_in.failure_window_secs > 30 * 86_400 {
+            return Err(ConfigError::Invalid(
+                "max_backoff_secs must be at most a day and failure_window_secs at most 30 days"
+                    .into(),
             ));
         }
         for relay in &config.relays {

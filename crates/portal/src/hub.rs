@@ -2,31 +2,32 @@
 //! task, the grants between them, and gateway choice. All in memory of one portal process; a
 //! client and the gateway it is granted must be connected to the same replica.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash as _, Hasher as _};
+use std::time::Instant;
 
 use ember_protocol::portal::{
     IceCredentials, Interface, PortalToClient, PortalToGateway, Resource, SignOutReason,
 };
-use tokio::sync::mpsc;
-use tracing::debug;
 
 use crate::model::Snapshot;
+pub use crate::outbox::{Inbox, Outbound, Outbox};
+use crate::throttle::TokenBucket;
 
 /// How many messages may wait for one client; a client that falls further behind is
-/// disconnected.
+/// disconnected (see [`crate::outbox`]).
 pub const CLIENT_QUEUE: usize = 256;
-/// Gateways carry the grants of many clients, so more may wait for them.
+/// Gateways carry the grants of many clients, so more may wait for them; one that falls
+/// further behind is disconnected too, and confirms its grants again when it comes back.
 pub const GATEWAY_QUEUE: usize = 8192;
 
-/// What a connection task is told to send.
-#[derive(Debug)]
-pub enum Outbound {
-    Message(String),
-    /// Send this last message, then close.
-    Close(String),
-}
+/// Access requests one device may make at once, and per second after that: enough for a
+/// client that starts with many resources in use, too few to make the portal and the gateways
+/// busy for everyone else.
+pub const ACCESS_BURST: u32 = 100;
+pub const ACCESS_PER_SECOND: u32 = 20;
 
-pub type Sender = mpsc::Sender<Outbound>;
+pub type Sender = Outbox;
 
 #[derive(Debug)]
 pub struct ClientEntry {
@@ -81,8 +82,9 @@ struct Departed {
 pub struct Hub {
     clients: HashMap<String, ClientEntry>,
     gateways: HashMap<String, GatewayEntry>,
-    /// device id → gateway id → granted resource ids.
-    grants: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// device id → gateway id → granted resource ids, each with the [`access_fingerprint`] of
+    /// the definition it was granted for.
+    grants: HashMap<String, HashMap<String, BTreeMap<String, u64>>>,
     /// gateway id → devices with grants through it (the reverse of `grants`, for load and
     /// failover without scanning every device).
     clients_of: HashMap<String, HashSet<String>>,
@@ -94,8 +96,27 @@ pub struct Hub {
     /// portal (not to the gateway) gets the same credentials again and its tunnel is not torn
     /// down and rebuilt.
     departed: HashMap<String, Departed>,
+    /// device id → its access requests' bucket; kept across reconnects, dropped once full.
+    access_buckets: HashMap<String, TokenBucket>,
     next_session: u64,
     choices: u64,
+}
+
+/// What of a resource decides what its grant allows at a gateway. A grant made for one
+/// definition is withdrawn when this changes (the id stays when a resource is edited), so
+/// nobody keeps the old network or ports; a new name or description changes nothing.
+pub fn access_fingerprint(resource: &Resource) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    encode(&(&resource.address, &resource.filters, &resource.site.id)).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether the snapshot still has the definition a grant was made for.
+fn definition_unchanged(snapshot: &Snapshot, resource_id: &str, fingerprint: u64) -> bool {
+    snapshot
+        .resources
+        .get(resource_id)
+        .is_some_and(|r| access_fingerprint(&r.resource) == fingerprint)
 }
 
 pub fn encode<T: serde::Serialize>(message: &T) -> String {
@@ -106,10 +127,9 @@ pub fn encode<T: serde::Serialize>(message: &T) -> String {
 }
 
 fn send(tx: &Sender, message: Outbound) {
-    if let Err(e) = tx.try_send(message) {
-        // Full: the peer does not keep up; closing its channel ends its task.
-        debug!(error = %e, "dropping a message for a peer that does not keep up");
-    }
+    // Not queued: the connection is gone, or it closes because it fell behind (the outbox
+    // never drops a message and carries on).
+    let _ = tx.send(message);
 }
 
 impl Hub {
@@ -240,7 +260,7 @@ impl Hub {
                     &client.tx,
                     Outbound::Message(encode(&PortalToClient::GatewayOffline {
                         gateway_id: gateway_id.to_owned(),
-                        resource_ids: resource_ids.into_iter().collect(),
+                        resource_ids: resource_ids.into_keys().collect(),
                     })),
                 );
             }
@@ -319,17 +339,31 @@ impl Hub {
         }
     }
 
-    pub fn record_grant(&mut self, device_id: &str, gateway_id: &str, resource_id: &str) {
+    /// Records that `device_id` was granted `resource` (as defined now) through `gateway_id`.
+    pub fn record_grant(&mut self, device_id: &str, gateway_id: &str, resource: &Resource) {
         self.grants
             .entry(device_id.to_owned())
             .or_default()
             .entry(gateway_id.to_owned())
             .or_default()
-            .insert(resource_id.to_owned());
+            .insert(resource.id.clone(), access_fingerprint(resource));
         self.clients_of
             .entry(gateway_id.to_owned())
             .or_default()
             .insert(device_id.to_owned());
+    }
+
+    /// Whether `device_id` may make another access request now (see [`ACCESS_BURST`]).
+    pub fn allow_access_request(&mut self, device_id: &str, now: Instant) -> bool {
+        if self.access_buckets.len() > 2 * self.clients.len() + 1024 {
+            let clients = &self.clients;
+            self.access_buckets
+                .retain(|device, bucket| clients.contains_key(device) || !bucket.is_full(now));
+        }
+        self.access_buckets
+            .entry(device_id.to_owned())
+            .or_insert_with(|| TokenBucket::new(ACCESS_BURST, ACCESS_PER_SECOND, now))
+            .take(now)
     }
 
     pub fn has_grant(&self, device_id: &str, gateway_id: &str) -> bool {
@@ -341,8 +375,9 @@ impl Hub {
     /// Applies a new snapshot: closes connections whose token was revoked or whose user was
     /// disabled, pushes changed resource lists, and withdraws grants no policy allows anymore.
     pub fn apply_snapshot(&mut self, snapshot: &Snapshot) {
-        // A device that is away cannot be told what changed: a revoked token, a disabled user
-        // or a grant no policy allows any more withdraws all its grants. It asks again on return.
+        // A device that is away cannot be told what changed: a revoked token, a disabled user,
+        // a grant no policy allows any more or one for a resource since edited withdraws all
+        // its grants. It asks again on return.
         let lapsed: Vec<String> = self
             .departed
             .iter()
@@ -357,7 +392,9 @@ impl Hub {
                     .map(|r| r.id)
                     .collect();
                 let granted_still_visible = self.grants.get(*device_id).is_none_or(|per_gateway| {
-                    per_gateway.values().flatten().all(|r| visible.contains(r))
+                    per_gateway.values().flatten().all(|(r, fingerprint)| {
+                        visible.contains(r) && definition_unchanged(snapshot, r, *fingerprint)
+                    })
                 });
                 snapshot.revoked_tokens.contains(&away.token_id)
                     || !user_ok
@@ -400,14 +437,19 @@ impl Hub {
             let Some(per_gateway) = self.grants.get_mut(&client.device_id) else {
                 continue;
             };
+            // Gone: no longer visible, or edited since it was granted (the client drops its
+            // grant of a changed resource on `resources_updated` and asks again).
             for (gateway_id, resource_ids) in per_gateway.iter_mut() {
                 let gone: Vec<String> = resource_ids
                     .iter()
-                    .filter(|r| !client.resources.iter().any(|v| &v.id == *r))
-                    .cloned()
+                    .filter(|(r, fingerprint)| {
+                        !client.resources.iter().any(|v| &v.id == *r)
+                            || !definition_unchanged(snapshot, r, **fingerprint)
+                    })
+                    .map(|(r, _)| r.clone())
                     .collect();
                 if !gone.is_empty() {
-                    resource_ids.retain(|r| !gone.contains(r));
+                    resource_ids.retain(|r, _| !gone.contains(r));
                     withdrawn.push((gateway_id.clone(), client.device_id.clone(), gone));
                 }
             }
@@ -509,5 +551,111 @@ impl Hub {
         for gateway in self.gateways.values() {
             send(&gateway.tx, closing());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ember_protocol::portal::{ResourceAddress, SiteInfo};
+
+    use super::*;
+    use crate::outbox::outbox;
+
+    fn interface() -> Interface {
+        Interface {
+            ipv4: "100.64.0.2".parse().unwrap(),
+            ipv6: "fd00:2021:1111::2".parse().unwrap(),
+        }
+    }
+
+    fn lan() -> Resource {
+        Resource {
+            id: "res_lan".into(),
+            name: "LAN".into(),
+            address: ResourceAddress::Cidr {
+                cidr: "10.20.0.0/16".into(),
+            },
+            address_description: None,
+            site: SiteInfo {
+                id: "site".into(),
+                name: "Berlin".into(),
+            },
+            filters: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gateway_whose_queue_overflows_is_disconnected_not_silently_skipped() {
+        let mut hub = Hub::default();
+        let (gateway_tx, mut gateway_rx) = outbox(2, "fell behind".into());
+        hub.add_gateway(GatewayEntry {
+            session: 1,
+            gateway_id: "gw".into(),
+            account_id: "acc".into(),
+            site_id: "site".into(),
+            token_id: "tok_gw".into(),
+            public_key: String::new(),
+            interface: interface(),
+            tx: gateway_tx,
+            reported_connections: 0,
+            last_chosen: 0,
+        });
+        let (client_tx, _client_rx) = outbox(8, String::new());
+        hub.add_client(ClientEntry {
+            session: 2,
+            device_id: "dev".into(),
+            user_id: "ada".into(),
+            account_id: "acc".into(),
+            token_id: "tok_ada".into(),
+            expires_at: None,
+            public_key: String::new(),
+            interface: interface(),
+            tx: client_tx,
+            resources: vec![lan()],
+        });
+        hub.record_grant("dev", "gw", &lan());
+        // The gateway is busy: as many messages as its queue holds wait for it.
+        for _ in 0..2 {
+            let gateway = hub.gateway("gw").unwrap();
+            assert!(gateway.tx.send(Outbound::Message("grant".into())));
+        }
+        // The device goes away for good: its grant is withdrawn, and the revocation does not
+        // fit. Skipping it would leave the gateway serving the device; it is disconnected.
+        hub.remove_client("dev", 2, 0);
+        hub.expire(RECONNECT_GRACE_SECS);
+        let next = gateway_rx.recv().await;
+        assert!(
+            matches!(&next, Some(Outbound::Close(m)) if m == "fell behind"),
+            "{next:?}"
+        );
+    }
+
+    #[test]
+    fn a_device_flooding_access_requests_runs_dry_and_refills() {
+        let mut hub = Hub::default();
+        let t0 = Instant::now();
+        let allowed = (0..ACCESS_BURST * 2)
+            .filter(|_| hub.allow_access_request("dev", t0))
+            .count();
+        assert_eq!(allowed, ACCESS_BURST as usize);
+        assert!(hub.allow_access_request("other", t0), "per device");
+        let later = t0 + std::time::Duration::from_secs(1);
+        let refilled = (0..ACCESS_BURST)
+            .filter(|_| hub.allow_access_request("dev", later))
+            .count();
+        assert_eq!(refilled, ACCESS_PER_SECOND as usize);
+    }
+
+    #[test]
+    fn only_what_decides_access_is_in_the_fingerprint() {
+        let mut described = lan();
+        described.name = "Office".into();
+        described.address_description = Some("the office".into());
+        assert_eq!(access_fingerprint(&described), access_fingerprint(&lan()));
+        let mut widened = lan();
+        widened.address = ResourceAddress::Cidr {
+            cidr: "10.0.0.0/8".into(),
+        };
+        assert_ne!(access_fingerprint(&widened), access_fingerprint(&lan()));
     }
 }

@@ -3,10 +3,12 @@
 //! - [`store`]: SQLite or PostgreSQL through sqlx, one set of migrations.
 //! - [`config`]: the TOML file and the model it may declare.
 //! - [`model`]: the in-memory [`model::Snapshot`] and policy evaluation.
-//! - [`signin`]: the sign-in page, CSRF, failure rate limit, token issue; [`oidc`]: sign-in
-//!   with an OpenID Connect provider (authorisation code + PKCE, discovery).
+//! - [`signin`]: the sign-in page, CSRF, token issue; [`oidc`]: sign-in with an OpenID
+//!   Connect provider (authorisation code + PKCE, discovery); [`throttle`]: the failure
+//!   backoff (per account and client address, behind trusted proxies) and the access-request
+//!   bucket.
 //! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
-//!   gateway choice.
+//!   gateway choice; [`outbox`]: each peer's queue, closed rather than skipped when full.
 //! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
 //! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do.
 
@@ -17,9 +19,11 @@ pub mod crypto;
 pub mod hub;
 pub mod model;
 pub mod oidc;
+pub mod outbox;
 pub mod server;
 pub mod signin;
 pub mod store;
+pub mod throttle;
 
 pub use config::Config;
 pub use server::Portal;

@@ -16,8 +16,8 @@ use crate::config::Config;
 use crate::crypto;
 use crate::hub::Hub;
 use crate::model::Snapshot;
-use crate::signin::FailureLimiter;
 use crate::store::{Store, StoreError, now_unix};
+use crate::throttle::FailureLimiter;
 use crate::{api, oidc, signin};
 
 #[derive(Debug)]
@@ -131,10 +131,7 @@ impl Portal {
         })?;
         let signing_key = store.signing_key().await?;
         let snapshot = Arc::new(store.load_snapshot().await?);
-        let limiter = FailureLimiter::new(
-            config.sign_in.max_failures,
-            Duration::from_secs(config.sign_in.failure_window_secs),
-        );
+        let limiter = FailureLimiter::new(config.sign_in.backoff());
         let state = Arc::new(AppState {
             store,
             signing_key,

@@ -9,9 +9,8 @@
 //! to `ember://sign-in-callback?state=S&fragment=F&actor=NAME&account=SLUG`.
 //! The token is `hex(HMAC-SHA256(nonce, fragment))` (see [`crate::crypto::derive_client_token`]).
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
@@ -24,64 +23,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use tracing::{info, warn};
 
-use crate::crypto;
 use crate::server::Shared;
 use crate::store::now_unix;
+use crate::{crypto, throttle};
 
 const CSRF_COOKIE: &str = "ember_csrf";
-
-/// Counts failed sign-ins per key (client address, account + email) in a sliding window.
-#[derive(Debug)]
-pub struct FailureLimiter {
-    max: u32,
-    window: Duration,
-    failures: HashMap<String, VecDeque<Instant>>,
-}
-
-impl FailureLimiter {
-    pub fn new(max: u32, window: Duration) -> Self {
-        Self {
-            max,
-            window,
-            failures: HashMap::new(),
-        }
-    }
-
-    /// How long until `key` may try again, if it is blocked now.
-    pub fn blocked_for(&mut self, key: &str, now: Instant) -> Option<Duration> {
-        let failures = self.failures.get_mut(key)?;
-        while failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            failures.pop_front();
-        }
-        if failures.len() < self.max as usize {
-            return None;
-        }
-        failures
-            .front()
-            .map(|first| self.window.saturating_sub(now.duration_since(*first)))
-    }
-
-    pub fn record_failure(&mut self, key: &str, now: Instant) {
-        let failures = self.failures.entry(key.to_owned()).or_default();
-        failures.push_back(now);
-        while failures.len() > self.max as usize {
-            failures.pop_front();
-        }
-        // Bound the memory an attacker can make us use with many keys.
-        if self.failures.len() > 100_000 {
-            let window = self.window;
-            self.failures
-                .retain(|_, f| f.back().is_some_and(|t| now.duration_since(*t) < window));
-        }
-    }
-
-    pub fn clear(&mut self, key: &str) {
-        self.failures.remove(key);
-    }
-}
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
@@ -196,11 +142,13 @@ pub async fn submit(
     };
     let account_slug = form.account.trim().to_owned();
     let email = form.email.trim().to_ascii_lowercase();
-    let ip_key = format!("ip:{}", peer.ip());
-    let user_key = format!("user:{account_slug}/{email}");
+    let client =
+        throttle::client_address(peer.ip(), &headers, &state.config.server.trusted_proxies);
+    let ip_key = throttle::address_key(client);
+    let user_key = throttle::account_key(&account_slug, &email);
     let now = Instant::now();
     let blocked = {
-        let mut limiter = state
+        let limiter = state
             .limiter
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -209,7 +157,12 @@ pub async fn submit(
             .or_else(|| limiter.blocked_for(&user_key, now))
     };
     if let Some(wait) = blocked {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let when = if seconds < 60 {
+            format!("{seconds} second(s)")
+        } else {
+            format!("{} minute(s)", seconds.div_ceil(60))
+        };
         let mut response = form_page(
             &state.config.oidc,
             StatusCode::TOO_MANY_REQUESTS,
@@ -217,11 +170,9 @@ pub async fn submit(
             &form.csrf,
             &account_slug,
             &email,
-            Some(&format!(
-                "Too many failed sign-ins. Try again in {minutes} minute(s)."
-            )),
+            Some(&format!("Too many failed sign-ins. Try again in {when}.")),
         );
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         return response;
@@ -524,23 +475,6 @@ pub(crate) fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limiter_blocks_after_max_failures_until_the_window_passes() {
-        let mut limiter = FailureLimiter::new(3, Duration::from_secs(60));
-        let t0 = Instant::now();
-        for i in 0..3 {
-            assert_eq!(limiter.blocked_for("k", t0), None, "attempt {i}");
-            limiter.record_failure("k", t0);
-        }
-        assert!(
-            limiter
-                .blocked_for("k", t0 + Duration::from_secs(10))
-                .is_some()
-        );
-        assert_eq!(limiter.blocked_for("other", t0), None);
-        assert_eq!(limiter.blocked_for("k", t0 + Duration::from_secs(61)), None);
-    }
 
     #[test]
     fn the_dummy_hash_parses_so_unknown_users_cost_a_full_verification() {

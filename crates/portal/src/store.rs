@@ -597,7 +597,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO devices (id, account_id, device_key, user_id, name, os, version, public_key, last_seen_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (account_id, device_key) DO UPDATE SET user_id = excluded.user_id,
+             ON CONFLICT (account_id, user_id, device_key) DO UPDATE SET
              name = excluded.name, os = excluded.os, version = excluded.version,
              public_key = excluded.public_key, last_seen_at = excluded.last_seen_at",
         )
@@ -614,8 +614,8 @@ impl Store {
         .await?;
         let id = self
             .lookup(
-                "SELECT id FROM devices WHERE account_id = $1 AND device_key = $2",
-                &[hello.account_id, hello.device_key],
+                "SELECT id FROM devices WHERE account_id = $1 AND user_id = $2 AND device_key = $3",
+                &[hello.account_id, hello.user_id, hello.device_key],
                 || "device".to_owned(),
             )
             .await?;

@@ -83,15 +83,15 @@ async fn a_bad_hello_is_refused_and_no_device_is_stored() {
             "incompatible_version",
         ),
         (
-            json!({"type": "hello", "protocol_version": 1, "device_id": "d", "public_key": "c2hvcnQ=", "name": "n", "os": "linux", "version": "1"}),
+            json!({"type": "hello", "protocol_version": PORTAL_PROTOCOL_VERSION, "device_id": "d", "public_key": "c2hvcnQ=", "name": "n", "os": "linux", "version": "1"}),
             "invalid_field",
         ),
         (
-            json!({"type": "hello", "protocol_version": 1, "device_id": "d".repeat(500), "public_key": KEY, "name": "n", "os": "linux", "version": "1"}),
+            json!({"type": "hello", "protocol_version": PORTAL_PROTOCOL_VERSION, "device_id": "d".repeat(500), "public_key": KEY, "name": "n", "os": "linux", "version": "1"}),
             "invalid_field",
         ),
         (
-            json!({"type": "hello", "protocol_version": 1, "device_id": "d", "public_key": KEY, "name": "", "os": "linux", "version": "1"}),
+            json!({"type": "hello", "protocol_version": PORTAL_PROTOCOL_VERSION, "device_id": "d", "public_key": KEY, "name": "", "os": "linux", "version": "1"}),
             "invalid_field",
         ),
     ];

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every change that an older peer would misread (see `ipc::PROTOCOL_VERSION`).
-pub const PORTAL_PROTOCOL_VERSION: u32 = 1;
+pub const PORTAL_PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts; an `init` with 1,000 resources is about 200 KiB.
 pub const MAX_MESSAGE_BYTES: usize = 512 * 1024;
@@ -386,6 +386,8 @@ pub enum DenialReason {
     Offline,
     /// The `domain` does not match the resource's pattern, or a DNS resource came without one.
     InvalidDomain,
+    /// This device asked for access too often; ask again in a moment (new in version 2).
+    RateLimited,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -231,6 +231,19 @@ fn to_client_access_denied() {
 }
 
 #[test]
+fn to_client_access_denied_rate_limited() {
+    check(
+        "to_client_access_denied_rate_limited",
+        PortalToClient::AccessDenied {
+            request_id: 9,
+            resource_id: "res_lan".into(),
+            reason: DenialReason::RateLimited,
+            message: "too many access requests from this device; ask again in a moment".into(),
+        },
+    );
+}
+
+#[test]
 fn to_client_ice_candidates() {
     check(
         "to_client_ice_candidates",

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ember_portal::store::TokenKind;
 use ember_portal::{Config, Portal, Store, admin, crypto};
+pub use ember_protocol::portal::PORTAL_PROTOCOL_VERSION;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -68,6 +69,8 @@ pub struct TestPortal {
 pub struct Options {
     pub heartbeat_ms: u64,
     pub relay_lifetime_secs: u64,
+    /// More keys of the `[server]` table.
+    pub server_extra: String,
     pub extra: String,
 }
 
@@ -76,6 +79,7 @@ impl Default for Options {
         Self {
             heartbeat_ms: 1000,
             relay_lifetime_secs: 3600,
+            server_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -101,6 +105,7 @@ listen = "127.0.0.1:0"
 database = "{database}"
 heartbeat_interval_ms = {heartbeat}
 change_poll_interval_ms = 100
+{server_extra}
 
 [[relays]]
 id = "relay-1"
@@ -111,6 +116,7 @@ credential_lifetime_secs = {relay_lifetime}
 {model}"#,
             heartbeat = options.heartbeat_ms,
             relay_lifetime = options.relay_lifetime_secs,
+            server_extra = options.server_extra,
             extra = options.extra,
             model = model_toml(&hash),
         );
@@ -208,12 +214,12 @@ pub async fn connect(addr: SocketAddr, path: &str, token: &str) -> Result<Peer, 
 }
 
 pub fn client_hello(device_id: &str) -> Value {
-    json!({"type": "hello", "protocol_version": 1, "device_id": device_id, "public_key": KEY,
+    json!({"type": "hello", "protocol_version": PORTAL_PROTOCOL_VERSION, "device_id": device_id, "public_key": KEY,
            "name": "laptop", "os": "linux", "version": "0.1.0"})
 }
 
 pub fn gateway_hello(name: &str) -> Value {
-    json!({"type": "hello", "protocol_version": 1, "public_key": KEY, "name": name, "version": "0.1.0"})
+    json!({"type": "hello", "protocol_version": PORTAL_PROTOCOL_VERSION, "public_key": KEY, "name": name, "version": "0.1.0"})
 }
 
 impl Peer {
