@@ -22,10 +22,13 @@ PORTAL_TEST_PACKAGES=(postgresql)
 # Package tests (scripts/test-packages.sh): a clean Debian root booted with systemd-nspawn,
 # lintian, manual pages from --help; python3 signs the installed service in.
 PACKAGE_TEST_PACKAGES=(debootstrap systemd-container lintian help2man zstd python3)
+# The cross-check gate (scripts/cross-check.sh): Debian's rustc 1.96 with the standard library's
+# source and clippy, to type-check the Windows and macOS code; clang and llvm-ar for ring's C.
+CROSS_CHECK_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy clang-14 llvm)
 
 missing=()
 for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}" \
-  "${PACKAGE_TEST_PACKAGES[@]}"; do
+  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -20,6 +20,9 @@ step "Rust: format and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cross-check: the client crates' Windows and macOS code type-checked and clippy-clean"
+scripts/cross-check.sh
+
 step "build the binaries (app, service, gateway, portal, end-to-end world)"
 cargo build --locked -p ember-app -p ember-tunnel-service -p ember-gateway -p ember-portal -p ember-e2e
 

@@ -52,15 +52,61 @@ impl NotificationGate {
 /// a slow or missing notification daemon never stalls the app.
 pub fn show(notification: Notification) {
     std::thread::spawn(move || {
-        let result = notify_rust::Notification::new()
-            .appname("Ember")
-            .summary(&notification.title)
-            .body(&notification.body)
-            .show();
-        if let Err(e) = result {
+        if let Err(e) = platform::show(&notification) {
             tracing::warn!(key = %notification.key, "Cannot show a notification: {e}");
         }
     });
+}
+
+/// Linux (D-Bus) and Windows (toasts): notify-rust.
+#[cfg(not(target_os = "macos"))]
+mod platform {
+    pub fn show(notification: &super::Notification) -> Result<(), notify_rust::error::Error> {
+        notify_rust::Notification::new()
+            .appname("Ember")
+            .summary(&notification.title)
+            .body(&notification.body)
+            .show()
+            .map(drop)
+    }
+}
+
+/// macOS: the UserNotifications framework directly. notify-rust goes through
+/// mac-notification-sys, whose Objective-C needs the SDK to build; objc2's bindings need
+/// none, so the macOS build is checked on Linux (`scripts/cross-check.sh`).
+#[cfg(target_os = "macos")]
+mod platform {
+    use objc2::runtime::Bool;
+    use objc2_foundation::{NSBundle, NSError, NSString};
+    use objc2_user_notifications::{
+        UNAuthorizationOptions, UNMutableNotificationContent, UNNotificationRequest,
+        UNUserNotificationCenter,
+    };
+
+    pub fn show(notification: &super::Notification) -> Result<(), &'static str> {
+        // The notification center throws (aborting the app) in a process that is not an
+        // app bundle, such as a development build run from the terminal.
+        if NSBundle::mainBundle().bundleIdentifier().is_none() {
+            return Err("not running from an app bundle");
+        }
+        let center = UNUserNotificationCenter::currentNotificationCenter();
+        // macOS asks the user once and remembers the answer; later requests return at once.
+        let answered = block2::RcBlock::new(|_granted: Bool, _error: *mut NSError| {});
+        center.requestAuthorizationWithOptions_completionHandler(
+            UNAuthorizationOptions::Alert,
+            &answered,
+        );
+        let content = UNMutableNotificationContent::new();
+        content.setTitle(&NSString::from_str(&notification.title));
+        content.setBody(&NSString::from_str(&notification.body));
+        let request = UNNotificationRequest::requestWithIdentifier_content_trigger(
+            &NSString::from_str(&notification.key),
+            &content,
+            None,
+        );
+        center.addNotificationRequest_withCompletionHandler(&request, None);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ mod macos;
 mod unix;
 #[cfg(windows)]
 mod windows;
+#[cfg(any(windows, test))]
+mod windows_folder;
 
 #[cfg(not(target_os = "linux"))]
 pub use elsewhere_dns::*;

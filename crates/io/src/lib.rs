@@ -3,8 +3,8 @@
 //! - [`tun`]: the TUN device (`tun-rs`: TUN on Linux, utun on macOS, Wintun on Windows).
 //! - [`udp`]: UDP sockets with batched receive and segmented send (GRO/GSO where the OS has
 //!   them, through `quinn-udp`).
-//! - [`routes`]: the routes that send resource traffic into the TUN device (`net-route`:
-//!   netlink, the macOS routing socket, the Windows IP helper).
+//! - [`routes`]: the routes that send resource traffic into the TUN device, through
+//!   [`route_table`] (netlink, the Windows IP helper, the macOS routing socket).
 //! - [`driver`]: the event loop that feeds an `ember_engine::Engine` from all of the above.
 //! - [`netwatch`]: notices when the network under the tunnel changes.
 //! - [`clock`]: notices when the machine was suspended, so connections can be reset instead
@@ -14,6 +14,7 @@ pub mod clock;
 pub mod driver;
 pub mod netwatch;
 pub mod policy;
+pub mod route_table;
 pub mod routes;
 pub mod tun;
 pub mod udp;

@@ -11,7 +11,6 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
 /// Changes come in bursts (an interface going down drops all its routes); one report per burst.
@@ -20,30 +19,25 @@ pub const SETTLE: Duration = Duration::from_millis(250);
 /// Reports each burst of changes as one `()`. Runs until the receiver is dropped. Call inside
 /// a tokio runtime, in the network namespace to watch.
 pub fn watch(ignore_interface: u32) -> io::Result<mpsc::Receiver<()>> {
-    let handle = net_route::Handle::new()?;
+    let mut changes = crate::route_table::listen()?;
     let (changes_tx, changes_rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        let changes = handle.route_listen_stream();
-        tokio::pin!(changes);
-        while let Some(change) = changes.next().await {
-            let (net_route::RouteChange::Add(route)
-            | net_route::RouteChange::Delete(route)
-            | net_route::RouteChange::Change(route)) = change;
-            if route.ifindex == Some(ignore_interface) || !matters(route.destination) {
+        while let Some(change) = changes.recv().await {
+            if change.interface == Some(ignore_interface) || !matters(change.destination) {
                 continue;
             }
             // Let the burst settle.
             loop {
-                match tokio::time::timeout(SETTLE, changes.next()).await {
+                match tokio::time::timeout(SETTLE, changes.recv()).await {
                     Ok(Some(_)) => continue,
                     Ok(None) => return,
                     Err(_) => break,
                 }
             }
             tracing::info!(
-                first = %format_args!("{}/{}", route.destination, route.prefix),
-                ifindex = ?route.ifindex,
-                table = route.table,
+                first = %format_args!("{}/{}", change.destination, change.prefix),
+                ifindex = ?change.interface,
+                table = ?change.table,
                 "The network changed"
             );
             if changes_tx.send(()).await.is_err() {

@@ -67,7 +67,7 @@ pub struct RoutesError {
 
 /// The routes this process installed through one interface.
 pub struct Routes {
-    handle: net_route::Handle,
+    handle: crate::route_table::Handle,
     interface: u32,
     installed: BTreeSet<Prefix>,
     namespace: crate::policy::Namespace,
@@ -88,7 +88,7 @@ impl Routes {
     /// namespace the routes are for.
     pub fn new(interface: u32) -> io::Result<Self> {
         Ok(Self {
-            handle: net_route::Handle::new()?,
+            handle: crate::route_table::Handle::new()?,
             interface,
             installed: BTreeSet::new(),
             namespace: crate::policy::Namespace::current()?,
@@ -118,7 +118,8 @@ impl Routes {
         let attempted = stale.len() + missing.len();
         let mut errors = Vec::new();
         for prefix in stale {
-            match self.handle.delete(&self.route(prefix)).await {
+            let route = self.route(prefix);
+            match self.handle.delete(&route).await {
                 Ok(()) => {
                     self.installed.remove(&prefix);
                 }
@@ -130,7 +131,8 @@ impl Routes {
             }
         }
         for prefix in missing {
-            match self.handle.add(&self.route(prefix)).await {
+            let route = self.route(prefix);
+            match self.handle.add(&route).await {
                 Ok(()) => {
                     self.installed.insert(prefix);
                 }
@@ -161,15 +163,16 @@ impl Routes {
         result
     }
 
-    fn route(&self, prefix: Prefix) -> net_route::Route {
-        let route = net_route::Route::new(prefix.addr, prefix.len).with_ifindex(self.interface);
-        #[cfg(target_os = "linux")]
-        let route = route.with_table(if prefix.is_empty() {
-            crate::policy::INTERNET_TABLE
-        } else {
-            crate::policy::ROUTE_TABLE
-        });
-        route
+    fn route(&self, prefix: Prefix) -> crate::route_table::Route {
+        crate::route_table::Route {
+            prefix,
+            interface: self.interface,
+            table: if prefix.is_empty() {
+                crate::policy::INTERNET_TABLE
+            } else {
+                crate::policy::ROUTE_TABLE
+            },
+        }
     }
 }
 

@@ -151,6 +151,7 @@ const HEADROOM: usize = platform::HEADER_LEN;
 #[derive(Debug)]
 pub struct RecvBatch {
     /// One raw read with offloads: the virtio header and a segment of up to 64 KiB.
+    #[cfg(target_os = "linux")]
     raw: Vec<u8>,
     buffers: Vec<Vec<u8>>,
     sizes: Vec<usize>,
@@ -162,6 +163,7 @@ impl RecvBatch {
     /// segments come split by `tun-rs`), so one MTU per buffer suffices.
     fn new(mtu: u16) -> Self {
         Self {
+            #[cfg(target_os = "linux")]
             raw: vec![0; platform::RAW_LEN],
             buffers: vec![vec![0; usize::from(mtu)]; RECV_SLOTS],
             sizes: vec![0; RECV_SLOTS],
@@ -291,7 +293,6 @@ mod platform {
     use super::{RecvBatch, SendBatch};
 
     pub(super) const HEADER_LEN: usize = 0;
-    pub(super) const RAW_LEN: usize = 0;
 
     pub(super) fn has_offload(_device: &tun_rs::AsyncDevice) -> bool {
         false

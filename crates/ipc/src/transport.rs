@@ -4,6 +4,8 @@
 mod unix;
 #[cfg(windows)]
 mod windows;
+#[cfg(any(windows, test))]
+mod windows_checks;
 
 #[cfg(unix)]
 pub use unix::{Listener, ServerStream, Stream, connect, peer_identity};

@@ -1,9 +1,12 @@
 //! Windows: the service runs as LocalSystem; the pipe's DACL (in `ember-ipc`) admits
-//! interactive users. Not compiled by the Linux CI.
+//! interactive users; its folders are SYSTEM/administrators-only (`windows_folder`).
+//! Type-checked on Linux by `scripts/cross-check.sh`, never run there.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+
+use super::windows_folder::secure_folder;
 
 /// The pipe name is the endpoint; the runtime folder is not used for it.
 pub const SOCKET_FILE_NAME: &str = "ember-tunnel";
@@ -27,9 +30,18 @@ pub fn default_log_dir() -> PathBuf {
     program_data().join("logs")
 }
 
+/// State and logs: SYSTEM and administrators only, and so is the `Ember` folder holding them
+/// by default (a user who controlled it could swap its children).
 pub fn create_dirs(_runtime: &Path, state: &Path, log: &Path) -> Result<()> {
+    let root = program_data();
     for dir in [state, log] {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        match dir.parent() {
+            Some(parent) if parent == root => secure_folder(&root)?,
+            Some(parent) => std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?,
+            None => {}
+        }
+        secure_folder(dir)?;
     }
     Ok(())
 }

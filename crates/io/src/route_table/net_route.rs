@@ -1,0 +1,70 @@
+//! Linux and Windows: `net-route`.
+
+use std::io;
+
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+
+use super::{CHANGE_QUEUE, Change, Route};
+
+/// Adds and deletes routes. On Linux it keeps a netlink task: create it inside a tokio
+/// runtime, in the network namespace the routes are for.
+pub struct Handle(net_route::Handle);
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    pub fn new() -> io::Result<Self> {
+        net_route::Handle::new().map(Self)
+    }
+
+    pub async fn add(&mut self, route: &Route) -> io::Result<()> {
+        self.0.add(&os_route(route)).await
+    }
+
+    pub async fn delete(&mut self, route: &Route) -> io::Result<()> {
+        self.0.delete(&os_route(route)).await
+    }
+}
+
+/// Every change to the routing table, until the receiver is dropped. Call inside a tokio
+/// runtime, in the network namespace to watch.
+pub fn listen() -> io::Result<mpsc::Receiver<Change>> {
+    let handle = net_route::Handle::new()?;
+    let (changes_tx, changes_rx) = mpsc::channel(CHANGE_QUEUE);
+    tokio::spawn(async move {
+        let changes = handle.route_listen_stream();
+        tokio::pin!(changes);
+        while let Some(change) = changes.next().await {
+            let (net_route::RouteChange::Add(route)
+            | net_route::RouteChange::Delete(route)
+            | net_route::RouteChange::Change(route)) = change;
+            #[cfg(target_os = "linux")]
+            let table = Some(route.table);
+            #[cfg(not(target_os = "linux"))]
+            let table = None;
+            let change = Change {
+                destination: route.destination,
+                prefix: route.prefix,
+                interface: route.ifindex,
+                table,
+            };
+            if changes_tx.send(change).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(changes_rx)
+}
+
+fn os_route(route: &Route) -> net_route::Route {
+    let os_route = net_route::Route::new(route.prefix.addr(), route.prefix.len())
+        .with_ifindex(route.interface);
+    #[cfg(target_os = "linux")]
+    let os_route = os_route.with_table(route.table);
+    os_route
+}
