@@ -3,8 +3,9 @@
 //! - [`store`]: SQLite or PostgreSQL through sqlx, one set of migrations.
 //! - [`config`]: the TOML file and the model it may declare.
 //! - [`model`]: the in-memory [`model::Snapshot`] and policy evaluation.
-//! - [`signin`]: the sign-in page, CSRF, failure rate limit, token issue; [`oidc`]: sign-in
-//!   with an OpenID Connect provider (authorisation code + PKCE, discovery).
+//! - [`signin`]: the sign-in page, CSRF, failure rate limit, one-time codes; [`oidc`]: sign-in
+//!   with an OpenID Connect provider (authorisation code + PKCE, discovery); [`redeem`]: the
+//!   service turns a code and the app's verifier into a device-bound token.
 //! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
 //!   gateway choice.
 //! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
@@ -17,6 +18,7 @@ pub mod crypto;
 pub mod hub;
 pub mod model;
 pub mod oidc;
+pub mod redeem;
 pub mod server;
 pub mod signin;
 pub mod store;
