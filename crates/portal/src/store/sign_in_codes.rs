@@ -1,5 +1,5 @@
 //! The one-time codes of the browser sign-in and the device-bound tokens they turn into
-//! (ARCHITECTURE §4, `migrations/0002_sign_in_codes.sql`).
+//! (ARCHITECTURE §4, `migrations/0003_sign_in_codes.sql`).
 
 use sqlx::Row as _;
 
