@@ -268,7 +268,7 @@ password=$(admin user create --account acme --email ada@acme.example --name Ada 
 check "the portal created a user" test -n "$password"
 # The browser's and the app's part from the host, inside the container's network namespace;
 # the socket through the container's root.
-check "the service accepts the token from the portal's sign-in page" \
+check "the service redeems the code from the portal's sign-in page" \
   nsenter --target "$ct_pid" --net /usr/bin/python3 installer/tests/sign_in.py http://127.0.0.1:8080 \
   "/proc/$ct_pid/root/run/ember/tunnel.sock" acme ada@acme.example "$password"
 signed_in() {

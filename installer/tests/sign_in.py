@@ -3,15 +3,16 @@
 
 Usage: sign_in.py PORTAL_URL SOCKET ACCOUNT EMAIL PASSWORD
 
-1. The browser's part: opens the portal's sign-in page with a fresh state and nonce, posts
-   the password form (with its CSRF cookie) and reads the ember:// redirect.
-2. The app's part: derives the token (HMAC-SHA256 keyed with the nonce over the fragment),
-   then sends it to the service over its socket (4-byte big-endian length + JSON) and prints
-   the service's answer. Exits 0 when the service accepted the token.
+1. The browser's part: opens the portal's sign-in page with a fresh state and the challenge of
+   a PKCE verifier (SHA-256, base64url), posts the password form (with its CSRF cookie) and
+   reads the ember:// redirect with its one-time code.
+2. The app's part: sends code and verifier to the service over its socket (4-byte big-endian
+   length + JSON); the service redeems them with the portal. Prints the service's answer and
+   exits 0 when the service signed in.
 """
 
+import base64
 import hashlib
-import hmac
 import http.cookiejar
 import json
 import re
@@ -23,7 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -32,11 +33,13 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def browser_sign_in(portal, account, email, password):
-    state, nonce = secrets.token_hex(32), secrets.token_hex(32)
+    state = secrets.token_hex(32)
+    verifier = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect
     )
-    query = urllib.parse.urlencode({"as": "client", "state": state, "nonce": nonce, "account": account})
+    query = urllib.parse.urlencode({"as": "client", "state": state, "challenge": challenge, "account": account})
     html = opener.open(f"{portal}/sign-in?{query}", timeout=10).read().decode()
 
     def hidden(name):
@@ -58,11 +61,10 @@ def browser_sign_in(portal, account, email, password):
     params = urllib.parse.parse_qs(link.query)
     if link.scheme != "ember" or params.get("state") != [state]:
         sys.exit(f"sign_in.py: unexpected redirect {location!r}")
-    fragment = params["fragment"][0]
-    return hmac.new(bytes.fromhex(nonce), bytes.fromhex(fragment), hashlib.sha256).hexdigest()
+    return params["code"][0], verifier
 
 
-def service_sign_in(path, token):
+def service_sign_in(path, portal, code, verifier):
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(30)
     conn.connect(path)
@@ -85,20 +87,26 @@ def service_sign_in(path, token):
         return json.loads(read(length))
 
     send({"type": "hello", "protocol_version": PROTOCOL_VERSION, "client_version": "package-test"})
-    send({"type": "request", "id": 1, "request": {"kind": "sign_in", "token": token}})
+    send({"type": "request", "id": 1,
+          "request": {"kind": "sign_in", "portal_url": portal, "code": code, "verifier": verifier}})
     while True:
         message = recv()
         if message.get("type") in ("refused", "incompatible", "protocol_error"):
             sys.exit(f"sign_in.py: {message}")
         if message.get("type") == "response" and message.get("id") == 1:
-            print(json.dumps(message["result"]))
-            return "Ok" in message["result"]
+            result = message["result"]
+            # The token the service answers is the user's credential: not for the test log.
+            if "Ok" in result:
+                print(json.dumps({"Ok": {"kind": result["Ok"].get("kind")}}))
+            else:
+                print(json.dumps(result))
+            return "Ok" in result
 
 
 def main():
     portal, path, account, email, password = sys.argv[1:6]
-    token = browser_sign_in(portal, account, email, password)
-    sys.exit(0 if service_sign_in(path, token) else 1)
+    code, verifier = browser_sign_in(portal, account, email, password)
+    sys.exit(0 if service_sign_in(path, portal, code, verifier) else 1)
 
 
 if __name__ == "__main__":

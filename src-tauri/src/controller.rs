@@ -11,16 +11,15 @@ use std::time::{Duration, Instant};
 use ember_ipc::Endpoint;
 use ember_ipc::client::{ConnectError, Connection};
 use ember_protocol::ipc::{
-    ClientMessage, IpcError, Request, ServiceMessage, ServiceSettings, ViewState,
+    ClientMessage, IpcError, Reply, Request, ServiceMessage, ServiceSettings, ViewState,
 };
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::notifications::{Notification, NotificationGate};
 use crate::sign_in::{self, PendingSignIn};
-use crate::token_store::{Kept, TokenVault};
+use crate::token_store::{Kept, KeptToken, TokenVault};
 use crate::view::{AppError, AppView, ServiceStatus};
-use ember_protocol::SecretToken;
 use ember_protocol::ipc::{ResourceState, ResourceView, SessionState};
 
 /// First retry after losing the service; doubles up to [`MAX_RETRY_DELAY`].
@@ -70,6 +69,10 @@ enum Waiter {
     Caller(oneshot::Sender<Result<(), AppError>>),
     /// A request the controller made on its own (restoring the session); failures are logged.
     Log(&'static str),
+    /// A browser sign-in the service redeems; the token it answers is kept for `portal_url`.
+    SignIn {
+        portal_url: String,
+    },
     /// An export of the service's logs, collecting the chunks that come before the answer.
     Logs(oneshot::Sender<Result<ServiceLogs, AppError>>, ServiceLogs),
 }
@@ -229,6 +232,7 @@ impl<D: Desktop> Controller<D> {
                     self.set_view(
                         ServiceStatus::Connected {
                             service_version: handshake.service_version,
+                            may_change_settings: handshake.may_change_settings,
                         },
                         Some(handshake.state),
                     );
@@ -298,14 +302,43 @@ impl<D: Desktop> Controller<D> {
         if !(self.wants_session && signed_out) {
             return Ok(());
         }
-        let Some(token) = self.tokens.recall() else {
+        let Some(kept) = self.tokens.recall() else {
             self.wants_session = false;
             return Ok(());
         };
+        let portal_url = self
+            .view
+            .borrow()
+            .state
+            .as_ref()
+            .map(|state| state.settings.portal_url.clone())
+            .unwrap_or_default();
+        if !same_portal(&kept.portal_url, &portal_url) {
+            // The token goes only to the portal that issued it, never to the one set now.
+            tracing::warn!(
+                token_portal = %kept.portal_url,
+                %portal_url,
+                "The kept token belongs to another portal; signing in again is needed"
+            );
+            self.forget_session();
+            self.notify(Notification {
+                key: "wrong-portal".into(),
+                title: "Sign in again".into(),
+                body: IpcError::WrongPortal {
+                    token_portal: kept.portal_url,
+                    portal_url,
+                }
+                .to_string(),
+            });
+            return Ok(());
+        }
         tracing::info!("Signing in with the kept token");
         self.send_request(
             connection,
-            Request::SignIn { token },
+            Request::ResumeSession {
+                portal_url: kept.portal_url,
+                token: kept.token,
+            },
             Waiter::Log("signing in with the kept token"),
         )
         .await
@@ -333,6 +366,7 @@ impl<D: Desktop> Controller<D> {
                         tracing::warn!("The service refused {what}: {e}");
                     }
                 }
+                Some(Waiter::SignIn { portal_url }) => self.finish_sign_in(portal_url, result),
                 Some(Waiter::Logs(reply, files)) => {
                     let _ = reply.send(
                         result
@@ -397,13 +431,19 @@ impl<D: Desktop> Controller<D> {
                 .await
             }
             Command::DeepLink { link } => {
-                let Some(token) = self.handle_deep_link(&link) else {
+                let Some(completed) = self.handle_deep_link(&link) else {
                     return Ok(());
                 };
                 self.send_request(
                     connection,
-                    Request::SignIn { token },
-                    Waiter::Log("the sign-in"),
+                    Request::SignIn {
+                        portal_url: completed.portal_url.clone(),
+                        code: completed.code,
+                        verifier: completed.verifier,
+                    },
+                    Waiter::SignIn {
+                        portal_url: completed.portal_url,
+                    },
                 )
                 .await
             }
@@ -466,16 +506,16 @@ impl<D: Desktop> Controller<D> {
         self.set_waiting_for_browser(false);
     }
 
-    /// The token of a link that completes the pending sign-in, now kept in the vault. Any
-    /// other link is logged (without its query) and ignored.
-    fn handle_deep_link(&mut self, link: &url::Url) -> Option<SecretToken> {
+    /// What the service needs to redeem a link that completes the pending sign-in. Any other
+    /// link is logged (without its query) and ignored.
+    fn handle_deep_link(&mut self, link: &url::Url) -> Option<sign_in::Completed> {
         let redacted = sign_in::redact(link);
         let Some(pending) = &self.pending_sign_in else {
             tracing::info!(link = %redacted, "Ignoring a deep link: no sign-in is pending");
             return None;
         };
-        let signed_in = match pending.complete(link, Instant::now()) {
-            Ok(signed_in) => signed_in,
+        let completed = match pending.complete(link, Instant::now()) {
+            Ok(completed) => completed,
             Err(e) => {
                 tracing::warn!(link = %redacted, "Ignoring a deep link: {e}");
                 return None;
@@ -484,9 +524,30 @@ impl<D: Desktop> Controller<D> {
         tracing::info!(link = %redacted, "Sign-in completed in the browser");
         self.pending_sign_in = None;
         self.set_waiting_for_browser(false);
+        Some(completed)
+    }
+
+    /// The service's answer to a redeemed sign-in: keep the token for its portal, or say why not.
+    fn finish_sign_in(&mut self, portal_url: String, result: Result<Reply, IpcError>) {
+        let token = match result {
+            Ok(Reply::SignedIn { token }) => token,
+            Ok(other) => {
+                tracing::warn!(?other, "The service answered a sign-in without a token");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!("The sign-in failed: {error}");
+                self.notify(Notification {
+                    key: "sign-in-failed".into(),
+                    title: "Sign-in failed".into(),
+                    body: error.to_string(),
+                });
+                return;
+            }
+        };
         if let Kept::ThisRunOnly {
             notice: Some(notice),
-        } = self.tokens.remember(signed_in.token.clone())
+        } = self.tokens.remember(KeptToken { portal_url, token })
         {
             self.notify(Notification {
                 key: "keychain-unavailable".into(),
@@ -495,7 +556,6 @@ impl<D: Desktop> Controller<D> {
             });
         }
         self.wants_session = true;
-        Some(signed_in.token)
     }
 
     /// The user signed out, or the portal ended the session: the token is of no more use.
@@ -571,9 +631,16 @@ impl<D: Desktop> Controller<D> {
                     Some(Command::ExportServiceLogs { reply }) => {
                         let _ = reply.send(Err(not_connected()));
                     }
-                    // Kept in the vault: the session starts when the service is back.
+                    // Only the service can redeem the code, and it is gone; the code expires
+                    // within minutes, so the user signs in again once it is back.
                     Some(Command::DeepLink { link }) => {
-                        let _ = self.handle_deep_link(&link);
+                        if self.handle_deep_link(&link).is_some() {
+                            self.notify(Notification {
+                                key: "sign-in-failed".into(),
+                                title: "Sign-in failed".into(),
+                                body: "The tunnel service is not running. Sign in again once it is back.".into(),
+                            });
+                        }
                     }
                 },
             }
@@ -621,8 +688,16 @@ impl Waiter {
             Self::Logs(reply, _) => {
                 let _ = reply.send(Err(error));
             }
-            Self::Log(_) => {}
+            Self::Log(_) | Self::SignIn { .. } => {}
         }
+    }
+}
+
+/// Two spellings of one portal (`https://p.example` and `https://p.example/`) are the same.
+fn same_portal(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -644,474 +719,4 @@ fn status_after(error: &ConnectError) -> ServiceStatus {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use ember_ipc::transport::Listener;
-    use ember_protocol::codec::JsonCodec;
-    use ember_protocol::ipc::{PROTOCOL_VERSION, Reply};
-    use tokio_util::codec::Framed;
-
-    use super::*;
-    use crate::token_store::{StoreError, TokenStore};
-
-    /// Records what the controller shows and opens, instead of a window and a browser.
-    #[derive(Clone, Default)]
-    struct FakeDesktop {
-        views: Arc<Mutex<Vec<AppView>>>,
-        opened: Arc<Mutex<Vec<String>>>,
-        notified: Arc<Mutex<Vec<Notification>>>,
-    }
-
-    impl Desktop for FakeDesktop {
-        fn show_view(&self, view: &AppView) {
-            self.views.lock().unwrap().push(view.clone());
-        }
-        fn open_browser(&self, url: &str) -> Result<(), String> {
-            self.opened.lock().unwrap().push(url.to_owned());
-            Ok(())
-        }
-        fn notify(&self, notification: Notification) {
-            self.notified.lock().unwrap().push(notification);
-        }
-    }
-
-    fn settings() -> ServiceSettings {
-        ServiceSettings {
-            portal_url: "http://127.0.0.1:8080".into(),
-            log_filter: "info".into(),
-        }
-    }
-
-    /// What a test tells its scripted service to do.
-    enum Script {
-        Stop,
-        /// The portal ended the session (token revoked).
-        SignOutBecause(String),
-    }
-
-    /// A service that speaks the protocol over a real socket: hello, state, settings applied,
-    /// sign-in and sign-out as state changes. Records every request. Serves one app.
-    async fn scripted_service(
-        endpoint: Endpoint,
-        mut script: mpsc::Receiver<Script>,
-        requests: Arc<Mutex<Vec<Request>>>,
-    ) {
-        let mut listener = Listener::bind(&endpoint, None).await.unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut app = Framed::new(stream, JsonCodec::<ClientMessage, ServiceMessage>::new());
-        let Some(Ok(ClientMessage::Hello { .. })) = app.next().await else {
-            panic!("expected a hello");
-        };
-        let mut state = ViewState::signed_out(settings());
-        app.send(ServiceMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            service_version: "test".into(),
-        })
-        .await
-        .unwrap();
-        app.send(ServiceMessage::State {
-            state: state.clone(),
-        })
-        .await
-        .unwrap();
-        loop {
-            tokio::select! {
-                step = script.recv() => {
-                    match step {
-                        None | Some(Script::Stop) => {
-                            app.send(ServiceMessage::Stopping { reason: "test stop".into() }).await.unwrap();
-                            return;
-                        }
-                        Some(Script::SignOutBecause(reason)) => {
-                            state.session = SessionState::SignedOut { reason: Some(reason) };
-                            app.send(ServiceMessage::State { state: state.clone() }).await.unwrap();
-                        }
-                    }
-                }
-                message = app.next() => {
-                    let Some(Ok(ClientMessage::Request { id, request })) = message else {
-                        return;
-                    };
-                    requests.lock().unwrap().push(request.clone());
-                    let steps = match request {
-                        Request::ApplySettings { settings } => {
-                            state.settings = settings;
-                            vec![state.session.clone()]
-                        }
-                        Request::SignIn { .. } => vec![
-                            SessionState::ConnectingToPortal,
-                            SessionState::SignedIn { account: "acme".into(), actor: "Ada".into() },
-                        ],
-                        Request::SignOut => vec![SessionState::SignedOut { reason: None }],
-                        _ => vec![state.session.clone()],
-                    };
-                    for session in steps {
-                        state.session = session;
-                        app.send(ServiceMessage::State { state: state.clone() }).await.unwrap();
-                    }
-                    app.send(ServiceMessage::Response { id, result: Ok(Reply::Done) }).await.unwrap();
-                }
-            }
-        }
-    }
-
-    /// A keychain in memory, shared with the test so it can look inside.
-    #[derive(Debug, Clone, Default)]
-    struct MemoryKeychain(Arc<Mutex<Option<String>>>);
-
-    impl MemoryKeychain {
-        fn holding(token: &str) -> Self {
-            Self(Arc::new(Mutex::new(Some(token.to_owned()))))
-        }
-    }
-
-    impl TokenStore for MemoryKeychain {
-        fn load(&self) -> Result<Option<SecretToken>, StoreError> {
-            Ok(self.0.lock().unwrap().clone().map(SecretToken::new))
-        }
-        fn save(&self, token: &SecretToken) -> Result<(), StoreError> {
-            *self.0.lock().unwrap() = Some(token.expose().to_owned());
-            Ok(())
-        }
-        fn delete(&self) -> Result<(), StoreError> {
-            *self.0.lock().unwrap() = None;
-            Ok(())
-        }
-    }
-
-    struct Harness {
-        handle: ControllerHandle,
-        desktop: FakeDesktop,
-        keychain: MemoryKeychain,
-        script: mpsc::Sender<Script>,
-        requests: Arc<Mutex<Vec<Request>>>,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Harness {
-        /// The controller and a scripted service, connected.
-        async fn connected(keychain: MemoryKeychain) -> Self {
-            let (handle, desktop, endpoint, dir) = start_with(keychain.clone());
-            let (script, script_rx) = mpsc::channel(4);
-            let requests = Arc::new(Mutex::new(Vec::new()));
-            tokio::spawn(scripted_service(endpoint, script_rx, requests.clone()));
-            until(&handle, "connected", |v| v.state.is_some()).await;
-            Self {
-                handle,
-                desktop,
-                keychain,
-                script,
-                requests,
-                _dir: dir,
-            }
-        }
-
-        fn sign_ins(&self) -> Vec<String> {
-            self.requests
-                .lock()
-                .unwrap()
-                .iter()
-                .filter_map(|r| match r {
-                    Request::SignIn { token } => Some(token.expose().to_owned()),
-                    _ => None,
-                })
-                .collect()
-        }
-
-        async fn until_signed_in(&self) {
-            until(&self.handle, "signed in", |v| {
-                v.state
-                    .as_ref()
-                    .is_some_and(|s| matches!(s.session, SessionState::SignedIn { .. }))
-            })
-            .await;
-        }
-
-        /// Starts a sign-in and returns the `state` and `nonce` of the page it opened.
-        async fn begin_sign_in(&self) -> (String, String) {
-            self.handle.sign_in().await.unwrap();
-            let opened = self.desktop.opened.lock().unwrap().last().cloned().unwrap();
-            let url = url::Url::parse(&opened).unwrap();
-            let get = |key: &str| {
-                url.query_pairs()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap()
-            };
-            (get("state"), get("nonce"))
-        }
-    }
-
-    fn callback(state: &str, fragment: &str) -> url::Url {
-        url::Url::parse(&format!(
-            "ember://sign-in-callback?state={state}&fragment={fragment}&actor=Ada&account=acme"
-        ))
-        .unwrap()
-    }
-
-    fn expected_token(nonce: &str, fragment: &str) -> String {
-        use hmac::Mac as _;
-        let mut mac =
-            hmac::Hmac::<sha2::Sha256>::new_from_slice(&hex::decode(nonce).unwrap()).unwrap();
-        mac.update(&hex::decode(fragment).unwrap());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    async fn until(handle: &ControllerHandle, what: &str, test: impl Fn(&AppView) -> bool) {
-        let mut view = handle.view.clone();
-        tokio::time::timeout(Duration::from_secs(5), view.wait_for(|v| test(v)))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "timed out waiting for {what}; last view {:?}",
-                    handle.view()
-                )
-            })
-            .unwrap();
-    }
-
-    fn start() -> (ControllerHandle, FakeDesktop, Endpoint, tempfile::TempDir) {
-        start_with(MemoryKeychain::default())
-    }
-
-    fn start_with(
-        keychain: MemoryKeychain,
-    ) -> (ControllerHandle, FakeDesktop, Endpoint, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let endpoint = Endpoint(dir.path().join("tunnel.sock"));
-        let desktop = FakeDesktop::default();
-        let (controller, handle) = Controller::new(
-            desktop.clone(),
-            endpoint.clone(),
-            TokenVault::new(keychain),
-            true,
-        );
-        tokio::spawn(controller.run());
-        (handle, desktop, endpoint, dir)
-    }
-
-    #[tokio::test]
-    async fn shows_not_running_until_the_service_appears_then_its_state() {
-        let (handle, desktop, endpoint, _dir) = start();
-        until(&handle, "not running", |v| {
-            matches!(v.service, ServiceStatus::NotRunning { .. }) && v.state.is_none()
-        })
-        .await;
-        assert!(
-            desktop.notified.lock().unwrap().is_empty(),
-            "no notification for a service that never ran"
-        );
-
-        let (_script, script_rx) = mpsc::channel(1);
-        tokio::spawn(scripted_service(endpoint, script_rx, Default::default()));
-        until(&handle, "connected", |v| {
-            matches!(v.service, ServiceStatus::Connected { .. }) && v.state.is_some()
-        })
-        .await;
-        // Every change reached the desktop, the latest last.
-        assert_eq!(desktop.views.lock().unwrap().last(), Some(&handle.view()));
-    }
-
-    #[tokio::test]
-    async fn a_stopping_service_is_shown_as_not_running_with_its_reason_and_a_notification() {
-        let (handle, desktop, endpoint, _dir) = start();
-        let (script, script_rx) = mpsc::channel(1);
-        tokio::spawn(scripted_service(endpoint, script_rx, Default::default()));
-        until(&handle, "connected", |v| v.state.is_some()).await;
-        script.send(Script::Stop).await.unwrap();
-        until(&handle, "the stop", |v| {
-            v.service
-                == ServiceStatus::NotRunning {
-                    detail: "test stop".into(),
-                }
-        })
-        .await;
-        assert_eq!(
-            handle.view().state,
-            None,
-            "no stale state after the service left"
-        );
-        let notified = desktop.notified.lock().unwrap().clone();
-        assert_eq!(notified.len(), 1);
-        assert_eq!(notified[0].title, "The tunnel service stopped");
-    }
-
-    #[tokio::test]
-    async fn settings_round_trip_through_the_service() {
-        let harness = Harness::connected(MemoryKeychain::default()).await;
-        let handle = &harness.handle;
-
-        let new = ServiceSettings {
-            log_filter: "debug".into(),
-            ..settings()
-        };
-        handle.apply_settings(new.clone()).await.unwrap();
-        assert_eq!(handle.view().state.unwrap().settings, new);
-    }
-
-    #[tokio::test]
-    async fn switching_the_internet_resource_asks_the_service() {
-        let harness = Harness::connected(MemoryKeychain::default()).await;
-        harness
-            .handle
-            .set_resource_enabled("res_internet".into(), true)
-            .await
-            .unwrap();
-        assert!(
-            harness
-                .requests
-                .lock()
-                .unwrap()
-                .contains(&Request::SetResourceEnabled {
-                    resource_id: "res_internet".into(),
-                    enabled: true
-                })
-        );
-    }
-
-    #[tokio::test]
-    async fn requests_without_a_service_fail_clearly() {
-        let (handle, _desktop, _endpoint, _dir) = start();
-        until(&handle, "not running", |v| {
-            matches!(v.service, ServiceStatus::NotRunning { .. })
-        })
-        .await;
-        let result = handle.apply_settings(settings()).await;
-        assert!(
-            matches!(result, Err(AppError::ServiceUnavailable { .. })),
-            "{result:?}"
-        );
-        assert!(matches!(
-            handle.sign_in().await,
-            Err(AppError::ServiceUnavailable { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn sign_in_opens_the_portal_page_with_state_and_nonce_and_waits_for_the_browser() {
-        let harness = Harness::connected(MemoryKeychain::default()).await;
-        let (state, nonce) = harness.begin_sign_in().await;
-        let opened = harness.desktop.opened.lock().unwrap().clone();
-        assert_eq!(opened.len(), 1);
-        assert!(
-            opened[0].starts_with("http://127.0.0.1:8080/sign-in?as=client&state="),
-            "{}",
-            opened[0]
-        );
-        assert_eq!((state.len(), nonce.len()), (64, 64));
-        assert!(harness.handle.view().waiting_for_browser);
-        harness.handle.cancel_sign_in().await;
-        until(&harness.handle, "no longer waiting", |v| {
-            !v.waiting_for_browser
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn the_callback_link_signs_in_with_the_derived_token_kept_in_the_keychain() {
-        let harness = Harness::connected(MemoryKeychain::default()).await;
-        let (state, nonce) = harness.begin_sign_in().await;
-        let fragment = "5a".repeat(32);
-        harness.handle.deep_link(callback(&state, &fragment)).await;
-        harness.until_signed_in().await;
-        let token = expected_token(&nonce, &fragment);
-        assert_eq!(harness.sign_ins(), std::slice::from_ref(&token));
-        assert_eq!(
-            harness.keychain.0.lock().unwrap().as_deref(),
-            Some(token.as_str())
-        );
-        assert!(!harness.handle.view().waiting_for_browser);
-        let titles: Vec<String> = harness
-            .desktop
-            .notified
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|n| n.title.clone())
-            .collect();
-        assert_eq!(titles, ["Connected"]);
-
-        // The same link again (a browser "back") finds no pending sign-in.
-        harness.handle.deep_link(callback(&state, &fragment)).await;
-        harness.handle.sign_out().await.unwrap();
-        assert_eq!(harness.sign_ins().len(), 1);
-        assert_eq!(
-            *harness.keychain.0.lock().unwrap(),
-            None,
-            "sign-out forgets the token"
-        );
-        assert!(harness.requests.lock().unwrap().contains(&Request::SignOut));
-    }
-
-    #[tokio::test]
-    async fn a_forged_or_unexpected_link_changes_nothing() {
-        let harness = Harness::connected(MemoryKeychain::default()).await;
-        let fragment = "5a".repeat(32);
-        // No sign-in pending.
-        harness
-            .handle
-            .deep_link(callback(&"1".repeat(64), &fragment))
-            .await;
-        let (state, _) = harness.begin_sign_in().await;
-        // Pending, but the wrong state, and garbage.
-        harness
-            .handle
-            .deep_link(callback(&"2".repeat(64), &fragment))
-            .await;
-        harness
-            .handle
-            .deep_link(url::Url::parse("ember://sign-in-callback?state=%00%ff").unwrap())
-            .await;
-        harness.handle.deep_link(callback(&state, "not-hex")).await;
-        // A settings round trip proves the links above were all handled before it.
-        harness.handle.apply_settings(settings()).await.unwrap();
-        assert!(harness.sign_ins().is_empty());
-        assert_eq!(*harness.keychain.0.lock().unwrap(), None);
-        assert!(
-            harness.handle.view().waiting_for_browser,
-            "the real link may still come"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_kept_token_signs_in_when_the_service_appears() {
-        let harness = Harness::connected(MemoryKeychain::holding("kept-token")).await;
-        harness.until_signed_in().await;
-        assert_eq!(harness.sign_ins(), ["kept-token"]);
-    }
-
-    #[tokio::test]
-    async fn a_session_the_portal_ends_forgets_the_token_and_says_why() {
-        let harness = Harness::connected(MemoryKeychain::holding("kept-token")).await;
-        harness.until_signed_in().await;
-        harness
-            .script
-            .send(Script::SignOutBecause(
-                "this device's sign-in was revoked".into(),
-            ))
-            .await
-            .unwrap();
-        until(&harness.handle, "signed out", |v| {
-            v.state
-                .as_ref()
-                .is_some_and(|s| matches!(s.session, SessionState::SignedOut { reason: Some(_) }))
-        })
-        .await;
-        assert_eq!(*harness.keychain.0.lock().unwrap(), None);
-        let last = harness
-            .desktop
-            .notified
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap();
-        assert_eq!(last.title, "Signed out");
-        assert!(
-            last.body.starts_with("this device's sign-in was revoked"),
-            "{}",
-            last.body
-        );
-    }
-}
+mod tests;

@@ -1,12 +1,16 @@
-//! The first half of the browser sign-in (ARCHITECTURE §4): fresh `state` and `nonce`, the
-//! portal URL to open, and the check a returning deep link must pass.
+//! The app's half of the browser sign-in (ARCHITECTURE §4, [`ember_protocol::sign_in`]): a
+//! fresh `state` and PKCE verifier, the portal page to open, and the check a returning deep
+//! link must pass.
+//!
+//! The verifier never leaves the app except, over IPC, to its own tunnel service; the page the
+//! browser opens (visible to every local user on the `xdg-open` command line) carries only its
+//! hash, and the deep link only a one-time code.
 
 use std::time::{Duration, Instant};
 
 use ember_protocol::SecretToken;
-use hmac::{Hmac, Mac as _};
+use ember_protocol::sign_in::{self as protocol, Callback, Verifier};
 use rand::RngCore as _;
-use sha2::Sha256;
 
 /// A deep link older than this no longer completes a sign-in.
 pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -14,29 +18,25 @@ pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 #[derive(Debug)]
 pub struct PendingSignIn {
     state: String,
-    /// Stays in the app; the portal binds the token to it, so the URL alone is no credential.
-    nonce: String,
+    verifier: Verifier,
+    /// The portal this sign-in went to: the code is redeemed there and the token kept for it.
+    portal_url: String,
     started: Instant,
 }
 
 impl PendingSignIn {
     /// Starts a sign-in against `portal_url` and returns it with the page to open.
     pub fn begin(portal_url: &str, now: Instant) -> Result<(Self, url::Url), url::ParseError> {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
         let pending = Self {
             state: random_hex(),
-            nonce: random_hex(),
+            verifier: Verifier::from_random_bytes(&secret),
+            portal_url: portal_url.to_owned(),
             started: now,
         };
-        let mut base = url::Url::parse(portal_url)?;
-        // `join` replaces the last path segment unless the base ends with a slash.
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
-        let mut page = base.join("sign-in")?;
-        page.query_pairs_mut()
-            .append_pair("as", "client")
-            .append_pair("state", &pending.state)
-            .append_pair("nonce", &pending.nonce);
+        let page =
+            protocol::sign_in_url(portal_url, &pending.state, &pending.verifier.challenge())?;
         Ok((pending, page))
     }
 
@@ -47,34 +47,33 @@ impl PendingSignIn {
             && bool::from(self.state.as_bytes().ct_eq(state.as_bytes()))
     }
 
-    /// Checks an `ember://sign-in-callback` link against this sign-in and derives the token
-    /// from the nonce and the link's `fragment` (the rule is in `crates/portal/README.md`).
-    pub fn complete(&self, link: &url::Url, now: Instant) -> Result<SignedIn, CallbackError> {
-        let callback = Callback::parse(link)?;
+    /// Checks an `ember://sign-in-callback` link against this sign-in; what the service needs
+    /// to redeem it.
+    pub fn complete(&self, link: &url::Url, now: Instant) -> Result<Completed, CallbackError> {
+        let callback = Callback::parse(link).map_err(|e| match e {
+            protocol::CallbackError::NotACallback => CallbackError::NotACallback,
+            protocol::CallbackError::Malformed(what) => CallbackError::Malformed(what),
+        })?;
         if !self.accepts(&callback.state, now) {
             return Err(CallbackError::NotPending);
         }
-        let nonce = hex::decode(&self.nonce).map_err(|_| CallbackError::Malformed("nonce"))?;
-        let fragment =
-            hex::decode(&callback.fragment).map_err(|_| CallbackError::Malformed("fragment"))?;
-        if fragment.len() != 32 {
-            return Err(CallbackError::Malformed("fragment"));
-        }
-        let mut mac = Hmac::<Sha256>::new_from_slice(&nonce)
-            .map_err(|_| CallbackError::Malformed("nonce"))?;
-        mac.update(&fragment);
-        Ok(SignedIn {
-            token: SecretToken::new(hex::encode(mac.finalize().into_bytes())),
+        Ok(Completed {
+            portal_url: self.portal_url.clone(),
+            code: callback.code,
+            verifier: self.verifier.secret().clone(),
             actor: callback.actor,
             account: callback.account,
         })
     }
 }
 
-/// What a completed sign-in yields.
+/// A callback that belongs to the pending sign-in: the service redeems `code` with `verifier`
+/// at `portal_url`.
 #[derive(Debug)]
-pub struct SignedIn {
-    pub token: SecretToken,
+pub struct Completed {
+    pub portal_url: String,
+    pub code: SecretToken,
+    pub verifier: SecretToken,
     pub actor: Option<String>,
     pub account: Option<String>,
 }
@@ -91,57 +90,13 @@ pub enum CallbackError {
     NotPending,
 }
 
-struct Callback {
-    state: String,
-    fragment: String,
-    actor: Option<String>,
-    account: Option<String>,
-}
-
-impl Callback {
-    fn parse(link: &url::Url) -> Result<Self, CallbackError> {
-        // `ember://sign-in-callback?…`: the host is the action.
-        if link.scheme() != "ember" || link.host_str() != Some("sign-in-callback") {
-            return Err(CallbackError::NotACallback);
-        }
-        let mut state = None;
-        let mut fragment = None;
-        let mut actor = None;
-        let mut account = None;
-        for (key, value) in link.query_pairs() {
-            let slot = match key.as_ref() {
-                "state" => &mut state,
-                "fragment" => &mut fragment,
-                "actor" => &mut actor,
-                "account" => &mut account,
-                _ => continue,
-            };
-            // A repeated parameter is a forged or mangled link, not something to guess about.
-            if slot.replace(value.into_owned()).is_some() {
-                return Err(CallbackError::Malformed("repeated parameter"));
-            }
-        }
-        let is_hex64 = |v: &String| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
-        Ok(Self {
-            state: state
-                .filter(is_hex64)
-                .ok_or(CallbackError::Malformed("state"))?,
-            fragment: fragment
-                .filter(is_hex64)
-                .ok_or(CallbackError::Malformed("fragment"))?,
-            actor: actor.map(|a| a.chars().take(128).collect()),
-            account: account.map(|a| a.chars().take(128).collect()),
-        })
-    }
-}
-
 fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
-/// A deep link for the log: scheme, host and path, never the query (it carries secrets).
+/// A deep link for the log: scheme, host and path, never the query (it carries the code).
 pub fn redact(link: &url::Url) -> String {
     format!(
         "{}://{}{}",
@@ -156,7 +111,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn opens_the_portal_sign_in_page_with_fresh_state_and_nonce() {
+    fn opens_the_portal_sign_in_page_with_fresh_state_and_only_the_challenge() {
         let now = Instant::now();
         let (a, url) = PendingSignIn::begin("https://portal.example.com/base/", now).unwrap();
         let (b, _) = PendingSignIn::begin("https://portal.example.com/base/", now).unwrap();
@@ -164,10 +119,11 @@ mod tests {
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         assert_eq!(query[0], ("as".into(), "client".into()));
         assert_eq!(query[1].1, a.state);
-        assert_eq!(query[2].1, a.nonce);
+        assert_eq!(query[2], ("challenge".into(), a.verifier.challenge()));
+        assert!(!url.as_str().contains(a.verifier.secret().expose()));
         assert_eq!(a.state.len(), 64);
         assert_ne!(a.state, b.state);
-        assert_ne!(a.state, a.nonce);
+        assert_ne!(a.verifier, b.verifier);
 
         let (_, url) = PendingSignIn::begin("https://portal.example.com/base", now).unwrap();
         assert_eq!(url.path(), "/base/sign-in");
@@ -184,32 +140,23 @@ mod tests {
         assert!(!pending.accepts(&state, now + SIGN_IN_TIMEOUT + Duration::from_secs(1)));
     }
 
-    fn callback(state: &str, fragment: &str) -> url::Url {
-        url::Url::parse(&format!(
-            "ember://sign-in-callback?state={state}&fragment={fragment}&actor=Ada&account=acme"
-        ))
-        .unwrap()
+    fn callback(state: &str, code: &str) -> url::Url {
+        url::Url::parse(&protocol::callback_url(state, code, "Ada", "acme")).unwrap()
     }
 
     #[test]
-    fn a_matching_callback_yields_the_token_the_portal_derives() {
+    fn a_matching_callback_yields_the_code_and_the_verifier_for_its_portal() {
         let now = Instant::now();
-        let (mut pending, _) = PendingSignIn::begin("http://127.0.0.1:8080", now).unwrap();
-        pending.nonce = "00".repeat(31) + "01";
-        let fragment = "ab".repeat(32);
-        let signed_in = pending
-            .complete(&callback(&pending.state.clone(), &fragment), now)
+        let (pending, _) = PendingSignIn::begin("http://127.0.0.1:8080", now).unwrap();
+        let code = "ab".repeat(32);
+        let completed = pending
+            .complete(&callback(&pending.state.clone(), &code), now)
             .unwrap();
-        // The same computation, spelled out independently of `complete`.
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&hex::decode(&pending.nonce).unwrap()).unwrap();
-        mac.update(&[0xab; 32]);
-        assert_eq!(
-            signed_in.token.expose(),
-            hex::encode(mac.finalize().into_bytes())
-        );
-        assert_eq!(signed_in.actor.as_deref(), Some("Ada"));
-        assert_eq!(signed_in.account.as_deref(), Some("acme"));
+        assert_eq!(completed.code.expose(), code);
+        assert_eq!(&completed.verifier, pending.verifier.secret());
+        assert_eq!(completed.portal_url, "http://127.0.0.1:8080");
+        assert_eq!(completed.actor.as_deref(), Some("Ada"));
+        assert_eq!(completed.account.as_deref(), Some("acme"));
     }
 
     #[test]
@@ -217,40 +164,26 @@ mod tests {
         let now = Instant::now();
         let (pending, _) = PendingSignIn::begin("http://127.0.0.1:8080", now).unwrap();
         let state = pending.state.clone();
-        let fragment = "cd".repeat(32);
+        let code = "cd".repeat(32);
         let wrong_state = "0".repeat(64);
         let cases = [
             (
-                callback(&wrong_state, &fragment),
+                callback(&wrong_state, &code),
                 now,
                 CallbackError::NotPending,
             ),
             (
-                callback(&state, &fragment),
+                callback(&state, &code),
                 now + SIGN_IN_TIMEOUT + Duration::from_secs(1),
                 CallbackError::NotPending,
             ),
             (
                 callback(&state, "zz"),
                 now,
-                CallbackError::Malformed("fragment"),
+                CallbackError::Malformed("code"),
             ),
             (
-                url::Url::parse(&format!("ember://sign-in-callback?fragment={fragment}")).unwrap(),
-                now,
-                CallbackError::Malformed("state"),
-            ),
-            (
-                url::Url::parse(&format!(
-                    "ember://sign-in-callback?state={state}&state={state}&fragment={fragment}"
-                ))
-                .unwrap(),
-                now,
-                CallbackError::Malformed("repeated parameter"),
-            ),
-            (
-                url::Url::parse(&format!("ember://other?state={state}&fragment={fragment}"))
-                    .unwrap(),
+                url::Url::parse(&format!("ember://other?state={state}&code={code}")).unwrap(),
                 now,
                 CallbackError::NotACallback,
             ),
@@ -262,7 +195,7 @@ mod tests {
 
     #[test]
     fn redaction_drops_the_query() {
-        let link = url::Url::parse("ember://sign-in-callback?state=s&fragment=secret").unwrap();
+        let link = url::Url::parse("ember://sign-in-callback?state=s&code=secret").unwrap();
         assert_eq!(redact(&link), "ember://sign-in-callback");
     }
 }

@@ -7,9 +7,20 @@
 use std::sync::Mutex;
 
 use ember_protocol::SecretToken;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 const SERVICE: &str = "dev.ember.client";
 const ACCOUNT: &str = "portal-token";
+
+/// A token together with the portal that issued it: the token is only ever sent to that portal
+/// (ARCHITECTURE §4). Kept in the keychain as JSON; an entry without a portal (an older app) does
+/// not decode and the user signs in again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptToken {
+    pub portal_url: String,
+    pub token: SecretToken,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the keychain is not available: {0}")]
@@ -17,8 +28,8 @@ pub struct StoreError(pub String);
 
 /// A place that keeps one token across runs.
 pub trait TokenStore: Send + Sync + std::fmt::Debug + 'static {
-    fn load(&self) -> Result<Option<SecretToken>, StoreError>;
-    fn save(&self, token: &SecretToken) -> Result<(), StoreError>;
+    fn load(&self) -> Result<Option<KeptToken>, StoreError>;
+    fn save(&self, token: &KeptToken) -> Result<(), StoreError>;
     /// Deleting what is not there is not an error.
     fn delete(&self) -> Result<(), StoreError>;
 }
@@ -34,17 +45,20 @@ impl Keychain {
 }
 
 impl TokenStore for Keychain {
-    fn load(&self) -> Result<Option<SecretToken>, StoreError> {
+    fn load(&self) -> Result<Option<KeptToken>, StoreError> {
         match self.entry()?.get_password() {
-            Ok(token) => Ok(Some(SecretToken::new(token))),
+            // The string holds the token: wiped when dropped, whether it decodes or not.
+            Ok(json) => Ok(decode(&Zeroizing::new(json))),
             Err(keyring::Error::NoEntry) => Ok(None),
             Err(e) => Err(StoreError(e.to_string())),
         }
     }
 
-    fn save(&self, token: &SecretToken) -> Result<(), StoreError> {
+    fn save(&self, token: &KeptToken) -> Result<(), StoreError> {
+        let json =
+            Zeroizing::new(serde_json::to_string(token).map_err(|e| StoreError(e.to_string()))?);
         self.entry()?
-            .set_password(token.expose())
+            .set_password(&json)
             .map_err(|e| StoreError(e.to_string()))
     }
 
@@ -52,6 +66,17 @@ impl TokenStore for Keychain {
         match self.entry()?.delete_credential() {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(StoreError(e.to_string())),
+        }
+    }
+}
+
+/// The kept token in a keychain entry; `None` for an entry this app cannot use.
+fn decode(json: &str) -> Option<KeptToken> {
+    match serde_json::from_str(json) {
+        Ok(kept) => Some(kept),
+        Err(_) => {
+            tracing::info!("The keychain holds a token without its portal; signing in again");
+            None
         }
     }
 }
@@ -71,7 +96,7 @@ pub enum Kept {
 #[derive(Debug)]
 pub struct TokenVault {
     store: Box<dyn TokenStore>,
-    in_memory: Mutex<Option<SecretToken>>,
+    in_memory: Mutex<Option<KeptToken>>,
     told_user: Mutex<bool>,
 }
 
@@ -84,7 +109,7 @@ impl TokenVault {
         }
     }
 
-    pub fn remember(&self, token: SecretToken) -> Kept {
+    pub fn remember(&self, token: KeptToken) -> Kept {
         let result = self.store.save(&token);
         if let Ok(mut memory) = self.in_memory.lock() {
             *memory = Some(token);
@@ -106,7 +131,7 @@ impl TokenVault {
     }
 
     /// The token from this run, else from the keychain.
-    pub fn recall(&self) -> Option<SecretToken> {
+    pub fn recall(&self) -> Option<KeptToken> {
         if let Some(token) = self.in_memory.lock().ok().and_then(|m| m.clone()) {
             return Some(token);
         }
@@ -139,10 +164,10 @@ mod tests {
     struct LockedKeychain;
 
     impl TokenStore for LockedKeychain {
-        fn load(&self) -> Result<Option<SecretToken>, StoreError> {
+        fn load(&self) -> Result<Option<KeptToken>, StoreError> {
             Err(StoreError("locked".into()))
         }
-        fn save(&self, _: &SecretToken) -> Result<(), StoreError> {
+        fn save(&self, _: &KeptToken) -> Result<(), StoreError> {
             Err(StoreError("locked".into()))
         }
         fn delete(&self) -> Result<(), StoreError> {
@@ -153,15 +178,34 @@ mod tests {
     #[test]
     fn a_locked_keychain_keeps_the_user_signed_in_for_this_run_and_says_so_once() {
         let vault = TokenVault::new(LockedKeychain);
-        let first = vault.remember(SecretToken::new("t1"));
+        let first = vault.remember(kept("t1"));
         assert!(matches!(first, Kept::ThisRunOnly { notice: Some(_) }));
         assert_eq!(
-            vault.remember(SecretToken::new("t2")),
+            vault.remember(kept("t2")),
             Kept::ThisRunOnly { notice: None }
         );
-        assert_eq!(vault.recall(), Some(SecretToken::new("t2")));
+        assert_eq!(vault.recall(), Some(kept("t2")));
         vault.forget();
         assert_eq!(vault.recall(), None);
+    }
+
+    fn kept(token: &str) -> KeptToken {
+        KeptToken {
+            portal_url: "https://portal.example.com".into(),
+            token: SecretToken::new(token),
+        }
+    }
+
+    #[test]
+    fn a_kept_token_names_its_portal_and_an_entry_without_one_is_not_used() {
+        let json = serde_json::to_string(&kept("t")).unwrap();
+        assert_eq!(
+            json,
+            r#"{"portal_url":"https://portal.example.com","token":"t"}"#
+        );
+        assert_eq!(decode(&json), Some(kept("t")));
+        // What an app before portal binding kept: a bare token.
+        assert_eq!(decode("0123abcd"), None);
     }
 
     /// Runs against the real Secret Service when one is reachable. `scripts/test.sh` runs it in
@@ -176,7 +220,7 @@ mod tests {
             eprintln!("SKIPPED: no usable keychain in this environment ({e})");
             return;
         }
-        let token = SecretToken::new("a-token-for-the-keychain-test");
+        let token = kept("a-token-for-the-keychain-test");
         keychain.save(&token).unwrap();
         assert_eq!(keychain.load().unwrap(), Some(token));
         keychain.delete().unwrap();

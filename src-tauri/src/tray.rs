@@ -451,6 +451,7 @@ mod tests {
         AppView {
             service: ServiceStatus::Connected {
                 service_version: "0.1.0".into(),
+                may_change_settings: true,
             },
             state: Some(state),
             waiting_for_browser: false,

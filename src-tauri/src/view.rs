@@ -32,19 +32,16 @@ pub enum ServiceStatus {
     Connecting,
     Connected {
         service_version: String,
+        /// This user may change the machine-wide settings (portal URL, log level); otherwise
+        /// the settings page shows them read-only and says who may.
+        may_change_settings: bool,
     },
     /// Not installed, not started, or restarting; the app keeps retrying.
-    NotRunning {
-        detail: String,
-    },
+    NotRunning { detail: String },
     /// The socket exists but this user may not use it (not in the `ember` group).
-    NotAllowed {
-        detail: String,
-    },
+    NotAllowed { detail: String },
     /// App and service speak different protocol versions: one of them needs an update.
-    Incompatible {
-        detail: String,
-    },
+    Incompatible { detail: String },
 }
 
 /// Pages of the main window that the tray can open directly.

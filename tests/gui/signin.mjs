@@ -77,6 +77,8 @@ try {
     await click(session, ".session button.primary");
     const opened = await until("the browser to be opened", () => readFileSync(browserLog, "utf8").trim().split("\n").filter(Boolean).pop(), 10000);
     if (!opened.startsWith(`${world.portal}/sign-in?as=client&state=`)) throw new Error(`opened ${opened}`);
+    // The browser's command line (readable by every local user) carries only the PKCE challenge.
+    if (!/[?&]challenge=[A-Za-z0-9_-]{43}(&|$)/.test(opened) || /nonce=|verifier=/.test(opened)) throw new Error(`opened ${opened}`);
     await waitForText(session, "[data-testid=session-state]", "Waiting for the browser", 5000);
     await until("the tray to show the step", () => trayMenuLabels().includes("Waiting for the browser…"), 5000);
     await screenshot(session, "2-waiting-for-browser");
@@ -96,9 +98,11 @@ try {
     await screenshot(session, "3-signed-in");
   });
 
-  await check("the token is in the keyring and nowhere on disk or in the logs", async () => {
-    token = h.asUser("secret-tool", ["lookup", "service", "dev.ember.client", "username", "portal-token"]).trim();
-    if (!/^[0-9a-f]{64}$/.test(token)) throw new Error(`the keyring holds no token (got ${JSON.stringify(token)})`);
+  await check("the token is in the keyring with its portal, and nowhere on disk or in the logs", async () => {
+    const kept = JSON.parse(h.asUser("secret-tool", ["lookup", "service", "dev.ember.client", "username", "portal-token"]).trim() || "{}");
+    token = kept.token;
+    if (!/^[0-9a-f]{64}$/.test(token ?? "")) throw new Error("the keyring holds no token");
+    if (kept.portal_url !== world.portal) throw new Error(`the token is kept for ${kept.portal_url}, not ${world.portal}`);
     const places = [...filesUnder(h.home), ...filesUnder(h.runtimeDir), ...filesUnder(join(h.work, "log"))];
     if (world.logDir) places.push(...filesUnder(world.logDir));
     const leaks = places.filter((path) => !path.includes("keyrings") && readFileSync(path).includes(token));

@@ -74,6 +74,16 @@ impl Identity {
     pub fn private_key(&self) -> [u8; 32] {
         self.private_key
     }
+
+    /// The WireGuard public key (standard base64) the portal knows this device by; a token
+    /// from a sign-in is bound to it.
+    pub fn public_key_base64(&self) -> String {
+        let engine = ember_engine::Engine::new(
+            ember_engine::EngineConfig::new(ember_engine::Role::Client, self.private_key, 0),
+            std::time::Instant::now(),
+        );
+        base64::engine::general_purpose::STANDARD.encode(engine.public_key())
+    }
 }
 
 /// Reads `path` and parses it, or writes a fresh random value (mode 0600) and returns it.

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use ember_tunnel_service::identity::Identity;
 use ember_tunnel_service::service::{Environment, Service};
-use ember_tunnel_service::settings::{self, SettingsStore};
+use ember_tunnel_service::settings::{self, PlainHttpPortals, SettingsStore};
 use ember_tunnel_service::{platform, server, status};
 
 #[derive(Debug, Parser)]
@@ -52,6 +52,10 @@ struct RunArgs {
     /// How the system's DNS is pointed at Ember's resolver while signed in.
     #[arg(long, value_enum, default_value = "auto")]
     dns_mode: platform::DnsMode,
+    /// A network (CIDR) where the portal may be reached over plain http, for test worlds;
+    /// repeatable. Loopback always may; everything else needs https.
+    #[arg(long = "allow-http-portal", value_name = "CIDR")]
+    allow_http_portal: Vec<ipnet::IpNet>,
 }
 
 /// How long stopping may take to undo the session's changes to the system.
@@ -72,10 +76,14 @@ async fn run(args: RunArgs) -> Result<()> {
     platform::create_dirs(&args.runtime_dir, &args.state_dir, &args.log_dir)?;
 
     let store = SettingsStore::new(&args.state_dir);
+    let plain_http = PlainHttpPortals::new(args.allow_http_portal.clone());
     let (settings, settings_problem) = match store.load() {
-        Ok(Some(saved)) => (saved, None),
+        Ok(Some(saved)) => match plain_http.permit_str(&saved.portal_url) {
+            Ok(()) => (saved, None),
+            Err(e) => (settings::defaults(), Some(e.to_string())),
+        },
         Ok(None) => (settings::defaults(), None),
-        Err(e) => (settings::defaults(), Some(e)),
+        Err(e) => (settings::defaults(), Some(e.to_string())),
     };
     let filter = std::env::var("EMBER_LOG").unwrap_or_else(|_| settings.log_filter.clone());
     let logs = ember_logging::init(&filter, Some(&args.log_dir), "tunnel")
@@ -110,6 +118,7 @@ async fn run(args: RunArgs) -> Result<()> {
         identity,
         state_dir: args.state_dir.clone(),
         dns_mode: args.dns_mode,
+        plain_http,
     };
     let (service, handle, requests) = Service::new(settings, store, Some(logs), environment);
     let service_task = tokio::spawn(service.run(requests));

@@ -3,8 +3,9 @@
 //! A bad frame, a wrong version or a peer that is not allowed ends that one connection with an
 //! explicit message; the accept loop and every other connection carry on.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -16,7 +17,7 @@ use ember_protocol::ipc::{
 };
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::io::AsyncReadExt as _;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::codec::Framed;
 use tracing::Instrument as _;
@@ -29,6 +30,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// More simultaneous apps than this is a runaway client, not a desktop.
 const MAX_CONNECTIONS: usize = 64;
+/// What one unprivileged user may hold, so one user cannot take every slot and lock the others
+/// (and root) out. A desktop session needs one or two (the app, `ember-tunnel status`).
+const MAX_CONNECTIONS_PER_USER: usize = 16;
 /// Raw bytes per log chunk; base64 makes it 4/3 larger, well below the frame limit.
 const LOG_CHUNK_LEN: usize = 192 * 1024;
 
@@ -50,7 +54,7 @@ pub struct Context {
 pub async fn serve(mut listener: Listener, context: Context) {
     let context = Arc::new(context);
     let mut shutdown = context.shutdown.clone();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::default();
     let mut connections = JoinSet::new();
     let mut next_id = 0u64;
 
@@ -69,17 +73,17 @@ pub async fn serve(mut listener: Listener, context: Context) {
                 next_id += 1;
                 let span = tracing::info_span!("ipc", conn = next_id);
                 let context = Arc::clone(&context);
-                match Arc::clone(&slots).try_acquire_owned() {
+                let owner = peer.as_ref().ok().and_then(|peer| limited_user(&context.policy, peer));
+                match slots.take(owner) {
                     Ok(slot) => {
                         connections.spawn(async move {
                             serve_connection(stream, peer, &context).await;
                             drop(slot);
                         }.instrument(span));
                     }
-                    Err(_) => {
+                    Err(reason) => {
                         connections.spawn(async move {
-                            refuse(Framed::new(stream, JsonCodec::new()),
-                                format!("more than {MAX_CONNECTIONS} connections are open")).await;
+                            refuse(Framed::new(stream, JsonCodec::new()), reason).await;
                         }.instrument(span));
                     }
                 }
@@ -120,6 +124,7 @@ async fn serve_connection(
         return refuse(connection, reason).await;
     }
     tracing::debug!(?peer, "IPC client connected");
+    let may_change_settings = context.policy.may_change_settings(&peer);
 
     let client_version = match tokio::time::timeout(HELLO_TIMEOUT, connection.next()).await {
         Err(_) => {
@@ -158,19 +163,24 @@ async fn serve_connection(
     };
     tracing::info!(%client_version, "App connected");
 
-    if let Err(e) = session(&mut connection, context).await {
+    if let Err(e) = session(&mut connection, context, may_change_settings).await {
         tracing::debug!("IPC connection ended: {e}");
     }
 }
 
 /// Serves one app after a successful hello, until it leaves, errs, or the service stops.
-async fn session(connection: &mut Connection, context: &Context) -> Result<(), SessionEnd> {
+async fn session(
+    connection: &mut Connection,
+    context: &Context,
+    may_change_settings: bool,
+) -> Result<(), SessionEnd> {
     let mut state = context.service.watch_state();
     let mut shutdown = context.shutdown.clone();
     connection
         .send(ServiceMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             service_version: SERVICE_VERSION.into(),
+            may_change_settings,
         })
         .await?;
     let current = state.borrow_and_update().clone();
@@ -200,6 +210,16 @@ async fn session(connection: &mut Connection, context: &Context) -> Result<(), S
                 }
                 Some(Ok(ClientMessage::Request { id, request: Request::ExportLogs })) => {
                     let result = export_logs(connection, id, &context.log_dir).await?;
+                    connection.send(ServiceMessage::Response { id, result }).await?;
+                }
+                Some(Ok(ClientMessage::Request { id, request: Request::ApplySettings { .. } }))
+                    if !may_change_settings =>
+                {
+                    tracing::warn!("Refused a settings change from a user who may not make it");
+                    let result = Err(IpcError::Forbidden {
+                        what: "the portal URL and the log filter".into(),
+                        who: context.policy.settings_admin(),
+                    });
                     connection.send(ServiceMessage::Response { id, result }).await?;
                 }
                 Some(Ok(ClientMessage::Request { id, request })) => {
@@ -288,6 +308,77 @@ async fn export_logs(
     Ok(Ok(Reply::LogsExported { files, bytes }))
 }
 
+/// The uid whose connections count against [`MAX_CONNECTIONS_PER_USER`]: every Unix user but
+/// root and the service's own. Windows peers count only against the total.
+fn limited_user(policy: &AccessPolicy, peer: &PeerIdentity) -> Option<u32> {
+    match peer {
+        PeerIdentity::Unix { uid, .. } if !policy.may_change_settings(peer) => Some(*uid),
+        _ => None,
+    }
+}
+
+/// The open connections, in all and per limited user.
+#[derive(Debug, Default, Clone)]
+struct Slots(Arc<Mutex<SlotCounts>>);
+
+#[derive(Debug, Default)]
+struct SlotCounts {
+    total: usize,
+    per_user: HashMap<u32, usize>,
+}
+
+/// One taken slot; dropping it gives the slot back.
+#[derive(Debug)]
+struct Slot {
+    slots: Slots,
+    user: Option<u32>,
+}
+
+impl Slots {
+    fn take(&self, user: Option<u32>) -> Result<Slot, String> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.total >= MAX_CONNECTIONS {
+            return Err(format!("more than {MAX_CONNECTIONS} connections are open"));
+        }
+        if let Some(uid) = user {
+            let held = counts.per_user.entry(uid).or_default();
+            if *held >= MAX_CONNECTIONS_PER_USER {
+                return Err(format!(
+                    "uid {uid} already holds {MAX_CONNECTIONS_PER_USER} connections"
+                ));
+            }
+            *held += 1;
+        }
+        counts.total += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .slots
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(uid) = self.user
+            && let Some(held) = counts.per_user.get_mut(&uid)
+        {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                counts.per_user.remove(&uid);
+            }
+        }
+    }
+}
+
 async fn refuse(mut connection: Connection, reason: String) {
     let _ = connection.send(ServiceMessage::Refused { reason }).await;
 }
@@ -303,5 +394,55 @@ fn kind(message: &ClientMessage) -> &'static str {
     match message {
         ClientMessage::Hello { .. } => "hello",
         ClientMessage::Request { .. } => "request",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: AccessPolicy = AccessPolicy {
+        service_uid: 0,
+        allowed_gid: Some(990),
+    };
+
+    fn member(uid: u32) -> PeerIdentity {
+        PeerIdentity::Unix {
+            uid,
+            pid: Some(1),
+            groups: vec![990],
+        }
+    }
+
+    #[test]
+    fn one_user_cannot_hold_every_connection_slot() {
+        let slots = Slots::default();
+        let attacker = limited_user(&POLICY, &member(1001));
+        let held: Vec<Slot> = (0..MAX_CONNECTIONS_PER_USER)
+            .map(|_| slots.take(attacker).unwrap())
+            .collect();
+        let refused = slots.take(attacker).unwrap_err();
+        assert!(refused.contains("uid 1001"), "{refused}");
+
+        // Another group member and root still get in.
+        let _other = slots.take(limited_user(&POLICY, &member(1002))).unwrap();
+        let root = limited_user(&POLICY, &member(0));
+        assert_eq!(root, None);
+        let _root = slots.take(root).unwrap();
+
+        // A slot given back can be taken again.
+        drop(held);
+        let _again = slots.take(attacker).unwrap();
+    }
+
+    #[test]
+    fn the_total_still_bounds_privileged_peers() {
+        let slots = Slots::default();
+        let held: Vec<Slot> = (0..MAX_CONNECTIONS)
+            .map(|_| slots.take(None).unwrap())
+            .collect();
+        assert!(slots.take(None).is_err());
+        drop(held);
+        assert!(slots.take(None).is_ok());
     }
 }

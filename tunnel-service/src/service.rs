@@ -8,13 +8,15 @@
 use std::path::PathBuf;
 
 use ember_logging::LogHandle;
+use ember_protocol::SecretToken;
 use ember_protocol::ipc::{IpcError, Reply, Request, ServiceSettings, SessionState, ViewState};
+use ember_protocol::sign_in::RedeemRequest;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::identity::Identity;
 use crate::platform::DnsMode;
 use crate::session::{self, SessionConfig, SessionHandle};
-use crate::settings::{self, SettingsStore};
+use crate::settings::{self, PlainHttpPortals, SettingsStore};
 
 /// What reaches the service task.
 #[derive(Debug)]
@@ -64,6 +66,8 @@ pub struct Environment {
     pub identity: Identity,
     pub state_dir: PathBuf,
     pub dns_mode: DnsMode,
+    /// Where a portal may be reached without TLS.
+    pub plain_http: PlainHttpPortals,
 }
 
 #[derive(Debug)]
@@ -128,20 +132,34 @@ impl Service {
             Request::GetState => Ok(Reply::State {
                 state: self.state.borrow().clone(),
             }),
-            Request::SignIn { token } => {
-                // A new sign-in replaces the session, whatever state it is in.
-                self.end_session().await;
-                let config = SessionConfig {
-                    portal_url: self.state.borrow().settings.portal_url.clone(),
-                    token,
-                    identity: self.environment.identity.clone(),
-                    state_dir: self.environment.state_dir.clone(),
-                    dns_mode: self.environment.dns_mode,
-                    internet_enabled: self.internet_enabled.subscribe(),
+            Request::SignIn {
+                portal_url,
+                code,
+                verifier,
+            } => {
+                self.check_session_portal(&portal_url)?;
+                let request = RedeemRequest {
+                    code,
+                    verifier,
+                    public_key: self.environment.identity.public_key_base64(),
                 };
-                self.state
-                    .send_modify(|state| state.session = SessionState::ConnectingToPortal);
-                self.session = Some(session::start(config, self.state.clone()));
+                let redeemed = ember_portal_client::redeem_sign_in(&portal_url, &request)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!("The portal did not redeem the sign-in: {e}");
+                        IpcError::SignInRefused {
+                            message: e.to_string(),
+                        }
+                    })?;
+                tracing::info!("Redeemed the sign-in code");
+                self.start_session(portal_url, redeemed.token.clone()).await;
+                Ok(Reply::SignedIn {
+                    token: redeemed.token,
+                })
+            }
+            Request::ResumeSession { portal_url, token } => {
+                self.check_session_portal(&portal_url)?;
+                self.start_session(portal_url, token).await;
                 Ok(Reply::Done)
             }
             Request::SignOut => {
@@ -164,6 +182,40 @@ impl Service {
                 message: "log export is handled by the connection".into(),
             }),
         }
+    }
+
+    /// Replaces the session, whatever state it is in, with one for `token` at `portal_url`.
+    async fn start_session(&mut self, portal_url: String, token: SecretToken) {
+        self.end_session().await;
+        let config = SessionConfig {
+            portal_url,
+            token,
+            identity: self.environment.identity.clone(),
+            state_dir: self.environment.state_dir.clone(),
+            dns_mode: self.environment.dns_mode,
+            internet_enabled: self.internet_enabled.subscribe(),
+        };
+        self.state
+            .send_modify(|state| state.session = SessionState::ConnectingToPortal);
+        self.session = Some(session::start(config, self.state.clone()));
+    }
+
+    /// A session's token goes only to the portal that issued it, and only when that is still the
+    /// portal this computer is set to (over TLS unless allowed otherwise).
+    fn check_session_portal(&self, portal_url: &str) -> Result<(), IpcError> {
+        let configured = self.state.borrow().settings.portal_url.clone();
+        if !same_portal(portal_url, &configured) {
+            tracing::warn!(
+                token_portal = %portal_url,
+                portal_url = %configured,
+                "Refused a session for another portal than the configured one"
+            );
+            return Err(IpcError::WrongPortal {
+                token_portal: portal_url.to_owned(),
+                portal_url: configured,
+            });
+        }
+        self.environment.plain_http.permit_str(portal_url)
     }
 
     /// Stops the session, if any, and waits until its changes to the system are undone.
@@ -210,6 +262,9 @@ impl Service {
 
     fn apply_settings(&mut self, settings: ServiceSettings) -> Result<Reply, IpcError> {
         settings::validate(&settings)?;
+        self.environment
+            .plain_http
+            .permit_str(&settings.portal_url)?;
         if self.state.borrow().settings == settings {
             return Ok(Reply::Done);
         }
@@ -229,10 +284,17 @@ impl Service {
     }
 }
 
+/// Two spellings of one portal (`https://p.example` and `https://p.example/`) are the same.
+fn same_portal(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_protocol::SecretToken;
 
     fn start_with(settings: ServiceSettings) -> (ServiceHandle, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -240,6 +302,7 @@ mod tests {
             identity: Identity::load_or_create(dir.path()).unwrap(),
             state_dir: dir.path().to_owned(),
             dns_mode: DnsMode::Off,
+            plain_http: PlainHttpPortals::default(),
         };
         let (service, handle, requests) =
             Service::new(settings, SettingsStore::new(dir.path()), None, environment);
@@ -265,9 +328,11 @@ mod tests {
             portal_url: closed_port_url(),
             ..settings::defaults()
         };
+        let portal_url = settings.portal_url.clone();
         let (handle, _dir) = start_with(settings);
         let result = handle
-            .request(Request::SignIn {
+            .request(Request::ResumeSession {
+                portal_url,
                 token: SecretToken::new("t"),
             })
             .await;
@@ -294,9 +359,11 @@ mod tests {
             portal_url: closed_port_url(),
             ..settings::defaults()
         };
+        let portal_url = settings.portal_url.clone();
         let (handle, _dir) = start_with(settings);
         handle
-            .request(Request::SignIn {
+            .request(Request::ResumeSession {
+                portal_url,
                 token: SecretToken::new("t"),
             })
             .await
@@ -307,6 +374,56 @@ mod tests {
             SessionState::SignedOut { reason: None }
         );
         assert!(handle.request(Request::GetState).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_token_is_never_sent_to_another_portal() {
+        // The token was issued by `issuer`; the service is set to another portal now (an
+        // attacker's, or one the administrator moved to): the token stays in the app.
+        let issuer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer_url = format!("http://{}", issuer.local_addr().unwrap());
+        let settings = ServiceSettings {
+            portal_url: closed_port_url(),
+            ..settings::defaults()
+        };
+        let (handle, _dir) = start_with(settings.clone());
+        let result = handle
+            .request(Request::ResumeSession {
+                portal_url: issuer_url.clone(),
+                token: SecretToken::new("t"),
+            })
+            .await;
+        assert_eq!(
+            result,
+            Err(IpcError::WrongPortal {
+                token_portal: issuer_url,
+                portal_url: settings.portal_url,
+            })
+        );
+        assert_eq!(
+            handle.watch_state().borrow().session,
+            SessionState::SignedOut { reason: None }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        issuer.set_nonblocking(true).unwrap();
+        assert!(issuer.accept().is_err(), "nothing connects to the issuer");
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_portal_elsewhere_is_refused() {
+        let (handle, _dir) = start();
+        let result = handle
+            .request(Request::ApplySettings {
+                settings: ServiceSettings {
+                    portal_url: "http://portal.example.com".into(),
+                    log_filter: "info".into(),
+                },
+            })
+            .await;
+        assert!(
+            matches!(&result, Err(IpcError::InvalidSettings { field, .. }) if field == "portal_url"),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]

@@ -19,8 +19,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use ember_engine::{ConnectionState, ConnectionStats, Engine, EngineConfig, Event, PeerId, Role};
+use ember_engine::{ConnectionState, ConnectionStats, Event, PeerId};
 use ember_io::driver::Command;
 use ember_portal_client::{Backoff, ClientSide, ConnectError, LinkError, PortalLink, connect};
 use ember_protocol::SecretToken;
@@ -133,18 +132,14 @@ impl Session {
         state: watch::Sender<ViewState>,
         cancel: CancellationToken,
     ) -> Self {
-        let public_key = Engine::new(
-            EngineConfig::new(Role::Client, config.identity.private_key(), 0),
-            Instant::now(),
-        )
-        .public_key();
+        let public_key = config.identity.public_key_base64();
         let mut stats_timer = tokio::time::interval(STATS_INTERVAL);
         stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut session = Self {
             config,
             state,
             cancel,
-            public_key: base64::engine::general_purpose::STANDARD.encode(public_key),
+            public_key,
             link: Link::Waiting(Box::pin(tokio::time::sleep(Duration::ZERO))),
             backoff: Backoff::default(),
             signed_in: false,

@@ -21,6 +21,62 @@ pub fn defaults() -> ServiceSettings {
     }
 }
 
+/// Where a portal may be reached over plain `http`: loopback always (`ember-portal --demo` on
+/// this machine), and the networks the administrator names with `--allow-http-portal` (the
+/// test worlds). Everywhere else the token and the sign-in secret travel only over TLS.
+#[derive(Debug, Clone, Default)]
+pub struct PlainHttpPortals {
+    networks: Vec<ipnet::IpNet>,
+}
+
+impl PlainHttpPortals {
+    pub fn new(networks: Vec<ipnet::IpNet>) -> Self {
+        Self { networks }
+    }
+
+    /// Whether `url` may be used: `https` anywhere, `http` only to an allowed address.
+    pub fn permit(&self, url: &url::Url) -> Result<(), IpcError> {
+        let refuse = |reason: &str| IpcError::InvalidSettings {
+            field: "portal_url".into(),
+            reason: reason.into(),
+        };
+        match url.scheme() {
+            "https" | "wss" => Ok(()),
+            "http" | "ws" => {
+                let ip = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
+                    Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
+                    Some(url::Host::Domain(name)) if name.eq_ignore_ascii_case("localhost") => {
+                        return Ok(());
+                    }
+                    _ => {
+                        return Err(refuse(
+                            "plain http is allowed only for a portal on this machine; use https",
+                        ));
+                    }
+                };
+                if ip.is_loopback() || self.networks.iter().any(|net| net.contains(&ip)) {
+                    Ok(())
+                } else {
+                    Err(refuse(
+                        "plain http is allowed only for a portal on this machine; use https",
+                    ))
+                }
+            }
+            _ => Err(refuse("the scheme must be https")),
+        }
+    }
+
+    /// [`Self::permit`] for a URL still in text form.
+    pub fn permit_str(&self, url: &str) -> Result<(), IpcError> {
+        let url = url::Url::parse(url).map_err(|e| IpcError::InvalidSettings {
+            field: "portal_url".into(),
+            reason: format!("not a URL: {e}"),
+        })?;
+        self.permit(&url)
+    }
+}
+
 /// Checks settings before they are saved or used; the error names the field.
 pub fn validate(settings: &ServiceSettings) -> Result<(), IpcError> {
     let invalid = |field: &str, reason: String| IpcError::InvalidSettings {
@@ -213,6 +269,27 @@ mod tests {
         ] {
             assert_eq!(rejected_field(with(url, "info")), "portal_url", "{url}");
         }
+    }
+
+    #[test]
+    fn plain_http_is_refused_outside_loopback_and_the_allowed_networks() {
+        let test_world = PlainHttpPortals::new(vec!["198.51.100.0/24".parse().unwrap()]);
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        for allowed in [
+            "https://portal.example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://198.51.100.2:8080",
+        ] {
+            test_world.permit(&url(allowed)).unwrap();
+        }
+        for refused in ["http://portal.example.com", "http://198.51.101.2:8080"] {
+            assert!(test_world.permit(&url(refused)).is_err(), "{refused}");
+        }
+        let default = PlainHttpPortals::default();
+        assert!(default.permit(&url("http://198.51.100.2:8080")).is_err());
+        default.permit(&url(DEFAULT_PORTAL_URL)).unwrap();
     }
 
     #[test]

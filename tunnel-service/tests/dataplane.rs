@@ -88,6 +88,8 @@ impl NsService {
             .arg(dir.join("state"))
             .arg("--log-dir")
             .arg(dir.join("log"))
+            // The test portal serves plain http on the testbed's internet.
+            .args(["--allow-http-portal", "198.51.100.0/24"])
             .env("EMBER_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -190,7 +192,8 @@ async fn sign_in(app: &mut Connection, portal: &TestPortal, token: &str) -> View
         request(
             app,
             2,
-            Request::SignIn {
+            Request::ResumeSession {
+                portal_url: portal.url(),
                 token: SecretToken::new(token)
             }
         )

@@ -330,7 +330,8 @@ async fn a_token_the_portal_refuses_signs_out_with_its_reason() {
     let result = request(
         &mut client,
         7,
-        Request::SignIn {
+        Request::ResumeSession {
+            portal_url: settings.portal_url.clone(),
             token: SecretToken::new("0123456789abcdef-not-a-token-the-portal-issued"),
         },
     )
@@ -509,4 +510,108 @@ async fn serves_many_clients_at_once() {
     for (i, client) in clients.iter_mut().enumerate() {
         assert!(request(client, i as u64, Request::GetState).await.is_ok());
     }
+}
+
+/// A member of the group `ember` asks the service to send everyone's sign-in to a portal of
+/// their choosing. The hello tells them they may not; the request is refused as forbidden; the
+/// settings stay as root set them.
+#[tokio::test]
+async fn a_group_member_cannot_redirect_the_portal() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run a client as another user");
+        return;
+    }
+    let Ok(Some(group)) = nix::unistd::Group::from_name(ember_protocol::ipc::SERVICE_GROUP) else {
+        eprintln!("SKIPPED: the group `ember` does not exist here");
+        return;
+    };
+    let service = TestService::start();
+    let mut root = good_client(&service).await;
+    std::fs::set_permissions(
+        service.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    // The group member's client, speaking the protocol by hand.
+    let script = r#"
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+def send(m):
+    b = json.dumps(m).encode()
+    s.sendall(struct.pack(">I", len(b)) + b)
+def recv():
+    n = b""
+    while len(n) < 4: n += s.recv(4 - len(n))
+    want = struct.unpack(">I", n)[0]; b = b""
+    while len(b) < want: b += s.recv(want - len(b))
+    return json.loads(b)
+send({"type": "hello", "protocol_version": 2, "client_version": "attacker"})
+hello = recv()
+send({"type": "request", "id": 1, "request": {"kind": "apply_settings",
+      "settings": {"portal_url": "https://evil.example.com", "log_filter": "trace"}}})
+while True:
+    m = recv()
+    if m["type"] == "response":
+        print(json.dumps({"hello": hello, "response": m}))
+        break
+"#;
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534"])
+        .arg(format!("--groups={}", group.gid))
+        .args(["/usr/bin/python3", "-c", script])
+        .arg(service.socket())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["hello"]["may_change_settings"], false, "{answer}");
+    assert_eq!(
+        answer["response"]["result"]["Err"]["code"], "forbidden",
+        "{answer}"
+    );
+
+    let Ok(Reply::State { state }) = request(&mut root, 1, Request::GetState).await else {
+        panic!("no state");
+    };
+    assert_eq!(state.settings.portal_url, "http://127.0.0.1:8080");
+    assert!(!service.state_dir().join("settings.json").exists());
+}
+
+/// A connection that never says hello must not hold a slot for ever.
+#[tokio::test]
+async fn a_connection_that_never_says_hello_is_dropped() {
+    let service = TestService::start();
+    let mut silent = StdStream::connect(service.socket()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let _ = silent.read_to_end(&mut received);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "still open after {waited:?}"
+    );
+    let messages = raw_exchange_parse(&received);
+    assert!(
+        matches!(messages.as_slice(), [ServiceMessage::ProtocolError { message }] if message.contains("hello")),
+        "{messages:?}"
+    );
+}
+
+fn raw_exchange_parse(mut rest: &[u8]) -> Vec<ServiceMessage> {
+    let mut messages = Vec::new();
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        messages.push(serde_json::from_slice(&rest[4..4 + len]).unwrap());
+        rest = &rest[4 + len..];
+    }
+    messages
 }

@@ -175,6 +175,15 @@ describe("Settings", () => {
     await openSettings(new FakeBackend(connected()));
     expect(screen.getByRole("button", { name: "Save" })).toBeDisabled();
   });
+
+  it("shows the settings read-only, and says who may change them, to a user who may not", async () => {
+    const backend = new FakeBackend(connected(undefined, false));
+    await openSettings(backend);
+    expect(screen.getByLabelText("Portal URL")).toHaveAttribute("readonly");
+    expect(screen.getByLabelText("Service log level")).toBeDisabled();
+    expect(screen.queryByRole("button", { name: "Save" })).toBeNull();
+    expect(screen.getByText(/Only an administrator can change them/)).toBeInTheDocument();
+  });
 });
 
 function resource(id: string, name: string, state: ResourceView["state"]): ResourceView {

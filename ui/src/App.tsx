@@ -73,7 +73,13 @@ export function App({ backend }: { backend: Backend }) {
             />
             {page === "resources" && <ResourcesPage resources={view.state.resources} backend={backend} />}
             {page === "account" && <AccountPage state={view.state} />}
-            {page === "settings" && <SettingsPage settings={view.state.settings} backend={backend} />}
+            {page === "settings" && (
+              <SettingsPage
+                settings={view.state.settings}
+                mayChange={view.service.may_change_settings}
+                backend={backend}
+              />
+            )}
           </>
         ) : (
           <ServiceUnavailable status={view.service} />

@@ -57,6 +57,12 @@ export function describeError(error: AppError): string {
           return `${error.error.what} is not available in this version yet.`;
         case "unknown_resource":
           return `Unknown resource ${error.error.resource_id}.`;
+        case "forbidden":
+          return `Only ${error.error.who} may change ${error.error.what}.`;
+        case "sign_in_refused":
+          return `The portal refused the sign-in: ${error.error.message}`;
+        case "wrong_portal":
+          return `Your sign-in belongs to ${error.error.token_portal}, but this computer now uses ${error.error.portal_url}. Sign in again.`;
         case "internal":
           return `The tunnel service failed: ${error.error.message}`;
       }

@@ -59,7 +59,13 @@ export type AppView = {
 export type ConnectionPath = "direct" | "relayed";
 
 /**  Why the service did not do what was asked. The app shows `Display` to the user. */
-export type IpcError = { code: "not_available_yet"; what: string } | { code: "invalid_settings"; field: string; reason: string } | { code: "unknown_resource"; resource_id: string } | { code: "internal"; message: string };
+export type IpcError = { code: "not_available_yet"; what: string } | { code: "invalid_settings"; field: string; reason: string } | { code: "unknown_resource"; resource_id: string } | 
+/**  The peer may not do this: the machine-wide settings belong to the administrator. */
+{ code: "forbidden"; what: string; who: string } | 
+/**  The session's portal is not the portal the service is set to; the token is not sent. */
+{ code: "wrong_portal"; token_portal: string; portal_url: string } | 
+/**  The portal did not accept the sign-in (code used, expired or not matching). */
+{ code: "sign_in_refused"; message: string } | { code: "internal"; message: string };
 
 /**  Asks the webview to show a page (the tray's "Settings" item). */
 export type Navigate = Page;
@@ -98,7 +104,12 @@ export type ServiceSettings = {
 /**  The app's link to the tunnel service. */
 export type ServiceStatus = 
 /**  The first attempt has not finished yet. */
-{ status: "connecting" } | { status: "connected"; service_version: string } | 
+{ status: "connecting" } | { status: "connected"; service_version: string; 
+/**
+ *  This user may change the machine-wide settings (portal URL, log level); otherwise
+ *  the settings page shows them read-only and says who may.
+ */
+may_change_settings: boolean } | 
 /**  Not installed, not started, or restarting; the app keeps retrying. */
 { status: "not_running"; detail: string } | 
 /**  The socket exists but this user may not use it (not in the `ember` group). */

@@ -13,9 +13,9 @@ export function signedOutState(): ViewState {
   };
 }
 
-export function connected(state: ViewState = signedOutState()): AppView {
+export function connected(state: ViewState = signedOutState(), mayChangeSettings = true): AppView {
   return {
-    service: { status: "connected", service_version: "0.1.0" },
+    service: { status: "connected", service_version: "0.1.0", may_change_settings: mayChangeSettings },
     state,
     waiting_for_browser: false,
   };

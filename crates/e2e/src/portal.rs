@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use hmac::{Hmac, Mac as _};
+use ember_protocol::SecretToken;
+use ember_protocol::sign_in::{self, Verifier};
 
 use crate::{Error, Result, addr, io_error};
 
@@ -155,28 +156,39 @@ policies = [
     toml
 }
 
+/// What the app holds after the browser came back: the one-time code from the deep link and
+/// the verifier it made at the start. The tunnel service redeems them.
+#[derive(Debug)]
+pub struct BrowserSignIn {
+    pub code: SecretToken,
+    pub verifier: SecretToken,
+}
+
 /// Signs in the way a person does in the browser the app opened, with `curl` from namespace
-/// `ns`: GET the sign-in page (state and nonce made here, as the app makes them), POST the
-/// password form with its CSRF token and cookie, take the `ember://sign-in-callback?…`
-/// redirect, check its state, and derive the client token from nonce and fragment
-/// (`crates/portal/README.md`). `work` holds the cookie jar.
+/// `ns`: GET the sign-in page (state and PKCE verifier made here, as the app makes them; the
+/// page gets only the challenge), POST the password form with its CSRF token and cookie, take
+/// the `ember://sign-in-callback?…` redirect and check its state (`crates/portal/README.md`).
+/// `work` holds the cookie jar.
 pub fn sign_in_through_browser(
     ns: &str,
     portal_url: &str,
     email: &str,
     password: &str,
     work: &Path,
-) -> Result<String> {
+) -> Result<BrowserSignIn> {
     let state = hex::encode(rand::random::<[u8; 32]>());
-    let nonce = hex::encode(rand::random::<[u8; 32]>());
+    let verifier = Verifier::from_random_bytes(&rand::random::<[u8; 32]>());
     let jar = work.join(format!(
         "cookies-{}",
         hex::encode(rand::random::<[u8; 4]>())
     ));
     let jar = jar.to_string_lossy().into_owned();
 
-    let page_url =
-        format!("{portal_url}/sign-in?as=client&state={state}&nonce={nonce}&account={ACCOUNT}");
+    let page_url = format!(
+        "{}&account={ACCOUNT}",
+        sign_in::sign_in_url(portal_url, &state, &verifier.challenge())
+            .map_err(|e| Error::Failed(format!("bad portal URL {portal_url}: {e}")))?
+    );
     let html = curl_text(ns, &["-sS", "--max-time", "10", "-c", &jar, &page_url])?;
     let attempt = hidden_field(&html, "attempt")?;
     let csrf = hidden_field(&html, "csrf")?;
@@ -216,35 +228,52 @@ pub fn sign_in_through_browser(
                 .then(|| value.trim().to_owned())
         })
         .ok_or_else(|| Error::Failed(format!("sign-in was not redirected: {status}")))?;
-    let callback = url::Url::parse(&location)
+    let link = url::Url::parse(&location)
         .map_err(|e| Error::Failed(format!("bad redirect {location}: {e}")))?;
-    if callback.scheme() != "ember" || callback.host_str() != Some("sign-in-callback") {
-        return Err(Error::Failed(format!("unexpected redirect {location}")));
-    }
-    let query = |key: &str| {
-        callback
-            .query_pairs()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-    };
-    if query("state").as_deref() != Some(state.as_str()) {
+    let callback = sign_in::Callback::parse(&link)
+        .map_err(|e| Error::Failed(format!("unexpected redirect {location}: {e}")))?;
+    if callback.state != state {
         return Err(Error::Failed(format!(
             "the callback's state does not match: {location}"
         )));
     }
-    let fragment =
-        query("fragment").ok_or_else(|| Error::Failed(format!("no fragment in {location}")))?;
-    derive_client_token(&nonce, &fragment)
+    Ok(BrowserSignIn {
+        code: callback.code,
+        verifier: verifier.secret().clone(),
+    })
 }
 
-/// `lowercase_hex(HMAC-SHA256(key = hex_decode(nonce), message = hex_decode(fragment)))`.
-pub fn derive_client_token(nonce: &str, fragment: &str) -> Result<String> {
-    let key = hex::decode(nonce).map_err(|e| Error::Failed(format!("bad nonce: {e}")))?;
-    let message = hex::decode(fragment).map_err(|e| Error::Failed(format!("bad fragment: {e}")))?;
-    let mut mac = <Hmac<sha2::Sha256>>::new_from_slice(&key)
-        .map_err(|e| Error::Failed(format!("bad HMAC key: {e}")))?;
-    mac.update(&message);
-    Ok(hex::encode(mac.finalize().into_bytes()))
+/// Posts a redeem from namespace `ns` as the tunnel service does; the portal's HTTP status and
+/// body.
+pub fn redeem(
+    ns: &str,
+    portal_url: &str,
+    code: &str,
+    verifier: &str,
+    public_key: &str,
+) -> Result<(u16, serde_json::Value)> {
+    let body = serde_json::json!({"code": code, "verifier": verifier, "public_key": public_key});
+    let answer = curl_text(
+        ns,
+        &[
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &body.to_string(),
+            &format!("{portal_url}{}", sign_in::REDEEM_PATH),
+        ],
+    )?;
+    let (json, status) = answer.rsplit_once('\n').unwrap_or(("", &answer));
+    let status = status
+        .trim()
+        .parse()
+        .map_err(|_| Error::Failed(format!("no HTTP status from curl: {answer}")))?;
+    Ok((status, serde_json::from_str(json).unwrap_or_default()))
 }
 
 /// The HTTP status the portal answers a WebSocket upgrade of `path` (`/api/client`,
@@ -314,17 +343,6 @@ fn hidden_field(html: &str, name: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_derivation_matches_an_independent_hmac_sha256() {
-        // RFC 4231 test case 2 in hex: key "Jefe", data "what do ya want for nothing?".
-        let key = hex::encode("Jefe");
-        let data = hex::encode("what do ya want for nothing?");
-        assert_eq!(
-            derive_client_token(&key, &data).unwrap(),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
 
     #[test]
     fn hidden_fields_are_found_and_unescaped() {

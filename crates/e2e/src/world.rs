@@ -23,6 +23,12 @@ use crate::portal;
 use crate::{Error, Result, io_error};
 
 /// Addresses, names and ports of the world (fixed, so tests and people can type them).
+/// The testbed's "internet", where the portal lives, as a CIDR.
+fn internet_network() -> String {
+    let [a, b, c] = ember_testbed::INTERNET_PREFIX;
+    format!("{a}.{b}.{c}.0/24")
+}
+
 pub mod addr {
     use std::net::Ipv4Addr;
 
@@ -666,7 +672,7 @@ impl World {
     }
 
     /// The whole browser sign-in, from the client host; the token the app would derive.
-    pub fn browser_sign_in(&self, email: &str) -> Result<String> {
+    pub fn browser_sign_in(&self, email: &str) -> Result<portal::BrowserSignIn> {
         portal::sign_in_through_browser(
             &self.client.host.ns,
             &self.portal_url(),
@@ -834,6 +840,9 @@ impl World {
                 &state.to_string_lossy(),
                 "--log-dir",
                 &logs.to_string_lossy(),
+                // The test world's portal serves plain http on the testbed's internet.
+                "--allow-http-portal",
+                &internet_network(),
             ],
             &[("EMBER_LOG", &self.options.log_filter)],
             &log,
@@ -863,12 +872,32 @@ impl World {
         self.tunnel.as_ref().map(Proc::pid)
     }
 
-    /// Signs in through the browser flow as `email`, hands the token to the service over IPC
-    /// (as the app does) and waits until the service says it is signed in.
+    /// Signs in through the browser flow as `email`, hands the code and the verifier to the
+    /// service over IPC (as the app does; the service redeems them with the portal), keeps the
+    /// token it answers, and waits until the service says it is signed in.
     pub fn sign_in_as(&mut self, email: &str) -> Result<ViewState> {
-        let token = self.browser_sign_in(email)?;
-        self.token = Some(token);
-        self.sign_in_again()
+        let signed_in = self.browser_sign_in(email)?;
+        let token = match self.ipc(Request::SignIn {
+            portal_url: self.portal_url(),
+            code: signed_in.code,
+            verifier: signed_in.verifier,
+        })? {
+            Ok(Reply::SignedIn { token }) => token,
+            Ok(other) => {
+                return Err(Error::Failed(format!(
+                    "the service answered the sign-in with {other:?}"
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Failed(format!(
+                    "the service refused to sign in: {e}"
+                )));
+            }
+        };
+        self.token = Some(token.expose().to_owned());
+        self.wait_for_state("the service to be signed in", SERVICE_TIMEOUT, |state| {
+            matches!(state.session, SessionState::SignedIn { .. }) && state.interface.is_some()
+        })
     }
 
     /// Hands the last token to the service again (what the app does when it reconnects to a
@@ -878,7 +907,8 @@ impl World {
             .token
             .clone()
             .ok_or_else(|| Error::Failed("nobody signed in yet".into()))?;
-        match self.ipc(Request::SignIn {
+        match self.ipc(Request::ResumeSession {
+            portal_url: self.portal_url(),
             token: SecretToken::new(token),
         })? {
             Ok(_) => {}

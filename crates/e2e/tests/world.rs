@@ -102,11 +102,28 @@ fn corp_names_resolve_on_the_gateway_host_and_public_names_on_the_client_host() 
 }
 
 #[test]
-fn the_browser_sign_in_flow_yields_a_client_token_the_portal_accepts() {
+fn the_browser_sign_in_flow_yields_a_code_that_only_the_verifier_redeems() {
     let Some(world) = world() else { return };
     let (ns, url) = (world.client.host.ns.clone(), world.portal_url());
 
-    let token = world.browser_sign_in(portal::ADA).unwrap();
+    let signed_in = world.browser_sign_in(portal::ADA).unwrap();
+    let key = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=";
+    // The code from the deep link is worth nothing without the verifier the app kept.
+    let other_verifier = "A".repeat(43);
+    let (status, _) =
+        portal::redeem(&ns, &url, signed_in.code.expose(), &other_verifier, key).unwrap();
+    assert_eq!(status, 401);
+    let signed_in = world.browser_sign_in(portal::ADA).unwrap();
+    let (status, body) = portal::redeem(
+        &ns,
+        &url,
+        signed_in.code.expose(),
+        signed_in.verifier.expose(),
+        key,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
     assert_eq!(token.len(), 64);
     assert_eq!(
         portal::upgrade_status(&ns, &url, "/api/client", &token).unwrap(),

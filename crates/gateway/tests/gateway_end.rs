@@ -33,11 +33,11 @@ use ember_protocol::portal::relay_host_port;
 use ember_protocol::portal::{
     ClientMessage, PORTAL_PROTOCOL_VERSION, PortalToClient, Relay, Resource,
 };
+use ember_protocol::sign_in::{Callback, RedeemRequest, Verifier};
 use ember_testbed::{Coturn, Error, Nat, Node, Testbed};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
-use hmac::{Hmac, Mac as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
@@ -246,12 +246,11 @@ async fn client_scenario(
 ) -> Result<(), String> {
     let started = Instant::now();
     let step = |what: &str| eprintln!("[client {:>6.2?}] {what}", started.elapsed());
-    let token = sign_in(portal_url).await?;
-
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&0x5eed_u64.to_le_bytes());
     key[31] = 0x42;
     let engine = Engine::new(EngineConfig::new(Role::Client, key, 7), Instant::now());
+    let token = sign_in(portal_url, &encode_key(&engine.public_key())).await?;
     let hello = ClientMessage::Hello {
         protocol_version: PORTAL_PROTOCOL_VERSION,
         device_id: "test-device-1".into(),
@@ -545,14 +544,17 @@ fn relay_configs(relays: &[Relay]) -> Vec<RelayConfig> {
 // ---------------------------------------------------------------------------------------------
 // Sign-in over the portal's password form (crates/portal/README.md, "Sign-in and the token")
 
-async fn sign_in(portal_url: &str) -> Result<String, String> {
+/// The browser's part over the password form, then the service's part: the one-time code and
+/// the verifier redeemed for a token bound to `public_key`.
+async fn sign_in(portal_url: &str, public_key: &str) -> Result<String, String> {
     let state = hex::encode([0x11u8; 32]);
-    let nonce = hex::encode(rand::random::<[u8; 32]>());
+    let verifier = Verifier::from_random_bytes(&rand::random::<[u8; 32]>());
+    let challenge = verifier.challenge();
     let addr = portal_url.trim_start_matches("http://");
     let page = http_raw(
         addr,
         &format!(
-            "GET /sign-in?as=client&state={state}&nonce={nonce}&account=acme HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET /sign-in?as=client&state={state}&challenge={challenge}&account=acme HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
         ),
     )
     .await?;
@@ -579,15 +581,18 @@ async fn sign_in(portal_url: &str) -> Result<String, String> {
     let location = header(&answer, "location")
         .ok_or_else(|| format!("no redirect after sign-in: {answer}"))?;
     let url = url::Url::parse(&location).map_err(|e| e.to_string())?;
-    let fragment = url
-        .query_pairs()
-        .find(|(k, _)| k == "fragment")
-        .map(|(_, v)| v.to_string())
-        .ok_or("no fragment in the callback")?;
-    // token = hex(HMAC-SHA256(key = nonce, message = fragment))
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&hex::decode(&nonce).unwrap()).unwrap();
-    mac.update(&hex::decode(&fragment).map_err(|e| e.to_string())?);
-    Ok(hex::encode(mac.finalize().into_bytes()))
+    let callback = Callback::parse(&url).map_err(|e| e.to_string())?;
+    let redeemed = ember_portal_client::redeem_sign_in(
+        portal_url,
+        &RedeemRequest {
+            code: callback.code,
+            verifier: verifier.secret().clone(),
+            public_key: public_key.to_owned(),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(redeemed.token.expose().to_owned())
 }
 
 async fn http_raw(addr: &str, request: &str) -> Result<String, String> {

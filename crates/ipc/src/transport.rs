@@ -58,6 +58,29 @@ pub struct AccessPolicy {
 }
 
 impl AccessPolicy {
+    /// Whether `peer` may change the machine-wide settings (the portal URL every user signs in
+    /// to, the log filter). Group members may use the service but not redirect other users'
+    /// sign-ins: on Unix only root and the service's own user may.
+    ///
+    /// Windows peers are admitted by the pipe's DACL and carry no token here yet, so none may
+    /// (the administrator edits `settings.json`); telling SYSTEM and Administrators apart needs
+    /// the client's token (`ImpersonateNamedPipeClient`), which the pipe code does not take.
+    pub fn may_change_settings(&self, peer: &PeerIdentity) -> bool {
+        match peer {
+            PeerIdentity::Windows { .. } => false,
+            PeerIdentity::Unix { uid, .. } => *uid == 0 || *uid == self.service_uid,
+        }
+    }
+
+    /// Who [`Self::may_change_settings`] admits, in words for the user.
+    pub fn settings_admin(&self) -> String {
+        if cfg!(windows) || self.service_uid == 0 {
+            "an administrator (root)".to_owned()
+        } else {
+            format!("root or the service's user (uid {})", self.service_uid)
+        }
+    }
+
     /// Root, the service's own user and members of the `ember` group are admitted.
     pub fn check(&self, peer: &PeerIdentity) -> Result<(), String> {
         match peer {
@@ -113,6 +136,18 @@ mod tests {
         let reason = POLICY.check(&peer(1000, &[1000, 27])).unwrap_err();
         assert!(reason.contains("uid 1000"), "{reason}");
         assert!(reason.contains("`ember`"), "{reason}");
+    }
+
+    #[test]
+    fn only_root_and_the_service_user_may_change_settings() {
+        let policy = AccessPolicy {
+            service_uid: 999,
+            allowed_gid: Some(990),
+        };
+        assert!(policy.may_change_settings(&peer(0, &[])));
+        assert!(policy.may_change_settings(&peer(999, &[])));
+        assert!(!policy.may_change_settings(&peer(1000, &[1000, 990])));
+        assert!(!policy.may_change_settings(&PeerIdentity::Windows { pid: 7 }));
     }
 
     #[test]

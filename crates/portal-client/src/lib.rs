@@ -18,6 +18,10 @@
 //! }
 //! ```
 
+mod redeem;
+
+pub use redeem::{RedeemError, redeem_sign_in};
+
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -271,11 +275,14 @@ pub async fn connect<S: Side>(
         .as_str()
         .into_client_request()
         .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-    let bearer =
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::Rejected {
-            code: ErrorCode::Unauthorized,
-            message: "the token contains characters a header cannot carry".into(),
-        })?;
+    // The formatted value is wiped when dropped; the header's own copy is marked sensitive so
+    // the HTTP library never prints it.
+    let credential = zeroize::Zeroizing::new(format!("Bearer {token}"));
+    let mut bearer = HeaderValue::from_str(&credential).map_err(|_| ConnectError::Rejected {
+        code: ErrorCode::Unauthorized,
+        message: "the token contains characters a header cannot carry".into(),
+    })?;
+    bearer.set_sensitive(true);
     request.headers_mut().insert(header::AUTHORIZATION, bearer);
 
     let connector = if url.scheme() == "wss" {

@@ -339,6 +339,21 @@ impl ClientConnection {
                 ) {
                     return close_with(&mut socket, error_for_client(code, message)).await;
                 }
+                // A token from a sign-in works only for the device key it was redeemed with: a
+                // token copied off one machine is worth nothing on another.
+                if let Some(bound) = &token.device_public_key
+                    && *bound != public_key
+                {
+                    warn!(token = %token.id, "refused a token presented with another device key");
+                    return close_with(
+                        &mut socket,
+                        error_for_client(
+                            ErrorCode::Unauthorized,
+                            "this token was issued to another device: sign in again",
+                        ),
+                    )
+                    .await;
+                }
                 (device_id, public_key, name, os, version)
             }
             Ok(_) => {

@@ -2,9 +2,8 @@
 //!
 //! - Tokens (client and gateway) are 256-bit random values written as 64 lowercase hex
 //!   characters. The store only ever sees [`hash_token`] of them.
-//! - A client token is never sent in a URL: the sign-in redirect carries a random `fragment`,
-//!   and the client computes the token with [`derive_client_token`] from it and the `nonce` it
-//!   created and kept (see the crate README).
+//! - A client token is never sent in a URL: the sign-in redirect carries a one-time code that
+//!   the app's service redeems with a verifier only the app knows ([`crate::redeem`]).
 //! - Passwords are hashed with argon2id (default parameters) into PHC strings.
 
 use argon2::Argon2;
@@ -50,17 +49,6 @@ pub fn new_id(prefix: &str) -> String {
 /// hash (no salt, no stretching) cannot be reversed and allows an indexed look-up.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// `token = hex(HMAC-SHA256(key = nonce, message = fragment))`, both inputs hex-decoded
-/// 32-byte values. The client holds `nonce` from the start of the sign-in; the redirect
-/// carries only `fragment`, so the redirect URL alone is not a credential.
-pub fn derive_client_token(nonce_hex: &str, fragment_hex: &str) -> Result<String, CryptoError> {
-    let nonce = decode_hex32(nonce_hex, "nonce")?;
-    let fragment = decode_hex32(fragment_hex, "fragment")?;
-    let mut mac = hmac_sha256(&nonce);
-    mac.update(&fragment);
-    Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Checks that `value` is 64 lowercase hex characters and returns the 32 bytes.
@@ -152,24 +140,6 @@ mod tests {
     }
 
     const RELAY_REFERENCE: &str = include_str!("../tests/data/relay_reference.txt");
-
-    #[test]
-    fn client_token_depends_on_nonce_and_fragment() {
-        let nonce = "11".repeat(32);
-        let fragment = "22".repeat(32);
-        let token = derive_client_token(&nonce, &fragment).unwrap();
-        assert_eq!(token.len(), 64);
-        assert_ne!(
-            token,
-            derive_client_token(&"12".repeat(32), &fragment).unwrap()
-        );
-        assert_ne!(
-            token,
-            derive_client_token(&nonce, &"23".repeat(32)).unwrap()
-        );
-        assert!(derive_client_token("zz", &fragment).is_err());
-        assert!(derive_client_token(&nonce.to_uppercase().replace('1', "A"), &fragment).is_err());
-    }
 
     #[test]
     fn password_verifies_only_with_the_right_password() {

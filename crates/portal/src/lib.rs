@@ -3,10 +3,10 @@
 //! - [`store`]: SQLite or PostgreSQL through sqlx, one set of migrations.
 //! - [`config`]: the TOML file and the model it may declare.
 //! - [`model`]: the in-memory [`model::Snapshot`] and policy evaluation.
-//! - [`signin`]: the sign-in page, CSRF, token issue; [`oidc`]: sign-in with an OpenID
-//!   Connect provider (authorisation code + PKCE, discovery); [`throttle`]: the failure
-//!   backoff (per account and client address, behind trusted proxies) and the access-request
-//!   bucket.
+//! - [`signin`]: the sign-in page, CSRF, one-time codes; [`oidc`]: sign-in with an OpenID
+//!   Connect provider (authorisation code + PKCE, discovery); [`redeem`]: the service turns a
+//!   code and the app's verifier into a device-bound token; [`throttle`]: the failure backoff
+//!   (per account and client address, behind trusted proxies) and the access-request bucket.
 //! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
 //!   gateway choice; [`outbox`]: each peer's queue, closed rather than skipped when full.
 //! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
@@ -20,6 +20,7 @@ pub mod hub;
 pub mod model;
 pub mod oidc;
 pub mod outbox;
+pub mod redeem;
 pub mod server;
 pub mod signin;
 pub mod store;

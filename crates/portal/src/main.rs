@@ -266,7 +266,7 @@ async fn main() -> Result<()> {
             println!("  gateway token:  {}", demo.gateway_token);
             println!("  resource:       {}", demo.resource);
             println!(
-                "  sign-in page:   {url}/sign-in?as=client&state=<64 hex>&nonce=<64 hex> (the app opens it)"
+                "  sign-in page:   {url}/sign-in?as=client&state=<64 hex>&challenge=<43 base64url> (the app opens it)"
             );
             serve(config).await
         }

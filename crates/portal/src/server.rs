@@ -18,7 +18,7 @@ use crate::hub::Hub;
 use crate::model::Snapshot;
 use crate::store::{Store, StoreError, now_unix};
 use crate::throttle::FailureLimiter;
-use crate::{api, oidc, signin};
+use crate::{api, oidc, redeem, signin};
 
 #[derive(Debug)]
 pub struct AppState {
@@ -218,6 +218,7 @@ fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/sign-in", get(signin::page).post(signin::submit))
         .route("/sign-in/oidc", post(oidc::start))
+        .route(ember_protocol::sign_in::REDEEM_PATH, post(redeem::redeem))
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route(CLIENT_API_PATH, get(api::client))
         .route(GATEWAY_API_PATH, get(api::gateway))

@@ -1,13 +1,14 @@
 //! The sign-in page (ARCHITECTURE §4): plain, accessible HTML with a password form.
 //!
-//! `GET /sign-in?as=client&state=S&nonce=N[&account=SLUG]` shows the form. The form carries a
-//! signed *attempt* (state, nonce, account, time, CSRF binding) so nothing is stored for a
-//! page view. `POST /sign-in` checks, in order: the CSRF cookie equals the form's CSRF field
-//! and is the one the attempt was signed with; the attempt's signature and age; the failure
-//! rate limit; the password. Then, atomically, the attempt is recorded as used (a second use
-//! is refused as a replay) and a client token is stored (as a hash), and the browser is sent
-//! to `ember://sign-in-callback?state=S&fragment=F&actor=NAME&account=SLUG`.
-//! The token is `hex(HMAC-SHA256(nonce, fragment))` (see [`crate::crypto::derive_client_token`]).
+//! `GET /sign-in?as=client&state=S&challenge=C[&account=SLUG]` shows the form; `C` is the app's
+//! PKCE challenge (see [`ember_protocol::sign_in`]). The form carries a signed *attempt* (state,
+//! challenge, account, time, CSRF binding) so nothing is stored for a page view.
+//! `POST /sign-in` checks, in order: the CSRF cookie equals the form's CSRF field and is the one
+//! the attempt was signed with; the attempt's signature and age; the failure rate limit; the
+//! password. Then, atomically, the attempt is recorded as used (a second use is refused as a
+//! replay) and a one-time code is stored (as a hash, with the challenge), and the browser is
+//! sent to `ember://sign-in-callback?state=S&code=K&actor=NAME&account=SLUG`. The app's service
+//! redeems the code with the verifier at [`crate::redeem`]; the code alone is worth nothing.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -18,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
 use ember_protocol::portal::AccountInfo;
+use ember_protocol::sign_in;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -34,7 +36,7 @@ pub struct PageQuery {
     #[serde(rename = "as")]
     pub as_: Option<String>,
     pub state: Option<String>,
-    pub nonce: Option<String>,
+    pub challenge: Option<String>,
     pub account: Option<String>,
 }
 
@@ -51,7 +53,7 @@ pub struct SubmitForm {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Attempt {
     pub(crate) state: String,
-    pub(crate) nonce: String,
+    pub(crate) challenge: String,
     pub(crate) account: String,
     issued_at: i64,
     /// SHA-256 (hex) of the CSRF value in the cookie and the form.
@@ -72,14 +74,13 @@ pub async fn page(State(state): State<Shared>, Query(query): Query<PageQuery>) -
             "This page is opened by the Ember app (missing `as=client`).",
         );
     }
-    let (Some(s), Some(nonce)) = (query.state, query.nonce) else {
+    let (Some(s), Some(challenge)) = (query.state, query.challenge) else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in link is incomplete. Start again from the Ember app.",
         );
     };
-    if crypto::decode_hex32(&s, "state").is_err() || crypto::decode_hex32(&nonce, "nonce").is_err()
-    {
+    if crypto::decode_hex32(&s, "state").is_err() || !sign_in::is_challenge(&challenge) {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in link is malformed. Start again from the Ember app.",
@@ -95,7 +96,7 @@ pub async fn page(State(state): State<Shared>, Query(query): Query<PageQuery>) -
     let csrf = crypto::random_hex32();
     let attempt = Attempt {
         state: s,
-        nonce,
+        challenge,
         account: account.clone(),
         issued_at: now_unix(),
         csrf: hex::encode(Sha256::digest(csrf.as_bytes())),
@@ -291,8 +292,8 @@ pub(crate) fn check_attempt_age(state: &Shared, attempt: &Attempt) -> Result<(),
     Ok(())
 }
 
-/// The end of every successful sign-in (password or OIDC): record the attempt as used, store
-/// the token, and send the browser to the app.
+/// The end of every successful sign-in (password or OIDC): record the attempt as used, store a
+/// one-time code for the app's challenge, and send the browser to the app with the code.
 pub(crate) async fn finish(
     state: &Shared,
     attempt_field: &str,
@@ -301,29 +302,28 @@ pub(crate) async fn finish(
     user_id: &str,
     user_name: &str,
 ) -> Response {
-    let fragment = crypto::random_hex32();
-    let Ok(token) = crypto::derive_client_token(&attempt.nonce, &fragment) else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in link is malformed. Start again from the Ember app.",
-        );
-    };
+    let code = crypto::random_hex32();
     let attempt_id = hex::encode(Sha256::digest(attempt_field.as_bytes()));
-    let expires_at = now_unix() + state.config.sign_in.client_token_lifetime_secs as i64;
+    let issued = crate::store::SignInCode {
+        challenge: attempt.challenge.clone(),
+        account_id: account.id.clone(),
+        user_id: user_id.to_owned(),
+        expires_at: now_unix() + crate::redeem::CODE_LIFETIME_SECS,
+    };
     match state
         .store
-        .complete_sign_in(&attempt_id, &account.id, user_id, &token, expires_at)
+        .complete_sign_in(&attempt_id, &code, &issued)
         .await
     {
-        Ok(Some(_)) => {}
-        Ok(None) => {
+        Ok(true) => {}
+        Ok(false) => {
             return error_page(
                 StatusCode::CONFLICT,
                 "This sign-in was already completed. Start again from the Ember app.",
             );
         }
         Err(e) => {
-            warn!(error = %e, "cannot store a token");
+            warn!(error = %e, "cannot store a sign-in code");
             return error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The portal cannot write its database. Try again shortly.",
@@ -331,13 +331,7 @@ pub(crate) async fn finish(
         }
     }
     info!(user = %user_id, "signed in");
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("state", &attempt.state)
-        .append_pair("fragment", &fragment)
-        .append_pair("actor", user_name)
-        .append_pair("account", &account.slug)
-        .finish();
-    let location = format!("ember://sign-in-callback?{query}");
+    let location = sign_in::callback_url(&attempt.state, &code, user_name, &account.slug);
     let mut response = (
         StatusCode::SEE_OTHER,
         Html(format!(

@@ -18,6 +18,10 @@ use crate::model::{
     self, GatewayRecord, ModelError, ResourceRecord, SiteRecord, Snapshot, UserRecord,
 };
 
+mod sign_in_codes;
+
+pub use sign_in_codes::SignInCode;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The number of usable tunnel addresses: 100.64.0.0/11 has 2^21; index 0 and 1 are skipped.
@@ -74,6 +78,8 @@ pub struct TokenRecord {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The device key a sign-in bound this client token to (see [`sign_in_codes`]).
+    pub device_public_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -503,48 +509,9 @@ impl Store {
         Ok(id)
     }
 
-    /// Completes a password or OIDC sign-in: records the attempt as used and stores the new
-    /// client token, atomically. `Ok(None)` means the attempt was used before (a replay).
-    pub async fn complete_sign_in(
-        &self,
-        attempt_id: &str,
-        account_id: &str,
-        user_id: &str,
-        token: &str,
-        expires_at: i64,
-    ) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO used_sign_in_attempts (id, used_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(attempt_id)
-        .bind(now_unix())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let id = new_id("tok");
-        sqlx::query(
-            "INSERT INTO tokens (id, token_hash, kind, account_id, user_id, created_at, expires_at)
-             VALUES ($1, $2, 'client', $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(crypto::hash_token(token))
-        .bind(account_id)
-        .bind(user_id)
-        .bind(now_unix())
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(id))
-    }
-
     pub async fn find_token(&self, token: &str) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(
-            "SELECT id, kind, account_id, user_id, gateway_id, created_at, expires_at, revoked_at FROM tokens WHERE token_hash = $1",
+            "SELECT id, kind, account_id, user_id, gateway_id, created_at, expires_at, revoked_at, device_public_key FROM tokens WHERE token_hash = $1",
         )
         .bind(crypto::hash_token(token))
         .fetch_optional(&self.pool)
@@ -554,7 +521,7 @@ impl Store {
 
     pub async fn list_tokens(&self, account_id: &str) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(
-            "SELECT id, kind, account_id, user_id, gateway_id, created_at, expires_at, revoked_at FROM tokens WHERE account_id = $1 ORDER BY created_at, id",
+            "SELECT id, kind, account_id, user_id, gateway_id, created_at, expires_at, revoked_at, device_public_key FROM tokens WHERE account_id = $1 ORDER BY created_at, id",
         )
         .bind(account_id)
         .fetch_all(&self.pool)
@@ -821,6 +788,7 @@ fn token_from_row(row: &sqlx::any::AnyRow) -> Result<TokenRecord> {
         created_at: row.try_get(5)?,
         expires_at: row.try_get(6)?,
         revoked_at: row.try_get(7)?,
+        device_public_key: row.try_get(8)?,
     })
 }
 

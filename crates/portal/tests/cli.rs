@@ -83,11 +83,12 @@ async fn demo_starts_on_a_fresh_folder_and_its_printed_password_signs_in() {
     }
 
     let browser = browser();
-    let nonce = crypto::random_hex32();
+    let verifier = new_verifier();
     let html = browser
         .get(format!(
-            "{base}/sign-in?as=client&state={}&nonce={nonce}",
-            crypto::random_hex32()
+            "{base}/sign-in?as=client&state={}&challenge={}",
+            crypto::random_hex32(),
+            verifier.challenge()
         ))
         .send()
         .await
@@ -112,14 +113,17 @@ async fn demo_starts_on_a_fresh_folder_and_its_printed_password_signs_in() {
         .await
         .unwrap();
     assert_eq!(response.status(), 303);
-    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
-    let fragment = location
-        .query_pairs()
-        .find(|(k, _)| k == "fragment")
+    let code = code_of(response.headers()["location"].to_str().unwrap());
+    let redeemed: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}{}", ember_protocol::sign_in::REDEEM_PATH))
+        .json(&json!({"code": code, "verifier": verifier.secret().expose(), "public_key": KEY}))
+        .send()
+        .await
         .unwrap()
-        .1
-        .to_string();
-    let token = crypto::derive_client_token(&nonce, &fragment).unwrap();
+        .json()
+        .await
+        .unwrap();
+    let token = redeemed["token"].as_str().unwrap().to_owned();
 
     let (_gateway, _) = Peer::gateway(addr, &printed["gateway token"], "home-gateway").await;
     let (mut client, init) = Peer::client(addr, &token, "device-1").await;

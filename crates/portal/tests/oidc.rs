@@ -76,13 +76,13 @@ async fn portal_with_provider() -> (TestPortal, Provider) {
 async fn sign_in_with_provider(
     portal: &TestPortal,
     provider: &Provider,
-    nonce: &str,
+    challenge: &str,
     login: &str,
 ) -> reqwest::Response {
     let browser = browser();
     let page = browser
         .get(portal.url(&format!(
-            "/sign-in?as=client&state={}&nonce={nonce}&account=acme",
+            "/sign-in?as=client&state={}&challenge={challenge}&account=acme",
             crypto::random_hex32()
         )))
         .send()
@@ -149,8 +149,14 @@ async fn sign_in_with_provider(
 async fn sign_in_with_a_real_openid_provider_links_the_verified_email_and_issues_a_token() {
     let (portal, provider) = portal_with_provider().await;
     for round in 0..2 {
-        let nonce = crypto::random_hex32();
-        let response = sign_in_with_provider(&portal, &provider, &nonce, "ada@acme.example").await;
+        let verifier = new_verifier();
+        let response = sign_in_with_provider(
+            &portal,
+            &provider,
+            &verifier.challenge(),
+            "ada@acme.example",
+        )
+        .await;
         let status = response.status();
         let headers = response.headers().clone();
         assert_eq!(
@@ -164,7 +170,10 @@ async fn sign_in_with_a_real_openid_provider_links_the_verified_email_and_issues
         assert_eq!(location.host_str(), Some("sign-in-callback"));
         let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
         assert_eq!(query["actor"], "Ada Lovelace");
-        let token = crypto::derive_client_token(&nonce, &query["fragment"]).unwrap();
+        let redeemed = redeem(&portal, &query["code"], verifier.secret().expose(), KEY).await;
+        assert_eq!(redeemed.status(), 200);
+        let body: serde_json::Value = redeemed.json().await.unwrap();
+        let token = body["token"].as_str().unwrap().to_owned();
         let (_client, init) = Peer::client(portal.addr, &token, &format!("device-{round}")).await;
         assert_eq!(init["actor"]["email"], "ada@acme.example");
     }
@@ -185,7 +194,7 @@ async fn an_openid_identity_without_an_ember_user_is_refused_and_nothing_is_stor
     let response = sign_in_with_provider(
         &portal,
         &provider,
-        &crypto::random_hex32(),
+        &new_verifier().challenge(),
         "mallory@elsewhere.example",
     )
     .await;

@@ -9,15 +9,16 @@ use ember_portal::crypto;
 use support::*;
 
 #[tokio::test]
-async fn password_sign_in_redirects_to_ember_with_a_token_bound_to_the_nonce() {
+async fn password_sign_in_redirects_to_ember_with_a_one_time_code_for_the_challenge() {
     let portal = TestPortal::sqlite().await;
     let browser = browser();
     let state = crypto::random_hex32();
-    let nonce = crypto::random_hex32();
+    let verifier = new_verifier();
 
     let page = browser
         .get(portal.url(&format!(
-            "/sign-in?as=client&state={state}&nonce={nonce}&account=acme"
+            "/sign-in?as=client&state={state}&challenge={}&account=acme",
+            verifier.challenge()
         )))
         .send()
         .await
@@ -49,18 +50,92 @@ async fn password_sign_in_redirects_to_ember_with_a_token_bound_to_the_nonce() {
     assert_eq!(query["state"], state);
     assert_eq!(query["actor"], "Ada Lovelace");
     assert_eq!(query["account"], "acme");
-    let fragment = &query["fragment"];
-    assert_eq!(fragment.len(), 64);
+    let code = &query["code"];
+    assert_eq!(code.len(), 64);
+    assert!(!location.as_str().contains(verifier.secret().expose()));
 
-    // The derived token works; the fragment alone (the URL alone) does not.
-    let token = crypto::derive_client_token(&nonce, fragment).unwrap();
-    let (_client, init) = Peer::client(portal.addr, &token, "device-1").await;
-    assert_eq!(init["actor"]["email"], "ada@acme.example");
-    let (status, body) = connect(portal.addr, "/api/client", fragment)
+    // The code is no token; redeemed with the verifier it yields one that works.
+    let (status, body) = connect(portal.addr, "/api/client", code)
         .await
         .err()
         .unwrap();
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    let redeemed = redeem(&portal, code, verifier.secret().expose(), KEY).await;
+    assert_eq!(redeemed.status(), 200);
+    let body: serde_json::Value = redeemed.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(token.len(), 64);
+    let (_client, init) = Peer::client(portal.addr, token, "device-1").await;
+    assert_eq!(init["actor"]["email"], "ada@acme.example");
+}
+
+/// Someone who read the deep link (another local user, a browser extension) has the code but
+/// not the verifier: they get nothing, and the code is burned.
+#[tokio::test]
+async fn a_stolen_code_without_the_verifier_is_refused() {
+    let portal = TestPortal::sqlite().await;
+    let browser = browser();
+    let verifier = new_verifier();
+    let page = open_sign_in(
+        &browser,
+        &portal,
+        &crypto::random_hex32(),
+        &verifier.challenge(),
+    )
+    .await;
+    let response = post_sign_in(&browser, &portal, &page, "ada@acme.example", PASSWORD).await;
+    let code = code_of(response.headers()["location"].to_str().unwrap());
+
+    let guessed = new_verifier();
+    let stolen = redeem(&portal, &code, guessed.secret().expose(), KEY).await;
+    assert_eq!(stolen.status(), 401);
+    // The code went with the attempt: the real app must sign in again, nobody got a token.
+    let late = redeem(&portal, &code, verifier.secret().expose(), KEY).await;
+    assert_eq!(late.status(), 401);
+    let tokens = portal
+        .store()
+        .list_tokens(&portal.account_id().await)
+        .await
+        .unwrap();
+    assert!(tokens.is_empty(), "{tokens:?}");
+}
+
+#[tokio::test]
+async fn a_code_is_redeemed_only_once() {
+    let portal = TestPortal::sqlite().await;
+    let browser = browser();
+    let verifier = new_verifier();
+    let page = open_sign_in(
+        &browser,
+        &portal,
+        &crypto::random_hex32(),
+        &verifier.challenge(),
+    )
+    .await;
+    let response = post_sign_in(&browser, &portal, &page, "ada@acme.example", PASSWORD).await;
+    let code = code_of(response.headers()["location"].to_str().unwrap());
+    let first = redeem(&portal, &code, verifier.secret().expose(), KEY).await;
+    assert_eq!(first.status(), 200);
+    let again = redeem(&portal, &code, verifier.secret().expose(), KEY).await;
+    assert_eq!(again.status(), 401);
+}
+
+/// A token copied off one machine (its keychain, its memory) does not work with another
+/// device's WireGuard key.
+#[tokio::test]
+async fn a_token_from_another_device_key_is_refused() {
+    let portal = TestPortal::sqlite().await;
+    let token = sign_in(&portal, "ada@acme.example").await;
+    let mut thief = connect(portal.addr, "/api/client", &token).await.unwrap();
+    let mut hello = client_hello("thiefs-laptop");
+    hello["public_key"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    thief.send(hello).await;
+    let refused = thief.recv().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+    // On the device it was redeemed for, it works.
+    let (_client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    assert_eq!(init["type"], "init");
 }
 
 #[tokio::test]
@@ -71,7 +146,7 @@ async fn a_sign_in_form_cannot_be_used_twice() {
         &browser,
         &portal,
         &crypto::random_hex32(),
-        &crypto::random_hex32(),
+        &new_verifier().challenge(),
     )
     .await;
     let first = post_sign_in(&browser, &portal, &page, "ada@acme.example", PASSWORD).await;
@@ -104,7 +179,7 @@ async fn a_post_without_the_csrf_cookie_is_refused() {
         &browser(),
         &portal,
         &crypto::random_hex32(),
-        &crypto::random_hex32(),
+        &new_verifier().challenge(),
     )
     .await;
     // Another browser (a cross-site form post) has no cookie.
@@ -130,7 +205,7 @@ async fn a_tampered_sign_in_form_is_refused() {
         &browser,
         &portal,
         &crypto::random_hex32(),
-        &crypto::random_hex32(),
+        &new_verifier().challenge(),
     )
     .await;
     page.attempt = page.attempt.replacen('e', "f", 1);
@@ -150,7 +225,7 @@ async fn an_expired_sign_in_page_is_refused() {
         &browser,
         &portal,
         &crypto::random_hex32(),
-        &crypto::random_hex32(),
+        &new_verifier().challenge(),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -165,8 +240,8 @@ async fn malformed_sign_in_links_get_a_clear_error_page() {
     for query in [
         "",
         "?as=client",
-        "?as=client&state=abc&nonce=def",
-        "?as=gateway&state=aa&nonce=bb",
+        "?as=client&state=abc&challenge=def",
+        "?as=gateway&state=aa&challenge=bb",
     ] {
         let response = browser()
             .get(portal.url(&format!("/sign-in{query}")))
@@ -190,7 +265,7 @@ async fn repeated_wrong_passwords_are_rate_limited_even_with_the_right_one() {
         &browser,
         &portal,
         &crypto::random_hex32(),
-        &crypto::random_hex32(),
+        &new_verifier().challenge(),
     )
     .await;
     for _ in 0..3 {

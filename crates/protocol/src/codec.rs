@@ -3,6 +3,10 @@
 //!
 //! The length is checked against [`MAX_FRAME_LEN`] before any of the body is buffered, so a
 //! peer cannot make the other side allocate more than that by announcing a huge frame.
+//!
+//! Frames carry the user's portal token (and sign-in secrets), so the codec wipes its own
+//! copies: a decoded frame's bytes are zeroed in the read buffer, and the JSON an encoded
+//! message is built in is zeroed once copied into the frame.
 
 use std::io;
 use std::marker::PhantomData;
@@ -11,6 +15,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder};
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;
@@ -73,8 +78,10 @@ impl<In: DeserializeOwned, Out> Decoder for JsonCodec<In, Out> {
             return Ok(None);
         }
         src.advance(LEN_PREFIX);
-        let body = src.split_to(len);
-        Ok(Some(serde_json::from_slice(&body)?))
+        let mut body = src.split_to(len);
+        let message = serde_json::from_slice(&body);
+        body.as_mut().zeroize();
+        Ok(Some(message?))
     }
 }
 
@@ -82,7 +89,7 @@ impl<In, Out: Serialize> Encoder<Out> for JsonCodec<In, Out> {
     type Error = FrameError;
 
     fn encode(&mut self, message: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let body = serde_json::to_vec(&message)?;
+        let body = Zeroizing::new(serde_json::to_vec(&message)?);
         if body.len() > self.max_frame_len {
             return Err(FrameError::TooLarge {
                 len: body.len(),
@@ -112,6 +119,29 @@ mod tests {
             protocol_version: 1,
             client_version: "test".into(),
         }
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // reads the buffer's memory to see that the token is gone from it
+    fn a_decoded_frame_is_wiped_from_the_read_buffer() {
+        let message = ClientMessage::Request {
+            id: 1,
+            request: Request::ResumeSession {
+                portal_url: "https://portal.example.com".into(),
+                token: crate::SecretToken::new("very-secret-token-0123456789"),
+            },
+        };
+        let mut buf = BytesMut::with_capacity(4096);
+        AppSide::new().encode(message.clone(), &mut buf).unwrap();
+        let start = buf.as_ptr();
+        let len = buf.len();
+        let decoded = AppSide::new().decode(&mut buf).unwrap().unwrap();
+        assert_eq!(decoded, message);
+        // `buf` still owns the allocation the frame was read into.
+        // SAFETY: the allocation is alive (held by `buf`) and nothing writes to it meanwhile.
+        let memory = unsafe { std::slice::from_raw_parts(start, len) };
+        let text = String::from_utf8_lossy(memory);
+        assert!(!text.contains("very-secret-token"), "{text}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::SecretToken;
 
 /// Bumped on every change that an older peer would misread. Adding an optional field is not
 /// such a change; removing or renaming one, or adding a request or event kind, is.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Where the tunnel service listens on Linux and macOS.
 pub const SOCKET_PATH: &str = "/run/ember/tunnel.sock";
@@ -56,12 +56,26 @@ pub enum ClientMessage {
 pub enum Request {
     /// Answered with [`Reply::State`].
     GetState,
-    /// Hands the service the token the user got from the portal.
+    /// Completes a browser sign-in: the service redeems the one-time `code` from the deep link
+    /// with the `verifier` only the app knew, at `portal_url` (the portal the user signed in
+    /// to, which must be the one the service is set to), binding the token to this device's
+    /// key. Answered with [`Reply::SignedIn`]; the session then starts as after
+    /// [`Request::ResumeSession`].
     SignIn {
+        portal_url: String,
+        code: SecretToken,
+        verifier: SecretToken,
+    },
+    /// Resumes the user's session with a token the app kept. `portal_url` is the portal that
+    /// issued the token: the service sends the token there and nowhere else, and refuses with
+    /// [`IpcError::WrongPortal`] when that is not the portal the service is set to.
+    ResumeSession {
+        portal_url: String,
         token: SecretToken,
     },
     SignOut,
-    /// Validated by the service, persisted, then reflected in the next [`ViewState`].
+    /// Validated by the service, persisted, then reflected in the next [`ViewState`]. Only root
+    /// and the service's own user may: anyone else gets [`IpcError::Forbidden`].
     ApplySettings {
         settings: ServiceSettings,
     },
@@ -81,6 +95,10 @@ pub enum ServiceMessage {
     Hello {
         protocol_version: u32,
         service_version: String,
+        /// Whether this peer may change the machine-wide [`ServiceSettings`] (root or the
+        /// service's own user on Linux and macOS; SYSTEM and Administrators on Windows). The app
+        /// shows the settings read-only otherwise.
+        may_change_settings: bool,
     },
     /// The app speaks a protocol version this service does not; the connection closes.
     Incompatible {
@@ -122,8 +140,17 @@ pub enum ServiceMessage {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
     Done,
-    State { state: ViewState },
-    LogsExported { files: u32, bytes: u64 },
+    /// The token a [`Request::SignIn`] yielded, for the app to keep with its portal URL.
+    SignedIn {
+        token: SecretToken,
+    },
+    State {
+        state: ViewState,
+    },
+    LogsExported {
+        files: u32,
+        bytes: u64,
+    },
 }
 
 /// Why the service did not do what was asked. The app shows `Display` to the user.
@@ -137,6 +164,20 @@ pub enum IpcError {
     InvalidSettings { field: String, reason: String },
     #[error("there is no resource with id `{resource_id}`")]
     UnknownResource { resource_id: String },
+    /// The peer may not do this: the machine-wide settings belong to the administrator.
+    #[error("only {who} may change {what}")]
+    Forbidden { what: String, who: String },
+    /// The session's portal is not the portal the service is set to; the token is not sent.
+    #[error(
+        "the token was issued by {token_portal}, but this computer now uses {portal_url}: sign in again"
+    )]
+    WrongPortal {
+        token_portal: String,
+        portal_url: String,
+    },
+    /// The portal did not accept the sign-in (code used, expired or not matching).
+    #[error("the portal refused the sign-in: {message}")]
+    SignInRefused { message: String },
     #[error("the tunnel service failed: {message}")]
     Internal { message: String },
 }

@@ -4,6 +4,7 @@
 //! - [`portal`]: the portal ⇄ client and portal ⇄ gateway WebSocket protocol (ARCHITECTURE §4, §7),
 //!   with [`portal::PORTAL_PROTOCOL_VERSION`].
 //! - [`codec`]: the length-delimited JSON framing both ends of the IPC use.
+//! - [`sign_in`]: the PKCE-style browser sign-in (verifier, challenge, callback, redeem).
 //! - [`SecretToken`]: a credential that never prints itself.
 //!
 //! Each message kind has a golden JSON file under `tests/golden/`; a wire change shows up in
@@ -13,5 +14,6 @@ pub mod codec;
 pub mod ipc;
 pub mod portal;
 mod secret;
+pub mod sign_in;
 
 pub use secret::SecretToken;

@@ -101,6 +101,48 @@ fn request_sign_in() {
         ClientMessage::Request {
             id: 2,
             request: Request::SignIn {
+                portal_url: "https://portal.example.com".into(),
+                code: SecretToken::new("5a".repeat(32)),
+                verifier: SecretToken::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            },
+        },
+    );
+}
+
+#[test]
+fn response_signed_in() {
+    check(
+        "response_signed_in",
+        ServiceMessage::Response {
+            id: 2,
+            result: Ok(Reply::SignedIn {
+                token: SecretToken::new("c2VjcmV0LXRva2Vu"),
+            }),
+        },
+    );
+}
+
+#[test]
+fn response_sign_in_refused() {
+    check(
+        "response_sign_in_refused",
+        ServiceMessage::Response {
+            id: 2,
+            result: Err(IpcError::SignInRefused {
+                message: "this sign-in code was used already".into(),
+            }),
+        },
+    );
+}
+
+#[test]
+fn request_resume_session() {
+    check(
+        "request_resume_session",
+        ClientMessage::Request {
+            id: 2,
+            request: Request::ResumeSession {
+                portal_url: "https://portal.example.com".into(),
                 token: SecretToken::new("c2VjcmV0LXRva2Vu"),
             },
         },
@@ -163,6 +205,7 @@ fn service_hello() {
         ServiceMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             service_version: "0.1.0".into(),
+            may_change_settings: false,
         },
     );
 }
@@ -272,6 +315,34 @@ fn response_error() {
             result: Err(IpcError::InvalidSettings {
                 field: "portal_url".into(),
                 reason: "scheme must be https or http".into(),
+            }),
+        },
+    );
+}
+
+#[test]
+fn response_forbidden() {
+    check(
+        "response_forbidden",
+        ServiceMessage::Response {
+            id: 4,
+            result: Err(IpcError::Forbidden {
+                what: "the portal URL and the log filter".into(),
+                who: "root (an administrator)".into(),
+            }),
+        },
+    );
+}
+
+#[test]
+fn response_wrong_portal() {
+    check(
+        "response_wrong_portal",
+        ServiceMessage::Response {
+            id: 2,
+            result: Err(IpcError::WrongPortal {
+                token_portal: "https://old.example.com".into(),
+                portal_url: "https://portal.example.com".into(),
             }),
         },
     );

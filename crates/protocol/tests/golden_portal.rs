@@ -476,3 +476,28 @@ fn every_golden_message_decodes_with_its_side_type_list() {
     }
     assert!(checked >= 20, "only {checked} golden messages found");
 }
+
+#[test]
+fn sign_in_redeem_request() {
+    check(
+        "sign_in_redeem_request",
+        ember_protocol::sign_in::RedeemRequest {
+            code: ember_protocol::SecretToken::new("5a".repeat(32)),
+            verifier: ember_protocol::SecretToken::new(
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            ),
+            public_key: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=".into(),
+        },
+    );
+}
+
+#[test]
+fn sign_in_redeem_response() {
+    check(
+        "sign_in_redeem_response",
+        ember_protocol::sign_in::RedeemResponse {
+            token: ember_protocol::SecretToken::new("c2VjcmV0LXRva2Vu"),
+            expires_at: 1_796_000_000,
+        },
+    );
+}

@@ -4,8 +4,20 @@ import { describeError, type Backend } from "../backend";
 
 const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"];
 
-/** The settings the tunnel service owns; it validates them before saving. */
-export function SettingsPage({ settings, backend }: { settings: ServiceSettings; backend: Backend }) {
+/**
+ * The settings the tunnel service owns; it validates them before saving. They are the same for
+ * every user of this computer, so only an administrator may change them (`mayChange`); everyone
+ * else sees them read-only, with a line that says so.
+ */
+export function SettingsPage({
+  settings,
+  mayChange,
+  backend,
+}: {
+  settings: ServiceSettings;
+  mayChange: boolean;
+  backend: Backend;
+}) {
   const [draft, setDraft] = useState(settings);
   const [message, setMessage] = useState<{ kind: "saved" | "error"; text: string } | null>(null);
   const [saving, setSaving] = useState(false);
@@ -30,17 +42,26 @@ export function SettingsPage({ settings, backend }: { settings: ServiceSettings;
     <section aria-labelledby="settings-heading">
       <h1 id="settings-heading">Settings</h1>
       <form className="settings" onSubmit={save}>
+        {!mayChange && (
+          <p id="settings-admin-only" className="note">
+            These settings apply to everyone on this computer. Only an administrator can change them.
+          </p>
+        )}
         <label htmlFor="portal-url">Portal URL</label>
         <input
           id="portal-url"
           type="url"
           required
+          readOnly={!mayChange}
+          aria-describedby={mayChange ? undefined : "settings-admin-only"}
           value={draft.portal_url}
           onChange={(e) => setDraft({ ...draft, portal_url: e.target.value })}
         />
         <label htmlFor="log-filter">Service log level</label>
         <select
           id="log-filter"
+          disabled={!mayChange}
+          aria-describedby={mayChange ? undefined : "settings-admin-only"}
           value={draft.log_filter}
           onChange={(e) => setDraft({ ...draft, log_filter: e.target.value })}
         >
@@ -51,14 +72,16 @@ export function SettingsPage({ settings, backend }: { settings: ServiceSettings;
             </option>
           ))}
         </select>
-        <div className="actions">
-          <button type="submit" className="primary" disabled={!changed || saving}>
-            {saving ? "Saving…" : "Save"}
-          </button>
-          <button type="button" disabled={!changed || saving} onClick={() => setDraft(settings)}>
-            Reset
-          </button>
-        </div>
+        {mayChange && (
+          <div className="actions">
+            <button type="submit" className="primary" disabled={!changed || saving}>
+              {saving ? "Saving…" : "Save"}
+            </button>
+            <button type="button" disabled={!changed || saving} onClick={() => setDraft(settings)}>
+              Reset
+            </button>
+          </div>
+        )}
         {message && (
           <p role={message.kind === "error" ? "alert" : "status"} className={message.kind}>
             {message.text}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ember_portal::store::TokenKind;
 use ember_portal::{Config, Portal, Store, admin, crypto};
 pub use ember_protocol::portal::PORTAL_PROTOCOL_VERSION;
+use ember_protocol::sign_in::Verifier;
 use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -320,15 +321,20 @@ pub struct SignInPage {
     pub csrf: String,
 }
 
+/// A fresh PKCE verifier, as the app makes it.
+pub fn new_verifier() -> Verifier {
+    Verifier::from_random_bytes(&crypto::random_bytes::<32>())
+}
+
 pub async fn open_sign_in(
     browser: &reqwest::Client,
     portal: &TestPortal,
     state: &str,
-    nonce: &str,
+    challenge: &str,
 ) -> SignInPage {
     let page = browser
         .get(portal.url(&format!(
-            "/sign-in?as=client&state={state}&nonce={nonce}&account=acme"
+            "/sign-in?as=client&state={state}&challenge={challenge}&account=acme"
         )))
         .send()
         .await
@@ -362,23 +368,46 @@ pub async fn post_sign_in(
         .unwrap()
 }
 
-/// The whole browser flow; returns the token the client derives.
+/// The `code` of the `ember://` link a sign-in redirected to.
+pub fn code_of(location: &str) -> String {
+    let url = url::Url::parse(location).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap_or_else(|| panic!("no code in {location}"))
+        .1
+        .into_owned()
+}
+
+/// What the tunnel service posts to redeem a code.
+pub async fn redeem(
+    portal: &TestPortal,
+    code: &str,
+    verifier: &str,
+    public_key: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(portal.url(ember_protocol::sign_in::REDEEM_PATH))
+        .json(&json!({"code": code, "verifier": verifier, "public_key": public_key}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The whole browser flow and the service's redeem with the device key [`KEY`]; returns the
+/// token.
 pub async fn sign_in(portal: &TestPortal, email: &str) -> String {
     let browser = browser();
     let state = crypto::random_hex32();
-    let nonce = crypto::random_hex32();
-    let page = open_sign_in(&browser, portal, &state, &nonce).await;
+    let verifier = new_verifier();
+    let page = open_sign_in(&browser, portal, &state, &verifier.challenge()).await;
     let response = post_sign_in(&browser, portal, &page, email, PASSWORD).await;
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let url = url::Url::parse(&location).unwrap();
-    let fragment = url
-        .query_pairs()
-        .find(|(k, _)| k == "fragment")
-        .unwrap()
-        .1
-        .to_string();
-    crypto::derive_client_token(&nonce, &fragment).unwrap()
+    let code = code_of(&location);
+    let redeemed = redeem(portal, &code, verifier.secret().expose(), KEY).await;
+    assert_eq!(redeemed.status(), 200);
+    let body: Value = redeemed.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
