@@ -18,7 +18,7 @@ async fn page(portal: &TestPortal) -> (reqwest::Client, SignInPage) {
         &browser,
         portal,
         &crypto::random_hex32(),
-        &crypto::random_hex32(),
+        &new_verifier().challenge(),
     )
     .await;
     (browser, page)
