@@ -21,6 +21,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use ember_protocol::SecretToken;
 use ember_protocol::portal::{
     self, ClientMessage, ErrorBody, ErrorCode, GatewayMessage, PortalToClient, PortalToGateway,
 };
@@ -258,7 +259,7 @@ impl<S: Side> Drop for PortalLink<S> {
 /// `hello` and waits for the `init`.
 pub async fn connect<S: Side>(
     portal_url: &str,
-    token: &str,
+    token: &SecretToken,
     hello: S::Out,
 ) -> Result<(PortalLink<S>, S::In), ConnectError> {
     let url = api_url(portal_url, S::PATH)?;
@@ -266,11 +267,16 @@ pub async fn connect<S: Side>(
         .as_str()
         .into_client_request()
         .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-    let bearer =
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConnectError::Rejected {
-            code: ErrorCode::Unauthorized,
-            message: "the token contains characters a header cannot carry".into(),
+    let mut bearer =
+        HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+            ConnectError::Rejected {
+                code: ErrorCode::Unauthorized,
+                message: "the token contains characters a header cannot carry".into(),
+            }
         })?;
+    // `http` prints a sensitive header as `Sensitive` in `Debug`, so a logged request never
+    // shows the token.
+    bearer.set_sensitive(true);
     request.headers_mut().insert(header::AUTHORIZATION, bearer);
 
     let connector = if url.scheme() == "wss" {

@@ -14,6 +14,7 @@ use ember_protocol::portal::{
     IceCredentials, MAX_MESSAGE_BYTES, PORTAL_PROTOCOL_VERSION, PeerInfo, PortalToClient,
     PortalToGateway,
 };
+use ember_protocol::{IcePassword, PresharedKey};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -626,7 +627,7 @@ impl ClientConnection {
                 gateway_ice,
             } = hub.pair_credentials(&self.device_id, &gateway_id, new_connection, || {
                 PairCredentials {
-                    preshared_key: crypto::random_key_base64(),
+                    preshared_key: PresharedKey::new(crypto::random_key_base64()),
                     client_ice: ice_credentials(),
                     gateway_ice: ice_credentials(),
                 }
@@ -726,7 +727,7 @@ fn ice_credentials() -> IceCredentials {
     let random = crypto::random_hex32();
     IceCredentials {
         ufrag: random[..8].to_owned(),
-        pwd: random[8..40].to_owned(),
+        pwd: IcePassword::new(&random[8..40]),
     }
 }
 

@@ -4,7 +4,8 @@
 //! - [`portal`]: the portal ⇄ client and portal ⇄ gateway WebSocket protocol (ARCHITECTURE §4, §7),
 //!   with [`portal::PORTAL_PROTOCOL_VERSION`].
 //! - [`codec`]: the length-delimited JSON framing both ends of the IPC use.
-//! - [`SecretToken`]: a credential that never prints itself.
+//! - [`SecretToken`], [`PresharedKey`], [`IcePassword`], [`RelayPassword`]: credentials that
+//!   never print themselves.
 //!
 //! Each message kind has a golden JSON file under `tests/golden/`; a wire change shows up in
 //! review as a change to one of those files.
@@ -14,4 +15,4 @@ pub mod ipc;
 pub mod portal;
 mod secret;
 
-pub use secret::SecretToken;
+pub use secret::{IcePassword, PresharedKey, RelayPassword, SecretToken};
