@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant};
 
 use ember_protocol::SecretToken;
+use ember_protocol::deep_link::SignInCallback as Callback;
+pub use ember_protocol::deep_link::{CallbackError, redact};
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sha2::Sha256;
@@ -79,76 +81,10 @@ pub struct SignedIn {
     pub account: Option<String>,
 }
 
-/// Why a deep link did not complete a sign-in. None of these are acted on; they are logged.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallbackError {
-    #[error("not a sign-in callback")]
-    NotACallback,
-    #[error("the `{0}` parameter is missing or malformed")]
-    Malformed(&'static str),
-    /// No sign-in is pending, it is older than ten minutes, or `state` does not match.
-    #[error("no pending sign-in matches this link")]
-    NotPending,
-}
-
-struct Callback {
-    state: String,
-    fragment: String,
-    actor: Option<String>,
-    account: Option<String>,
-}
-
-impl Callback {
-    fn parse(link: &url::Url) -> Result<Self, CallbackError> {
-        // `ember://sign-in-callback?…`: the host is the action.
-        if link.scheme() != "ember" || link.host_str() != Some("sign-in-callback") {
-            return Err(CallbackError::NotACallback);
-        }
-        let mut state = None;
-        let mut fragment = None;
-        let mut actor = None;
-        let mut account = None;
-        for (key, value) in link.query_pairs() {
-            let slot = match key.as_ref() {
-                "state" => &mut state,
-                "fragment" => &mut fragment,
-                "actor" => &mut actor,
-                "account" => &mut account,
-                _ => continue,
-            };
-            // A repeated parameter is a forged or mangled link, not something to guess about.
-            if slot.replace(value.into_owned()).is_some() {
-                return Err(CallbackError::Malformed("repeated parameter"));
-            }
-        }
-        let is_hex64 = |v: &String| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
-        Ok(Self {
-            state: state
-                .filter(is_hex64)
-                .ok_or(CallbackError::Malformed("state"))?,
-            fragment: fragment
-                .filter(is_hex64)
-                .ok_or(CallbackError::Malformed("fragment"))?,
-            actor: actor.map(|a| a.chars().take(128).collect()),
-            account: account.map(|a| a.chars().take(128).collect()),
-        })
-    }
-}
-
 fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-/// A deep link for the log: scheme, host and path, never the query (it carries secrets).
-pub fn redact(link: &url::Url) -> String {
-    format!(
-        "{}://{}{}",
-        link.scheme(),
-        link.host_str().unwrap_or(""),
-        link.path()
-    )
 }
 
 #[cfg(test)]
@@ -258,11 +194,5 @@ mod tests {
         for (link, at, expected) in cases {
             assert_eq!(pending.complete(&link, at).unwrap_err(), expected, "{link}");
         }
-    }
-
-    #[test]
-    fn redaction_drops_the_query() {
-        let link = url::Url::parse("ember://sign-in-callback?state=s&fragment=secret").unwrap();
-        assert_eq!(redact(&link), "ember://sign-in-callback");
     }
 }

@@ -4,6 +4,7 @@
 //! - [`portal`]: the portal ⇄ client and portal ⇄ gateway WebSocket protocol (ARCHITECTURE §4, §7),
 //!   with [`portal::PORTAL_PROTOCOL_VERSION`].
 //! - [`codec`]: the length-delimited JSON framing both ends of the IPC use.
+//! - [`deep_link`]: the `ember://` links the portal sends the app, parsed at the edge.
 //! - [`SecretToken`], [`PresharedKey`], [`IcePassword`], [`RelayPassword`]: credentials that
 //!   never print themselves.
 //!
@@ -11,6 +12,7 @@
 //! review as a change to one of those files.
 
 pub mod codec;
+pub mod deep_link;
 pub mod ipc;
 pub mod portal;
 mod secret;
