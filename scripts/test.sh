@@ -20,6 +20,9 @@ step "Rust: format and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "supply chain: cargo deny (bans, licenses, sources — advisories need a network database this machine cannot reach)"
+"${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/cargo-deny" --locked check bans licenses sources
+
 step "build the binaries (app, service, gateway, portal, end-to-end world)"
 cargo build --locked -p ember-app -p ember-tunnel-service -p ember-gateway -p ember-portal -p ember-e2e
 
