@@ -47,6 +47,9 @@ node tests/gui/signin.mjs \
 step "Debian packages: build, lintian, install/sign-in/upgrade/purge on a clean Debian root (systemd-nspawn)"
 scripts/test-packages.sh
 
+step "fuzzing: every cargo-fuzz target for 30 s from its corpus (nightly; execs and execs/s per target)"
+scripts/fuzz.sh 30
+
 # Same package set as the full run below, so both share one build.
 step "keychain: the real Secret Service (an unlocked gnome-keyring in a private D-Bus session)"
 keyring_home=$(mktemp -d)
