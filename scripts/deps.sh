@@ -50,4 +50,11 @@ if [ "${1:-}" != run ] && [ ! -x "$TOOLS/bin/tauri-driver" ]; then
   cargo install tauri-driver --version '^2' --locked --root "$TOOLS" --quiet
 fi
 
+# Supply-chain checks (deny.toml), from crates.io, kept outside the clone. cargo-fuzz is
+# installed by scripts/fuzz.sh when it first runs.
+if [ "${1:-}" != run ] && [ ! -x "$TOOLS/bin/cargo-deny" ]; then
+  echo "deps: installing cargo-deny"
+  cargo install cargo-deny --version '^0.20' --locked --root "$TOOLS" --quiet
+fi
+
 npm ci --no-audit --no-fund --loglevel=error

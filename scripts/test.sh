@@ -23,6 +23,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cross-check: the client crates' Windows and macOS code type-checked and clippy-clean"
 scripts/cross-check.sh
 
+step "supply chain: cargo deny (bans, licenses, sources — advisories need a network database this machine cannot reach)"
+"${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/cargo-deny" --locked check bans licenses sources
+
 step "build the binaries (app, service, gateway, portal, end-to-end world)"
 cargo build --locked -p ember-app -p ember-tunnel-service -p ember-gateway -p ember-portal -p ember-e2e
 
@@ -46,6 +49,9 @@ node tests/gui/signin.mjs \
 
 step "Debian packages: build, lintian, install/sign-in/upgrade/purge on a clean Debian root (systemd-nspawn)"
 scripts/test-packages.sh
+
+step "fuzzing: every cargo-fuzz target for 30 s from its corpus (nightly; execs and execs/s per target)"
+scripts/fuzz.sh 30
 
 # Same package set as the full run below, so both share one build.
 step "keychain: the real Secret Service (an unlocked gnome-keyring in a private D-Bus session)"

@@ -24,6 +24,7 @@ use ember_engine::{
     ConnectionState, ConnectionStats, FailureReason, Grant, IceCredentials, PacketBuffer, PeerId,
 };
 use ember_io::routes::Prefix;
+use ember_protocol::PresharedKey;
 use ember_protocol::ipc::{ConnectionPath, ResourceState, ResourceView};
 use ember_protocol::portal::{self, Resource, ResourceAddress};
 use etherparse::{Icmpv4Type, Icmpv6Type, PacketBuilder, icmpv4, icmpv6};
@@ -88,7 +89,7 @@ pub struct AccessGranted {
     pub resource_id: String,
     pub domain: Option<String>,
     pub gateway: portal::PeerInfo,
-    pub preshared_key: String,
+    pub preshared_key: PresharedKey,
     pub local_ice: portal::IceCredentials,
     pub remote_ice: portal::IceCredentials,
 }
@@ -373,7 +374,7 @@ impl ClientRouter {
         };
         let (peer_public_key, preshared_key) = match (
             decode_key(&granted.gateway.public_key),
-            decode_key(&granted.preshared_key),
+            decode_key(granted.preshared_key.expose()),
         ) {
             (Some(public), Some(preshared)) => (public, preshared),
             _ => {
@@ -394,11 +395,11 @@ impl ClientRouter {
             preshared_key,
             local_ice: IceCredentials {
                 ufrag: granted.local_ice.ufrag,
-                pwd: granted.local_ice.pwd,
+                pwd: granted.local_ice.pwd.expose().to_owned(),
             },
             remote_ice: IceCredentials {
                 ufrag: granted.remote_ice.ufrag,
-                pwd: granted.remote_ice.pwd,
+                pwd: granted.remote_ice.pwd.expose().to_owned(),
             },
         })));
         let grant = self

@@ -189,7 +189,7 @@ impl Session {
             version: env!("CARGO_PKG_VERSION").into(),
         };
         Connecting(tokio::spawn(async move {
-            connect::<ClientSide>(&url, token.expose(), hello).await
+            connect::<ClientSide>(&url, &token, hello).await
         }))
     }
 

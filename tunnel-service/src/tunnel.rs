@@ -447,7 +447,7 @@ async fn relay_configs(
                     id,
                     server,
                     username: relay.username.clone(),
-                    password: relay.password.clone(),
+                    password: relay.password.expose().to_owned(),
                 });
             }
         }

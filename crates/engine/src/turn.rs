@@ -18,13 +18,24 @@ use crate::wire::{Datagram, classify};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RelayId(pub u64);
 
-/// A relay and the (time-limited) credentials to use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A relay and the (time-limited) credentials to use it. `Debug` leaves out the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RelayConfig {
     pub id: RelayId,
     pub server: SocketAddr,
     pub username: String,
     pub password: String,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("id", &self.id)
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &crate::types::REDACTED)
+            .finish()
+    }
 }
 
 /// What a TURN client asks the engine to do.

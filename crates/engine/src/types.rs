@@ -1,5 +1,6 @@
 //! The engine's public vocabulary: peers, grants, events, transmits, statistics.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,15 +21,26 @@ pub enum Role {
     Gateway,
 }
 
-/// ICE username fragment and password, as handed out by the portal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// ICE username fragment and password, as handed out by the portal. `Debug` shows the
+/// username fragment only: the password answers the peer's connectivity checks.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IceCredentials {
     pub ufrag: String,
     pub pwd: String,
 }
 
-/// Everything the portal hands out to connect to one peer.
-#[derive(Debug, Clone)]
+impl fmt::Debug for IceCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceCredentials")
+            .field("ufrag", &self.ufrag)
+            .field("pwd", &REDACTED)
+            .finish()
+    }
+}
+
+/// Everything the portal hands out to connect to one peer. `Debug` leaves out the preshared
+/// key and the ICE passwords.
+#[derive(Clone)]
 pub struct Grant {
     pub peer: PeerId,
     pub peer_public_key: [u8; 32],
@@ -37,8 +49,20 @@ pub struct Grant {
     pub remote_ice: IceCredentials,
 }
 
-/// Static configuration of an engine.
-#[derive(Debug, Clone)]
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("peer", &self.peer)
+            .field("peer_public_key", &self.peer_public_key)
+            .field("preshared_key", &REDACTED)
+            .field("local_ice", &self.local_ice)
+            .field("remote_ice", &self.remote_ice)
+            .finish()
+    }
+}
+
+/// Static configuration of an engine. `Debug` leaves out the private key.
+#[derive(Clone)]
 pub struct EngineConfig {
     pub role: Role,
     /// This device's WireGuard private key.
@@ -49,6 +73,29 @@ pub struct EngineConfig {
     pub policy: LivenessPolicy,
     /// Packets buffered per connection while it is not up.
     pub buffer_capacity: usize,
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("role", &self.role)
+            .field("private_key", &REDACTED)
+            .field("seed", &self.seed)
+            .field("policy", &self.policy)
+            .field("buffer_capacity", &self.buffer_capacity)
+            .finish()
+    }
+}
+
+/// What `Debug` shows in place of a secret.
+pub(crate) struct Redacted;
+
+pub(crate) const REDACTED: Redacted = Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl EngineConfig {
@@ -146,4 +193,42 @@ pub struct ConnectionStats {
     pub rx_bytes: u64,
     /// Time since the last WireGuard handshake (as boringtun's clock sees it).
     pub last_handshake: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::turn::RelayConfig;
+
+    #[test]
+    fn debug_output_of_grants_configs_and_relays_leaves_out_every_secret() {
+        let grant = Grant {
+            peer: PeerId(1),
+            peer_public_key: [1; 32],
+            preshared_key: [0xAB; 32],
+            local_ice: IceCredentials {
+                ufrag: "lfrag".into(),
+                pwd: "local-hunter2".into(),
+            },
+            remote_ice: IceCredentials {
+                ufrag: "rfrag".into(),
+                pwd: "remote-hunter2".into(),
+            },
+        };
+        let config = EngineConfig::new(Role::Client, [0xCD; 32], 7);
+        let relay = RelayConfig {
+            id: RelayId(1),
+            server: "192.0.2.1:3478".parse().unwrap(),
+            username: "1700000000:dev".into(),
+            password: "turn-hunter2".into(),
+        };
+        let printed = format!("{grant:?} {grant:#?} {config:?} {relay:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        // 0xAB and 0xCD as decimal bytes, the way `[u8; 32]` prints.
+        assert!(
+            !printed.contains("171") && !printed.contains("205"),
+            "{printed}"
+        );
+        assert!(printed.contains("lfrag") && printed.contains("1700000000:dev"));
+    }
 }

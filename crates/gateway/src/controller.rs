@@ -18,6 +18,7 @@ use ember_gateway::router::GrantKey;
 use ember_io::driver::{Command, Driver, DriverHandle};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_portal_client::{Backoff, GatewaySide, PortalLink};
+use ember_protocol::SecretToken;
 use ember_protocol::portal::{
     self, ClientPeer, GatewayMessage, Interface, PORTAL_PROTOCOL_VERSION, PortalToGateway, Relay,
     Resource, ResourceAddress,
@@ -43,10 +44,9 @@ const FLOW_TICK: Duration = Duration::from_secs(60);
 const TUNNEL_PREFIX_V4: u8 = 11;
 const TUNNEL_PREFIX_V6: u8 = 107;
 
-#[derive(Debug)]
 pub struct Options {
     pub portal_url: String,
-    pub token: String,
+    pub token: SecretToken,
     pub name: String,
     pub private_key: [u8; 32],
     pub tun_name: String,
@@ -57,6 +57,21 @@ pub struct Options {
     pub reconfirm_within: Duration,
     /// Where forwarding switches are saved until they are put back.
     pub state_dir: std::path::PathBuf,
+}
+
+/// Leaves out the private key (the token redacts itself).
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("portal_url", &self.portal_url)
+            .field("token", &self.token)
+            .field("name", &self.name)
+            .field("tun_name", &self.tun_name)
+            .field("resolver", &self.resolver)
+            .field("reconfirm_within", &self.reconfirm_within)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Connects, sets up the data plane and serves until SIGTERM/SIGINT or a permanent error.
@@ -478,9 +493,10 @@ impl Gateway {
         else {
             return;
         };
-        let (Ok(peer_public_key), Ok(preshared_key)) =
-            (decode_key(&client.public_key), decode_key(&preshared_key))
-        else {
+        let (Ok(peer_public_key), Ok(preshared_key)) = (
+            decode_key(&client.public_key),
+            decode_key(preshared_key.expose()),
+        ) else {
             tracing::warn!(client_id = %client.id, "Ignored a grant with a malformed key");
             return;
         };
@@ -521,11 +537,11 @@ impl Gateway {
                 preshared_key,
                 local_ice: IceCredentials {
                     ufrag: local_ice.ufrag,
-                    pwd: local_ice.pwd,
+                    pwd: local_ice.pwd.expose().to_owned(),
                 },
                 remote_ice: IceCredentials {
                     ufrag: remote_ice.ufrag,
-                    pwd: remote_ice.pwd,
+                    pwd: remote_ice.pwd.expose().to_owned(),
                 },
             })))
             .await;
@@ -699,7 +715,7 @@ impl Gateway {
                 id,
                 server,
                 username: relay.username,
-                password: relay.password,
+                password: relay.password.expose().to_owned(),
             });
         }
         tracing::debug!(relays = configs.len(), "Relays updated");

@@ -98,7 +98,7 @@ async fn run(cli: Cli) -> Result<()> {
     let resolver = resolve::Resolver::new(cli.resolvers);
     controller::run(controller::Options {
         portal_url: cli.portal_url,
-        token,
+        token: ember_protocol::SecretToken::new(token),
         name,
         private_key,
         tun_name: cli.tun_name,

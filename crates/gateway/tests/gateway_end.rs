@@ -29,6 +29,7 @@ use ember_io::driver::{Command as DriverCommand, Driver, DriverHandle, Router};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ClientSide, PortalSender, connect};
+use ember_protocol::SecretToken;
 use ember_protocol::portal::relay_host_port;
 use ember_protocol::portal::{
     ClientMessage, PORTAL_PROTOCOL_VERSION, PortalToClient, Relay, Resource,
@@ -259,7 +260,7 @@ async fn client_scenario(
         os: "linux".into(),
         version: "0.0.0".into(),
     };
-    let (mut link, init) = connect::<ClientSide>(portal_url, &token, hello)
+    let (mut link, init) = connect::<ClientSide>(portal_url, &SecretToken::new(token), hello)
         .await
         .map_err(|e| format!("client cannot connect to the portal: {e}"))?;
     let PortalToClient::Init {
@@ -484,14 +485,15 @@ impl TestClient<'_> {
                         peer: GATEWAY_PEER,
                         peer_public_key: decode_key(&gateway.public_key)
                             .map_err(|e| e.to_string())?,
-                        preshared_key: decode_key(&preshared_key).map_err(|e| e.to_string())?,
+                        preshared_key: decode_key(preshared_key.expose())
+                            .map_err(|e| e.to_string())?,
                         local_ice: IceCredentials {
                             ufrag: local_ice.ufrag,
-                            pwd: local_ice.pwd,
+                            pwd: local_ice.pwd.expose().to_owned(),
                         },
                         remote_ice: IceCredentials {
                             ufrag: remote_ice.ufrag,
-                            pwd: remote_ice.pwd,
+                            pwd: remote_ice.pwd.expose().to_owned(),
                         },
                     };
                     self.driver
@@ -535,7 +537,7 @@ fn relay_configs(relays: &[Relay]) -> Vec<RelayConfig> {
                 id: RelayId(i as u64 + 1),
                 server: SocketAddr::new(host.parse().ok()?, port),
                 username: relay.username.clone(),
-                password: relay.password.clone(),
+                password: relay.password.expose().to_owned(),
             })
         })
         .collect()

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use tracing::Metadata;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::filter::{FilterFn, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Registry, reload};
@@ -45,20 +47,40 @@ impl LogHandle {
     }
 }
 
-/// Appended to every filter: the WebSocket library logs the whole handshake request — the
-/// portal token in its `Authorization` header — at TRACE, so that module never goes below
-/// INFO, whatever a user or an environment variable asks for.
-pub const SECRET_GUARD: &str = "tungstenite::handshake=info";
+/// The most each of these libraries may log, whatever the filter says. The WebSocket library
+/// logs the whole handshake request (the portal token in its `Authorization` header) and every
+/// frame's payload (preshared keys, ICE and TURN passwords in the portal's messages) at DEBUG
+/// and TRACE; the ICE agent logs its credentials at TRACE. A filter directive cannot keep them
+/// out — a more specific one (`tungstenite::handshake::client=trace`) or a span filter wins
+/// over it — so these ceilings are a layer of their own that the reloadable filter never
+/// touches. A target matches its entry exactly or as a `::` module path below it.
+pub const LIBRARY_CEILINGS: &[(&str, LevelFilter)] = &[
+    ("tungstenite", LevelFilter::INFO),
+    ("tokio_tungstenite", LevelFilter::INFO),
+    ("is", LevelFilter::DEBUG),
+];
+
+/// The fixed layer that enforces [`LIBRARY_CEILINGS`]. [`init`] installs it; it is public so
+/// a test can build the same stack around its own writer.
+pub fn library_ceilings() -> FilterFn<impl Fn(&Metadata<'_>) -> bool> {
+    filter_fn(|metadata| {
+        ceiling(metadata.target()).is_none_or(|ceiling| *metadata.level() <= ceiling)
+    })
+}
+
+fn ceiling(target: &str) -> Option<LevelFilter> {
+    LIBRARY_CEILINGS.iter().find_map(|(library, ceiling)| {
+        let below = target
+            .strip_prefix(library)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"));
+        below.then_some(*ceiling)
+    })
+}
 
 /// Checks a filter such as `info,ember_tunnel=debug` without installing it.
 pub fn parse_filter(directives: &str) -> Result<EnvFilter, Error> {
-    let guarded = if directives.trim().is_empty() {
-        SECRET_GUARD.to_owned()
-    } else {
-        format!("{directives},{SECRET_GUARD}")
-    };
     EnvFilter::builder()
-        .parse(&guarded)
+        .parse(directives)
         .map_err(|e| Error::InvalidFilter {
             filter: directives.to_owned(),
             reason: e.to_string(),
@@ -101,6 +123,7 @@ pub fn init(
 
     tracing_subscriber::registry()
         .with(filter)
+        .with(library_ceilings())
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(file_layer)
         .try_init()
@@ -128,12 +151,71 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_filter_keeps_the_websocket_handshake_and_its_token_out_of_the_logs() {
-        for filter in ["", "trace", "info,ember=debug", "off", "tungstenite=trace"] {
-            let installed = parse_filter(filter).unwrap().to_string();
-            assert!(installed.contains(SECRET_GUARD), "{filter:?} → {installed}");
+    /// What a subscriber with `filter` and the fixed ceilings writes for one event of each
+    /// kind below.
+    fn written_with(filter: &str) -> String {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
         }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(parse_filter(filter).unwrap())
+            .with(library_ceilings())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone()),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "tungstenite::handshake::client", "handshake-secret");
+            tracing::debug!(target: "tungstenite::protocol", "frame-secret");
+            tracing::trace!(target: "tokio_tungstenite", "tokio-frame-secret");
+            tracing::info!(target: "tungstenite::handshake", "handshake-info");
+            tracing::trace!(target: "is::agent", "ice-trace-secret");
+            tracing::debug!(target: "is::agent", "ice-debug");
+            tracing::trace!(target: "isolation", "other-crate-trace");
+            tracing::trace!(target: "ember_tunnel", "ember-trace");
+        });
+        String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn no_filter_raises_the_websocket_library_or_the_ice_agent_above_their_ceilings() {
+        for filter in [
+            "trace",
+            "tungstenite=trace",
+            "tungstenite::handshake::client=trace",
+            "tokio_tungstenite=trace,tungstenite::protocol=trace,is=trace,is::agent=trace",
+            "[{x}]=trace,trace",
+        ] {
+            let written = written_with(filter);
+            assert!(
+                !written.contains("secret"),
+                "{filter:?} let through:\n{written}"
+            );
+        }
+        let everything = written_with("trace");
+        for shown in [
+            "handshake-info",
+            "ice-debug",
+            "other-crate-trace",
+            "ember-trace",
+        ] {
+            assert!(everything.contains(shown), "{shown} missing: {everything}");
+        }
+        assert!(
+            !written_with("info").contains("ice-debug"),
+            "the filter still lowers"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub use redeem::{RedeemError, redeem_sign_in};
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use ember_protocol::SecretToken;
 use ember_protocol::portal::{
     self, ClientMessage, ErrorBody, ErrorCode, GatewayMessage, PortalToClient, PortalToGateway,
 };
@@ -267,7 +268,7 @@ impl<S: Side> Drop for PortalLink<S> {
 /// `hello` and waits for the `init`.
 pub async fn connect<S: Side>(
     portal_url: &str,
-    token: &str,
+    token: &SecretToken,
     hello: S::Out,
 ) -> Result<(PortalLink<S>, S::In), ConnectError> {
     let url = api_url(portal_url, S::PATH)?;
@@ -276,8 +277,8 @@ pub async fn connect<S: Side>(
         .into_client_request()
         .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
     // The formatted value is wiped when dropped; the header's own copy is marked sensitive so
-    // the HTTP library never prints it.
-    let credential = zeroize::Zeroizing::new(format!("Bearer {token}"));
+    // the HTTP library never prints it (`Debug` shows `Sensitive`).
+    let credential = zeroize::Zeroizing::new(format!("Bearer {}", token.expose()));
     let mut bearer = HeaderValue::from_str(&credential).map_err(|_| ConnectError::Rejected {
         code: ErrorCode::Unauthorized,
         message: "the token contains characters a header cannot carry".into(),

@@ -8,6 +8,7 @@ use ember_portal::{Config, Portal, admin, crypto};
 use ember_portal_client::{
     Backoff, ClientSide, ConnectError, GatewaySide, LinkError, PortalLink, connect,
 };
+use ember_protocol::SecretToken;
 use ember_protocol::portal::{
     ClientMessage, DenialReason, ErrorCode, GatewayMessage, PORTAL_PROTOCOL_VERSION,
     PortalToClient, PortalToGateway,
@@ -59,7 +60,7 @@ gateways = [{{ site = "Berlin", name = "berlin-1" }}]
         &self.portal.as_ref().unwrap().state.store
     }
 
-    async fn client_token(&self) -> (String, String) {
+    async fn client_token(&self) -> (SecretToken, String) {
         let account = self.store().account_id("acme").await.unwrap();
         let user = self
             .store()
@@ -73,15 +74,17 @@ gateways = [{{ site = "Berlin", name = "berlin-1" }}]
             .insert_token(TokenKind::Client, &account, &user, &token, Some(expires))
             .await
             .unwrap();
-        (token, id)
+        (SecretToken::new(token), id)
     }
 
-    async fn gateway_token(&self) -> String {
+    async fn gateway_token(&self) -> SecretToken {
         let account = self.store().account_id("acme").await.unwrap();
         let site = self.store().site_id(&account, "Berlin").await.unwrap();
-        admin::create_gateway_token(self.store(), &account, &site, "berlin-1")
-            .await
-            .unwrap()
+        SecretToken::new(
+            admin::create_gateway_token(self.store(), &account, &site, "berlin-1")
+                .await
+                .unwrap(),
+        )
     }
 }
 
@@ -176,9 +179,13 @@ async fn a_gateway_gets_its_init_and_the_grants() {
 #[tokio::test]
 async fn an_unknown_token_is_a_permanent_rejection() {
     let portal = TestPortal::start().await;
-    let error = connect::<ClientSide>(&portal.url, &"0".repeat(64), client_hello())
-        .await
-        .unwrap_err();
+    let error = connect::<ClientSide>(
+        &portal.url,
+        &SecretToken::new("0".repeat(64)),
+        client_hello(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(
             error,
@@ -197,9 +204,13 @@ async fn a_portal_that_is_not_there_is_worth_retrying() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let error = connect::<ClientSide>(&format!("http://{addr}"), "token", client_hello())
-        .await
-        .unwrap_err();
+    let error = connect::<ClientSide>(
+        &format!("http://{addr}"),
+        &SecretToken::new("token"),
+        client_hello(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, ConnectError::Unreachable(_)), "{error:?}");
     assert!(!error.is_permanent());
 }
@@ -281,7 +292,7 @@ async fn silent_portal(heartbeat_interval_ms: u64) -> (String, tokio::task::Join
 #[tokio::test]
 async fn a_silent_portal_times_out_after_three_heartbeat_intervals() {
     let (url, server) = silent_portal(100).await;
-    let (mut link, _) = connect::<ClientSide>(&url, "token", client_hello())
+    let (mut link, _) = connect::<ClientSide>(&url, &SecretToken::new("token"), client_hello())
         .await
         .unwrap();
     let started = std::time::Instant::now();
@@ -298,7 +309,7 @@ async fn a_silent_portal_times_out_after_three_heartbeat_intervals() {
 #[tokio::test]
 async fn a_tiny_heartbeat_interval_is_clamped() {
     let (url, server) = silent_portal(1).await;
-    let (mut link, _) = connect::<ClientSide>(&url, "token", client_hello())
+    let (mut link, _) = connect::<ClientSide>(&url, &SecretToken::new("token"), client_hello())
         .await
         .unwrap();
     let end = tokio::time::timeout(Duration::from_secs(5), link.recv()).await;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
 use std::time::Instant;
 
+use ember_protocol::PresharedKey;
 use ember_protocol::portal::{
     IceCredentials, Interface, PortalToClient, PortalToGateway, Resource, SignOutReason,
 };
@@ -63,7 +64,7 @@ pub struct GatewayEntry {
 /// What both ends of one client–gateway connection share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairCredentials {
-    pub preshared_key: String,
+    pub preshared_key: PresharedKey,
     pub client_ice: IceCredentials,
     pub gateway_ice: IceCredentials,
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use ember_protocol::RelayPassword;
 use ember_protocol::portal::{CLIENT_API_PATH, GATEWAY_API_PATH, Relay};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -69,7 +70,7 @@ impl AppState {
                     id: relay.id.clone(),
                     urls: relay.urls.clone(),
                     username,
-                    password,
+                    password: RelayPassword::new(password),
                     expires_at,
                 }
             })

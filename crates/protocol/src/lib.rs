@@ -5,7 +5,8 @@
 //!   with [`portal::PORTAL_PROTOCOL_VERSION`].
 //! - [`codec`]: the length-delimited JSON framing both ends of the IPC use.
 //! - [`sign_in`]: the PKCE-style browser sign-in (verifier, challenge, callback, redeem).
-//! - [`SecretToken`]: a credential that never prints itself.
+//! - [`SecretToken`], [`PresharedKey`], [`IcePassword`], [`RelayPassword`]: credentials that
+//!   never print themselves.
 //!
 //! Each message kind has a golden JSON file under `tests/golden/`; a wire change shows up in
 //! review as a change to one of those files.
@@ -16,4 +17,4 @@ pub mod portal;
 mod secret;
 pub mod sign_in;
 
-pub use secret::SecretToken;
+pub use secret::{IcePassword, PresharedKey, RelayPassword, SecretToken};

@@ -26,6 +26,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::{IcePassword, PresharedKey, RelayPassword};
+
 /// Bumped on every change that an older peer would misread (see `ipc::PROTOCOL_VERSION`).
 pub const PORTAL_PROTOCOL_VERSION: u32 = 2;
 
@@ -111,7 +113,7 @@ pub enum PortalToClient {
         domain: Option<String>,
         gateway: PeerInfo,
         /// Standard base64 of 32 random bytes, the same on both sides.
-        preshared_key: String,
+        preshared_key: PresharedKey,
         /// The client's own ICE credentials for this connection.
         local_ice: IceCredentials,
         /// The gateway's.
@@ -218,7 +220,7 @@ pub enum PortalToGateway {
         proxy_ips: Vec<IpAddr>,
         /// The same for every grant of one client on this gateway while the pair has grants,
         /// so a second resource does not disturb the connection.
-        preshared_key: String,
+        preshared_key: PresharedKey,
         local_ice: IceCredentials,
         remote_ice: IceCredentials,
         /// Unix seconds: the client's token expiry.
@@ -344,7 +346,7 @@ pub struct Relay {
     /// `turn:host:port` URLs (RFC 7065), also used as STUN servers.
     pub urls: Vec<String>,
     pub username: String,
-    pub password: String,
+    pub password: RelayPassword,
     /// Unix seconds.
     pub expires_at: u64,
 }
@@ -352,7 +354,7 @@ pub struct Relay {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceCredentials {
     pub ufrag: String,
-    pub pwd: String,
+    pub pwd: IcePassword,
 }
 
 /// The other end of a grant, as the client sees it.

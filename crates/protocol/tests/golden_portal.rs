@@ -112,7 +112,7 @@ fn relays() -> Vec<Relay> {
 fn ice(ufrag: &str) -> IceCredentials {
     IceCredentials {
         ufrag: ufrag.into(),
-        pwd: format!("{ufrag}-pwd-0123456789abcdef"),
+        pwd: format!("{ufrag}-pwd-0123456789abcdef").into(),
     }
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use ember_portal::store::{TokenKind, now_unix};
-use ember_portal::{Config, Portal, Store, crypto};
+use ember_portal::{Config, Portal, Store, admin, crypto};
 
 /// Ada (group eng) may use every resource of Berlin; its gateway never connects, so access
 /// requests are answered with "offline".
@@ -35,17 +35,25 @@ pub struct TestPortal {
     portal: Option<Portal>,
     addr: std::net::SocketAddr,
     dir: tempfile::TempDir,
+    /// More configuration after the model (e.g. `[[relays]]`), kept for restarts.
+    extra: String,
 }
 
 impl TestPortal {
     pub async fn start(listener: std::net::TcpListener) -> Self {
+        Self::start_with(listener, "").await
+    }
+
+    /// With more configuration appended to the model, e.g. `[[relays]]` tables.
+    pub async fn start_with(listener: std::net::TcpListener, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let addr = listener.local_addr().unwrap();
-        let portal = serve(&dir, listener).await;
+        let portal = serve(&dir, listener, extra).await;
         Self {
             portal: Some(portal),
             addr,
             dir,
+            extra: extra.to_owned(),
         }
     }
 
@@ -60,7 +68,7 @@ impl TestPortal {
     pub async fn restart(&mut self, listener: std::net::TcpListener) {
         self.shutdown().await;
         assert_eq!(listener.local_addr().unwrap(), self.addr);
-        self.portal = Some(serve(&self.dir, listener).await);
+        self.portal = Some(serve(&self.dir, listener, &self.extra).await);
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -102,6 +110,15 @@ impl TestPortal {
         (token, id)
     }
 
+    /// A token for Berlin's gateway `berlin-1`.
+    pub async fn gateway_token(&self) -> String {
+        let account = self.account().await;
+        let site = self.store().site_id(&account, "Berlin").await.unwrap();
+        admin::create_gateway_token(self.store(), &account, &site, "berlin-1")
+            .await
+            .unwrap()
+    }
+
     pub async fn revoke(&self, token_id: &str) {
         self.store().revoke_token(token_id).await.unwrap();
     }
@@ -123,7 +140,7 @@ impl TestPortal {
     }
 }
 
-async fn serve(dir: &tempfile::TempDir, listener: std::net::TcpListener) -> Portal {
+async fn serve(dir: &tempfile::TempDir, listener: std::net::TcpListener, extra: &str) -> Portal {
     let database = format!("sqlite://{}", dir.path().join("portal.db").display());
     let config = Config::parse(&format!(
         r#"
@@ -132,7 +149,8 @@ listen = "{listen}"
 database = "{database}"
 heartbeat_interval_ms = 1000
 change_poll_interval_ms = 100
-{MODEL}"#,
+{MODEL}
+{extra}"#,
         listen = listener.local_addr().unwrap(),
     ))
     .unwrap();

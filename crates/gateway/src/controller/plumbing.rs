@@ -13,6 +13,7 @@ use ember_gateway::router::GatewayRouter;
 use ember_io::driver::Router;
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ConnectError, GatewaySide, PortalLink, connect};
+use ember_protocol::SecretToken;
 use ember_protocol::portal::{GatewayMessage, PortalToGateway, relay_host_port};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -59,7 +60,7 @@ impl Router for SharedRouter {
 
 pub(super) struct Portal {
     pub(super) url: String,
-    pub(super) token: String,
+    pub(super) token: SecretToken,
     pub(super) hello: GatewayMessage,
 }
 

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use ember_protocol::portal::{
     ClientPeer, DenialReason, IceCredentials, PeerInfo, PortalToClient, PortalToGateway,
 };
+use ember_protocol::{IcePassword, PresharedKey};
 
 use super::{ClientConnection, MAX_FIELD_CHARS};
 use crate::crypto;
@@ -104,7 +105,7 @@ impl ClientConnection {
                 gateway_ice,
             } = hub.pair_credentials(&self.device_id, &gateway_id, new_connection, || {
                 PairCredentials {
-                    preshared_key: crypto::random_key_base64(),
+                    preshared_key: PresharedKey::new(crypto::random_key_base64()),
                     client_ice: ice_credentials(),
                     gateway_ice: ice_credentials(),
                 }
@@ -200,6 +201,6 @@ fn ice_credentials() -> IceCredentials {
     let random = crypto::random_hex32();
     IceCredentials {
         ufrag: random[..8].to_owned(),
-        pwd: random[8..40].to_owned(),
+        pwd: IcePassword::new(&random[8..40]),
     }
 }
