@@ -4,6 +4,7 @@
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
 
 use ember_dns::tun_packets::{Intercepted, intercept};
 use ember_dns::{DnsResource, Outcome, ProxyRanges, StubResolver};
@@ -33,11 +34,12 @@ fuzz_target!(|data: &[u8]| {
         IpAddr::V6(Ipv6Addr::new(0xfd00, 0x2021, 0x1111, 0x8000, 0x100, 0x100, 0x111, 1)),
     ];
     let mut stub = stub();
-    match intercept(&mut stub, &sentinels, data) {
+    let now = Instant::now();
+    match intercept(&mut stub, &sentinels, data, now) {
         Intercepted::Reply(reply) => assert!(!reply.is_empty()),
         Intercepted::NotDns | Intercepted::Forward { .. } | Intercepted::Dropped => {}
     }
-    if let Outcome::Answer(answer) = stub.handle_query(data) {
+    if let Outcome::Answer(answer) = stub.handle_query(data, now) {
         assert!(answer.len() >= 12, "an answer has at least a DNS header");
     }
 });

@@ -23,7 +23,7 @@ const REAL_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x20, 0, 0, 0, 0, 0, 0x
 fn router() -> GatewayRouter {
     let mut router = GatewayRouter::new();
     let prefix = |ip: IpAddr, len| Prefix::new(ip, len).expect("a valid prefix");
-    router.set_grant(
+    let added = router.set_grant(
         PeerId(1),
         &[CLIENT_V4, CLIENT_V6],
         GrantKey {
@@ -32,6 +32,7 @@ fn router() -> GatewayRouter {
         },
         ResourceGrant {
             destinations: vec![prefix(REAL_V4, 32), prefix(REAL_V6, 128)],
+            excluded: Vec::new(),
             rules: vec![
                 Rule {
                     protocol: Protocol::Tcp,
@@ -49,7 +50,8 @@ fn router() -> GatewayRouter {
             proxies: vec![(PROXY_V4, REAL_V4), (PROXY_V6, REAL_V6)],
         },
     );
-    router.set_grant(
+    assert!(added);
+    let added = router.set_grant(
         PeerId(1),
         &[CLIENT_V4, CLIENT_V6],
         GrantKey {
@@ -58,10 +60,13 @@ fn router() -> GatewayRouter {
         },
         ResourceGrant {
             destinations: vec![prefix(IpAddr::V4(Ipv4Addr::new(10, 30, 0, 0)), 16)],
+            // A hole in the subnet, as the internet resource has for private ranges.
+            excluded: vec![prefix(IpAddr::V4(Ipv4Addr::new(10, 30, 99, 0)), 24)],
             rules: Vec::new(),
             proxies: Vec::new(),
         },
     );
+    assert!(added);
     router
 }
 
