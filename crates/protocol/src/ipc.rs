@@ -26,7 +26,20 @@ use crate::SecretToken;
 /// such a change; removing or renaming one, or adding a request or event kind, is.
 pub const PROTOCOL_VERSION: u32 = 2;
 
-/// Where the tunnel service listens on Linux and macOS.
+/// The tunnel service's runtime folder on Linux and macOS (macOS has no `/run`). The service
+/// creates it and the app looks in it: one constant, so the two cannot drift apart.
+#[cfg(target_os = "macos")]
+pub const RUNTIME_DIR: &str = "/var/run/ember";
+#[cfg(not(target_os = "macos"))]
+pub const RUNTIME_DIR: &str = "/run/ember";
+
+/// The socket's name inside the runtime folder.
+pub const SOCKET_FILE_NAME: &str = "tunnel.sock";
+
+/// Where the tunnel service listens on Linux and macOS: [`SOCKET_FILE_NAME`] in [`RUNTIME_DIR`].
+#[cfg(target_os = "macos")]
+pub const SOCKET_PATH: &str = "/var/run/ember/tunnel.sock";
+#[cfg(not(target_os = "macos"))]
 pub const SOCKET_PATH: &str = "/run/ember/tunnel.sock";
 
 /// Where the tunnel service listens on Windows.

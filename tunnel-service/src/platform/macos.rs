@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 pub fn default_runtime_dir() -> PathBuf {
-    PathBuf::from("/var/run/ember")
+    PathBuf::from(ember_protocol::ipc::RUNTIME_DIR)
 }
 
 pub fn default_state_dir() -> PathBuf {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-pub const SOCKET_FILE_NAME: &str = "tunnel.sock";
+pub use ember_protocol::ipc::SOCKET_FILE_NAME;
 
 /// Runtime: reachable by everyone (the socket inside decides); state: root only; logs: root
 /// and the service group may read.
@@ -126,5 +126,18 @@ mod tests {
         let root = dir.path();
         create_dirs(&root.join("run"), &root.join("state"), &root.join("log")).unwrap();
         check_owned_dir(&root.join("run"), current_uid()).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod socket_path_tests {
+    /// On macOS the service once listened in /var/run while the app looked in /run, so the app
+    /// always said the service was not running.
+    #[test]
+    fn the_app_looks_for_the_socket_where_the_service_puts_it() {
+        assert_eq!(
+            crate::platform::default_runtime_dir().join(super::SOCKET_FILE_NAME),
+            std::path::Path::new(ember_protocol::ipc::SOCKET_PATH)
+        );
     }
 }
