@@ -49,7 +49,9 @@ pub async fn client(
             "token has no user",
         );
     };
-    let snapshot = state.snapshot();
+    let snapshot = state
+        .snapshot_knowing(|snapshot| snapshot.users.contains_key(&user_id))
+        .await;
     if snapshot.users.get(&user_id).is_none_or(|u| u.disabled) {
         return refuse(
             StatusCode::UNAUTHORIZED,
@@ -78,7 +80,10 @@ pub async fn gateway(
             "token has no gateway",
         );
     };
-    let Some(record) = state.snapshot().gateways.get(&gateway_id).cloned() else {
+    let snapshot = state
+        .snapshot_knowing(|snapshot| snapshot.gateways.contains_key(&gateway_id))
+        .await;
+    let Some(record) = snapshot.gateways.get(&gateway_id).cloned() else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,

@@ -42,6 +42,21 @@ impl AppState {
             .clone()
     }
 
+    /// The current snapshot if it already `knows` what a just-authenticated token names, else a
+    /// fresh one from the store. The watcher follows the store every 200 ms, so a user or a
+    /// gateway created a moment ago (by the admin CLI, in another process) may be missing yet;
+    /// telling that user "disabled" would end a sign-in that just succeeded.
+    pub async fn snapshot_knowing(&self, knows: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
+        let snapshot = self.snapshot();
+        if knows(&snapshot) {
+            return snapshot;
+        }
+        if let Err(e) = self.reload().await {
+            warn!(error = %e, "cannot reload the model for a token it does not know yet");
+        }
+        self.snapshot()
+    }
+
     /// Runs `f` with the hub locked. Keep `f` short: it never awaits.
     pub fn with_hub<T>(&self, f: impl FnOnce(&mut Hub) -> T) -> T {
         f(&mut self.hub.lock().unwrap_or_else(PoisonError::into_inner))

@@ -5,6 +5,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use ember_portal::crypto;
+use ember_portal::store::TokenKind;
 use hmac::Mac as _;
 use serde_json::json;
 use support::*;
@@ -659,4 +661,30 @@ async fn revoking_the_token_of_a_client_that_is_away_withdraws_its_grants_at_onc
         .expect("the gateway hears of it within the change poll");
     assert_eq!(revoke["type"], "revoke", "{revoke}");
     assert_eq!(revoke["resource_ids"], json!([]));
+}
+
+/// The admin CLI writes the database from another process and the portal follows it every
+/// 100–200 ms: a user created and signed in within that window was told "this user is
+/// disabled" (the package test's first sign-in failed about one run in three).
+#[tokio::test]
+async fn a_user_created_a_moment_ago_is_not_refused_as_disabled() {
+    let portal = TestPortal::sqlite().await;
+    for n in 0..5 {
+        let account = portal.account_id().await;
+        let email = format!("new-{n}@acme.example");
+        let user = portal
+            .store()
+            .ensure_user(&account, &email, "New", None)
+            .await
+            .unwrap();
+        let token = crypto::random_hex32();
+        let expires = ember_portal::store::now_unix() + 3600;
+        portal
+            .store()
+            .insert_token(TokenKind::Client, &account, &user, &token, Some(expires))
+            .await
+            .unwrap();
+        let (_client, hello) = Peer::client(portal.addr, &token, &format!("device-{n}")).await;
+        assert!(hello["interface"].is_object(), "{hello}");
+    }
 }
