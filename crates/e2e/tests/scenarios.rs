@@ -62,7 +62,7 @@ fn get_ok(world: &World, target: &str, max: Duration) -> ember_e2e::Fetched {
 // 1 -------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "known gap: between two endpoint-independent NATs about half the runs stay on the pair through the gateway's relay (client srflx ↔ gateway relayed) for more than 10 s; the direct pair's checks do not succeed. The resource is reached either way and the path is reported honestly"]
+#[ignore = "known gap, open issue 15 item 1: between two endpoint-independent NATs about half the runs stay on the pair through the gateway's relay (client srflx ↔ gateway relayed) for more than 10 s; the direct pair's checks do not succeed. The resource is reached either way and the path is reported honestly"]
 fn a_cidr_resource_is_reached_through_a_direct_tunnel() {
     let Some(world) = world(Options::default()) else {
         return;
@@ -315,7 +315,7 @@ fn a_download_completes_intact_over_ten_percent_loss_on_the_clients_wan() {
 // 6 -------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "known gap (issue 5 note): a TCP flow through a restarted gateway gets a reset; the new gateway does not yet carry masqueraded flows over"]
+#[ignore = "known gap, open issue 15 item 4: a TCP flow through a restarted gateway gets a reset; the new gateway does not yet carry masqueraded flows over"]
 fn a_download_survives_a_gateway_restart() {
     let Some(mut world) = world(Options::default()) else {
         return;
@@ -373,7 +373,7 @@ fn the_tunnel_keeps_carrying_traffic_while_the_portal_is_down_and_the_client_rec
 }
 
 #[test]
-#[ignore = "known gap (issue 5 note): passes only sometimes; after coturn restarts the relayed connection is not always rebuilt within 30 s"]
+#[ignore = "known gap, open issue 15 item 3 (flaky, cause not yet found): passes only sometimes; after coturn restarts the relayed connection is not always rebuilt within 30 s"]
 fn traffic_resumes_after_the_relay_restarts() {
     let options = Options::default().nats(Nat::Symmetric, Nat::Symmetric);
     let Some(mut world) = world(options) else {
@@ -404,7 +404,7 @@ fn traffic_resumes_after_the_client_roams_to_a_new_address() {
 // 8 -------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "known gap (issue 5 note): resume takes 4–8 s on real routers, above the 3 s bound; the simulated resume (1.06 s) does not yet hold here"]
+#[ignore = "known gap, open issue 15 item 2: resume takes 4–8 s on real routers, above the 3 s bound; the simulated resume (1.06 s) does not yet hold here"]
 fn traffic_resumes_quickly_after_the_routers_forgot_an_idle_mapping() {
     let Some(world) = world(Options::default()) else {
         return;
