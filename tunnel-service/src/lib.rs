@@ -5,7 +5,7 @@
 //! - [`router`]: the client's data-plane decisions (sans-IO): resources, grants, DNS packets.
 //! - [`service`]: the state the service owns and the requests that change it.
 //! - [`settings`]: the settings it persists, validated.
-//! - [`platform`]: what differs per OS (paths, signals, DNS configuration).
+//! - [`platform`]: what differs per OS, one module per concern (paths, DNS, lifecycle, accounts).
 //! - [`status`]: `ember-tunnel status`.
 
 pub mod identity;

@@ -41,17 +41,17 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Holds the IPC socket.
-    #[arg(long, default_value_os_t = platform::default_runtime_dir())]
+    #[arg(long, default_value_os_t = platform::paths::default_runtime_dir())]
     runtime_dir: PathBuf,
     /// Holds the settings, the device id and the WireGuard key.
-    #[arg(long, default_value_os_t = platform::default_state_dir())]
+    #[arg(long, default_value_os_t = platform::paths::default_state_dir())]
     state_dir: PathBuf,
     /// Holds the rotated log files.
-    #[arg(long, default_value_os_t = platform::default_log_dir())]
+    #[arg(long, default_value_os_t = platform::paths::default_log_dir())]
     log_dir: PathBuf,
     /// How the system's DNS is pointed at Ember's resolver while signed in.
     #[arg(long, value_enum, default_value = "auto")]
-    dns_mode: platform::DnsMode,
+    dns_mode: platform::dns::DnsMode,
     /// A network (CIDR) where the portal may be reached over plain http, for test worlds;
     /// repeatable. Loopback always may; everything else needs https.
     #[arg(long = "allow-http-portal", value_name = "CIDR")]
@@ -73,7 +73,7 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
-    platform::create_dirs(&args.runtime_dir, &args.state_dir, &args.log_dir)?;
+    platform::paths::create_dirs(&args.runtime_dir, &args.state_dir, &args.log_dir)?;
 
     let store = SettingsStore::new(&args.state_dir);
     let plain_http = PlainHttpPortals::new(args.allow_http_portal.clone());
@@ -97,18 +97,18 @@ async fn run(args: RunArgs) -> Result<()> {
         tracing::warn!("Using default settings: {problem}");
     }
 
-    platform::recover_after_crash(&args.state_dir);
+    platform::dns::recover_after_crash(&args.state_dir);
     let identity =
         Identity::load_or_create(&args.state_dir).context("cannot set up the device identity")?;
 
-    let group = platform::service_group();
+    let group = platform::accounts::service_group();
     if group.is_none() {
         tracing::warn!(
             "The group `{}` does not exist: only root can use the tunnel service",
             ember_protocol::ipc::SERVICE_GROUP
         );
     }
-    let endpoint = Endpoint(args.runtime_dir.join(platform::SOCKET_FILE_NAME));
+    let endpoint = Endpoint(args.runtime_dir.join(platform::paths::SOCKET_FILE_NAME));
     let listener = Listener::bind(&endpoint, group)
         .await
         .with_context(|| format!("cannot listen on {endpoint}"))?;
@@ -126,18 +126,18 @@ async fn run(args: RunArgs) -> Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
-        let signal = platform::shutdown_signal().await;
+        let signal = platform::lifecycle::shutdown_signal().await;
         tracing::info!("Received {signal}, stopping");
         let _ = shutdown_tx.send(true);
     });
-    platform::notify_ready();
+    platform::lifecycle::notify_ready();
 
     server::serve(
         listener,
         server::Context {
             service: handle,
             policy: AccessPolicy {
-                service_uid: platform::current_uid(),
+                service_uid: platform::accounts::current_uid(),
                 allowed_gid: group,
             },
             log_dir: args.log_dir,

@@ -1,25 +1,17 @@
-//! What differs between operating systems, behind one facade.
+//! What differs between operating systems: one facade module per concern, each picking its
+//! per-OS file (`linux.rs`, `macos.rs`, `windows.rs`, and `unix.rs` for what Linux and macOS
+//! share). Linux is built and tested here; Windows and macOS are type-checked by
+//! `scripts/cross-check.sh`.
+//!
+//! - [`paths`]: default folders, the IPC endpoint's name, creating those folders safely.
+//! - [`dns`]: pointing the system's DNS at the stub resolver, and back (also after a crash).
+//! - [`lifecycle`]: how the service manager stops the service and learns it is ready.
+//! - [`accounts`]: who the service runs as, whose apps may use it, the machine's name.
+//!
+//! Routes and keeping the tunnel's own sockets out of the tunnel live in `ember-io`
+//! (`route_table`, `policy`); noticing sleep in `ember_io::clock`.
 
-#[cfg(not(target_os = "linux"))]
-mod elsewhere_dns;
-#[cfg(target_os = "linux")]
-mod linux;
-#[cfg(target_os = "macos")]
-mod macos;
-#[cfg(unix)]
-mod unix;
-#[cfg(windows)]
-mod windows;
-#[cfg(any(windows, test))]
-mod windows_folder;
-
-#[cfg(not(target_os = "linux"))]
-pub use elsewhere_dns::*;
-#[cfg(target_os = "linux")]
-pub use linux::*;
-#[cfg(target_os = "macos")]
-pub use macos::*;
-#[cfg(unix)]
-pub use unix::*;
-#[cfg(windows)]
-pub use windows::*;
+pub mod accounts;
+pub mod dns;
+pub mod lifecycle;
+pub mod paths;

@@ -14,7 +14,7 @@ use ember_protocol::sign_in::RedeemRequest;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::identity::Identity;
-use crate::platform::DnsMode;
+use crate::platform::dns::DnsMode;
 use crate::session::{self, SessionConfig, SessionHandle};
 use crate::settings::{self, PlainHttpPortals, SettingsStore};
 

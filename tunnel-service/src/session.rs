@@ -32,7 +32,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::Identity;
-use crate::platform::{self, DnsMode};
+use crate::platform::accounts;
+use crate::platform::dns::DnsMode;
 use crate::router::{AccessGranted, Output};
 use crate::tunnel::{Tunnel, TunnelSetup, lock};
 
@@ -184,7 +185,7 @@ impl Session {
             protocol_version: PORTAL_PROTOCOL_VERSION,
             device_id: self.config.identity.portal_device_id(),
             public_key: self.public_key.clone(),
-            name: platform::hostname(),
+            name: accounts::hostname(),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             version: env!("CARGO_PKG_VERSION").into(),
         };

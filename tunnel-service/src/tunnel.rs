@@ -22,7 +22,7 @@ use rand::RngCore as _;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::platform::{DnsMode, SystemDns};
+use crate::platform::dns::{DnsMode, SystemDns};
 use crate::router::{ClientRouter, fixed_routes};
 
 pub const INTERFACE_NAME: &str = "ember0";

@@ -4,14 +4,18 @@
 //!   (`resolvectl dns/domain/default-route`), so only resource names reach the stub. The
 //!   settings vanish with the device, so a crash leaves nothing behind.
 //! - otherwise `/etc/resolv.conf`, with a backup in the state folder that is restored on stop
-//!   and at the next start after a crash (see [`super::resolv_conf`]).
+//!   and at the next start after a crash (see [`resolv_conf`]).
 
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::resolv_conf::{self, ResolvConf};
+use super::routing_domain;
+
+pub mod resolv_conf;
+
+use resolv_conf::ResolvConf;
 
 /// How the service changes the system's DNS configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,19 +134,6 @@ pub fn recover_after_crash(state_dir: &Path) {
     }
 }
 
-/// The suffix systemd-resolved should route to the stub for a resource pattern: the labels
-/// after the last wildcard (`*.corp.example`, `db.?.corp.example` → `corp.example`).
-fn routing_domain(pattern: &str) -> Option<String> {
-    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
-    let labels: Vec<&str> = pattern.split('.').collect();
-    let after = labels
-        .iter()
-        .rposition(|l| *l == "*" || *l == "?")
-        .map_or(0, |i| i + 1);
-    let suffix = labels.get(after..)?.join(".");
-    (!suffix.is_empty()).then_some(suffix)
-}
-
 fn read_nameservers(path: &Path, ours: &[IpAddr]) -> Vec<IpAddr> {
     std::fs::read_to_string(path)
         .map(|text| {
@@ -171,26 +162,6 @@ fn resolvectl(args: &[String]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routing_domains_are_the_fixed_suffix_of_a_pattern() {
-        assert_eq!(
-            routing_domain("db.corp.example").as_deref(),
-            Some("db.corp.example")
-        );
-        assert_eq!(
-            routing_domain("*.corp.example").as_deref(),
-            Some("corp.example")
-        );
-        assert_eq!(
-            routing_domain("db.?.corp.example").as_deref(),
-            Some("corp.example")
-        );
-        assert_eq!(
-            routing_domain("?.Corp.Example.").as_deref(),
-            Some("corp.example")
-        );
-    }
 
     #[test]
     fn upstream_servers_never_include_the_stub_itself() {

@@ -1,12 +1,12 @@
-//! Windows: the service runs as LocalSystem; the pipe's DACL (in `ember-ipc`) admits
-//! interactive users; its folders are SYSTEM/administrators-only (`windows_folder`).
+//! Folders on Windows: state and logs under `%ProgramData%\\Ember`, SYSTEM/administrators-only
+//! (`windows_acl`); the IPC endpoint is a named pipe whose DACL lives in `ember-ipc`.
 //! Type-checked on Linux by `scripts/cross-check.sh`, never run there.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use super::windows_folder::secure_folder;
+use super::windows_acl::secure_folder;
 
 /// The pipe name is the endpoint; the runtime folder is not used for it.
 pub const SOCKET_FILE_NAME: &str = "ember-tunnel";
@@ -44,29 +44,4 @@ pub fn create_dirs(_runtime: &Path, state: &Path, log: &Path) -> Result<()> {
         secure_folder(dir)?;
     }
     Ok(())
-}
-
-pub fn service_group() -> Option<u32> {
-    None
-}
-
-pub fn current_uid() -> u32 {
-    0
-}
-
-pub async fn shutdown_signal() -> &'static str {
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => "Ctrl-C",
-        Err(_) => std::future::pending().await,
-    }
-}
-
-pub fn notify_ready() {}
-
-/// Windows keeps no state of ours outside the service's own folders yet.
-pub fn recover_after_crash(_state_dir: &Path) {}
-
-/// The machine's name, for the portal's device list.
-pub fn hostname() -> String {
-    std::env::var("COMPUTERNAME").unwrap_or_else(|_| "unknown".into())
 }

@@ -11,9 +11,3 @@ pub fn default_state_dir() -> PathBuf {
 pub fn default_log_dir() -> PathBuf {
     PathBuf::from("/Library/Logs/Ember")
 }
-
-/// launchd needs no readiness message.
-pub fn notify_ready() {}
-
-/// macOS keeps no state of ours outside the service's own folders yet.
-pub fn recover_after_crash(_state_dir: &std::path::Path) {}

@@ -1,16 +1,4 @@
-use std::path::PathBuf;
-
-pub fn default_runtime_dir() -> PathBuf {
-    PathBuf::from(ember_protocol::ipc::RUNTIME_DIR)
-}
-
-pub fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/ember")
-}
-
-pub fn default_log_dir() -> PathBuf {
-    PathBuf::from("/var/log/ember")
-}
+//! Readiness under systemd.
 
 /// Tells systemd (`Type=notify`) that the socket is ready; a no-op outside systemd.
 pub fn notify_ready() {
@@ -34,8 +22,3 @@ pub fn notify_ready() {
         tracing::warn!("Cannot notify systemd: {e}");
     }
 }
-
-mod dns;
-pub mod resolv_conf;
-
-pub use dns::{DnsMode, SystemDns, recover_after_crash};

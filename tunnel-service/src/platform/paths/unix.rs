@@ -1,4 +1,4 @@
-//! What Linux and macOS share.
+//! Folders on Linux and macOS: owner and mode checked, symlinks refused.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
@@ -14,7 +14,7 @@ pub use ember_protocol::ipc::SOCKET_FILE_NAME;
 /// is refused: whoever planted it could swap the socket for their own (and read every token the
 /// app sends), or read the key and the logs.
 pub fn create_dirs(runtime: &Path, state: &Path, log: &Path) -> Result<()> {
-    let service_uid = current_uid();
+    let service_uid = crate::platform::accounts::current_uid();
     for (dir, mode) in [(runtime, 0o755), (state, 0o700), (log, 0o750)] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         check_owned_dir(dir, service_uid)?;
@@ -48,45 +48,6 @@ pub fn check_owned_dir(dir: &Path, service_uid: u32) -> Result<()> {
     Ok(())
 }
 
-/// The gid of the group whose members may use the service, if it exists.
-pub fn service_group() -> Option<u32> {
-    match nix::unistd::Group::from_name(ember_protocol::ipc::SERVICE_GROUP) {
-        Ok(group) => group.map(|g| g.gid.as_raw()),
-        Err(e) => {
-            tracing::warn!("Cannot look up the service group: {e}");
-            None
-        }
-    }
-}
-
-pub fn current_uid() -> u32 {
-    nix::unistd::geteuid().as_raw()
-}
-
-/// Waits for SIGTERM (service manager) or SIGINT (Ctrl-C) and names it.
-pub async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("Cannot install signal handlers; the service stops only when killed");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
-}
-
-/// The machine's name, for the portal's device list.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +67,7 @@ mod tests {
     #[test]
     fn a_runtime_dir_another_user_owns_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let service_uid = current_uid();
+        let service_uid = crate::platform::accounts::current_uid();
         // As root the folder is root's, which is allowed; the owner check then needs a
         // folder handed to someone else.
         if service_uid == 0 {
@@ -125,7 +86,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         create_dirs(&root.join("run"), &root.join("state"), &root.join("log")).unwrap();
-        check_owned_dir(&root.join("run"), current_uid()).unwrap();
+        check_owned_dir(&root.join("run"), crate::platform::accounts::current_uid()).unwrap();
     }
 }
 
@@ -136,7 +97,7 @@ mod socket_path_tests {
     #[test]
     fn the_app_looks_for_the_socket_where_the_service_puts_it() {
         assert_eq!(
-            crate::platform::default_runtime_dir().join(super::SOCKET_FILE_NAME),
+            crate::platform::paths::default_runtime_dir().join(super::SOCKET_FILE_NAME),
             std::path::Path::new(ember_protocol::ipc::SOCKET_PATH)
         );
     }
