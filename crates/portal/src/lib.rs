@@ -9,7 +9,8 @@
 //!   (per account and client address, behind trusted proxies) and the access-request bucket.
 //! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
 //!   gateway choice; [`outbox`]: each peer's queue, closed rather than skipped when full.
-//! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
+//! - [`server`]: [`server::Portal`], which ties it together and follows store changes;
+//!   [`tls`]: HTTPS with certificates reloaded on SIGHUP, and the plain-HTTP redirect.
 //! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do.
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod signin;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Portal;
@@ -38,6 +40,8 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

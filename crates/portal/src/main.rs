@@ -299,15 +299,26 @@ async fn serve(config: Config) -> Result<()> {
     let mut portal = Portal::start(config)
         .await
         .with_context(|| format!("cannot start the portal on {listen}"))?;
-    tracing::info!(addr = %portal.addr, "serving; stop with Ctrl-C or SIGTERM");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        result = portal.wait() => {
-            result.context("the server stopped")?;
-            return Ok(());
+    tracing::info!(
+        addr = %portal.addr,
+        "serving; stop with Ctrl-C or SIGTERM, reload the TLS certificate with SIGHUP"
+    );
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => {
+                if let Err(e) = portal.reload_tls() {
+                    tracing::error!("Keeping the TLS certificate in use: {e}");
+                }
+            }
+            result = portal.wait() => {
+                result.context("the server stopped")?;
+                return Ok(());
+            }
         }
     }
     tracing::info!("stopping");

@@ -157,7 +157,7 @@ pub async fn start(
     };
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
     let signature = crypto::sign(&state.signing_key, format!("oidc.{payload}").as_bytes());
-    let secure = if state.config.sign_in.secure_cookies {
+    let secure = if state.config.secure_cookies() {
         "; Secure"
     } else {
         ""

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use ember_protocol::RelayPassword;
 use ember_protocol::portal::{CLIENT_API_PATH, GATEWAY_API_PATH, Relay};
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ use crate::hub::Hub;
 use crate::model::Snapshot;
 use crate::store::{Store, StoreError, now_unix};
 use crate::throttle::FailureLimiter;
+use crate::tls::{self, Certificates, TlsListener};
 use crate::{api, oidc, redeem, signin};
 
 #[derive(Debug)]
@@ -119,7 +121,11 @@ pub struct Portal {
     pub state: Shared,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    redirect: Option<JoinHandle<std::io::Result<()>>>,
+    /// Where plain HTTP is redirected from, when configured.
+    pub redirect_addr: Option<SocketAddr>,
     watcher: JoinHandle<()>,
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl Portal {
@@ -158,24 +164,76 @@ impl Portal {
                 .server
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{addr}"))
+                .unwrap_or_else(|| {
+                    let scheme = if config.server.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    format!("{scheme}://{addr}")
+                })
                 .trim_end_matches('/')
                 .to_owned(),
             config,
         });
         let (stop, mut stopped) = watch::channel(false);
         let router = router(state.clone());
-        let mut server_stop = stopped.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        let shutdown = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let (server, certificates) = match &state.config.server.tls {
+            None => {
+                let serving = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown(stopped.clone()));
+                (tokio::spawn(serving.into_future()), None)
+            }
+            Some(tls) => {
+                let certificates = Certificates::load(tls)?;
+                let listener = TlsListener::new(listener, &certificates)?.tap_io(|_| {});
+                let router = match tls::hsts(tls.hsts_max_age_secs) {
+                    Some(value) => router.layer(axum::middleware::map_response(
+                        move |mut response: axum::response::Response| {
+                            let value = value.clone();
+                            async move {
+                                response
+                                    .headers_mut()
+                                    .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, value);
+                                response
+                            }
+                        },
+                    )),
+                    None => router,
+                };
+                let serving = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown(stopped.clone()));
+                (tokio::spawn(serving.into_future()), Some(certificates))
+            }
+        };
+        let (redirect, redirect_addr) = match state
+            .config
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.redirect_http)
+        {
+            Some(from) => {
+                let bind_error = |source| crate::Error::Bind { addr: from, source };
+                let plain = TcpListener::bind(from).await.map_err(bind_error)?;
+                let bound = plain.local_addr().map_err(bind_error)?;
+                info!(from = %bound, to = %state.public_url(), "redirecting plain HTTP to HTTPS");
+                let serving =
+                    axum::serve(plain, tls::redirect_router(state.public_url().to_owned()))
+                        .with_graceful_shutdown(shutdown(stopped.clone()));
+                (Some(tokio::spawn(serving.into_future())), Some(bound))
+            }
+            None => (None, None),
+        };
         let watcher_state = state.clone();
         let watcher = tokio::spawn(async move {
             let period = Duration::from_millis(watcher_state.config.server.change_poll_interval_ms);
@@ -199,13 +257,23 @@ impl Portal {
                 watcher_state.with_hub(|hub| hub.expire(now_unix()));
             }
         });
-        info!(%addr, "portal listening");
+        info!(%addr, tls = certificates.is_some(), "portal listening");
+        if certificates.is_none() && !addr.ip().is_loopback() {
+            warn!(
+                %addr,
+                "Serving plain HTTP beyond loopback: clients refuse it unless told to allow this \
+                 network; configure [server.tls] or a reverse proxy that terminates TLS"
+            );
+        }
         Ok(Self {
             addr,
             state,
             stop,
             server,
+            redirect,
+            redirect_addr,
             watcher,
+            certificates,
         })
     }
 
@@ -216,7 +284,24 @@ impl Portal {
         self.state.with_hub(|hub| hub.close_all());
         let _ = self.watcher.await;
         let _ = self.server.await;
+        if let Some(redirect) = self.redirect {
+            let _ = redirect.await;
+        }
         self.state.store.close().await;
+    }
+
+    /// Reads the TLS certificate and key files again (SIGHUP); the old pair stays on error.
+    /// Without TLS there is nothing to reload.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.certificates {
+            Some(certificates) => certificates.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// The TLS certificate presented now, if the portal serves HTTPS.
+    pub fn tls_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        self.certificates.as_ref().map(|c| c.presented())
     }
 
     /// Waits until the server task ends (e.g. after a failure).

@@ -119,7 +119,7 @@ pub async fn page(State(state): State<Shared>, Query(query): Query<PageQuery>) -
         "",
         None,
     );
-    let secure = if state.config.sign_in.secure_cookies {
+    let secure = if state.config.secure_cookies() {
         "; Secure"
     } else {
         ""
