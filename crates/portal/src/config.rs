@@ -35,6 +35,8 @@ pub struct Config {
     #[serde(default)]
     pub sign_in: SignInConfig,
     #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
     pub relays: Vec<RelayConfig>,
     /// OpenID Connect providers, each serving one account.
     #[serde(default)]
@@ -130,6 +132,26 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             tls: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit events older than this are purged (hourly), with expired tokens and used
+    /// sign-in attempts.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
+impl AuditConfig {
+    pub fn retention_secs(&self) -> i64 {
+        i64::from(self.retention_days) * 24 * 3600
     }
 }
 

@@ -11,10 +11,12 @@
 //!   gateway choice; [`outbox`]: each peer's queue, closed rather than skipped when full.
 //! - [`server`]: [`server::Portal`], which ties it together and follows store changes;
 //!   [`tls`]: HTTPS with certificates reloaded on SIGHUP, and the plain-HTTP redirect.
-//! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do.
+//! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do; [`audit`]: the audit
+//!   log of sign-ins, grants, denials, revocations and admin changes.
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod hub;

@@ -14,14 +14,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::config::Config;
 use crate::crypto;
 use crate::hub::Hub;
 use crate::model::Snapshot;
-use crate::store::{Store, StoreError, now_unix};
+use crate::store::{Purged, Store, StoreError, now_unix};
 use crate::throttle::FailureLimiter;
 use crate::tls::{self, Certificates, TlsListener};
 use crate::{api, oidc, redeem, signin};
+
+/// How often old rows are purged (also once at start).
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 pub struct AppState {
@@ -31,6 +35,7 @@ pub struct AppState {
     snapshot: RwLock<Arc<Snapshot>>,
     hub: Mutex<Hub>,
     pub limiter: Mutex<FailureLimiter>,
+    pub audit: Arc<AuditLog>,
     public_url: String,
 }
 
@@ -57,6 +62,18 @@ impl AppState {
             warn!(error = %e, "cannot reload the model for a token it does not know yet");
         }
         self.snapshot()
+    }
+
+    /// Removes audit events past their retention, expired tokens, used sign-in attempts and
+    /// expired sign-in codes.
+    async fn purge(&self) {
+        let retention = self.config.audit.retention_secs();
+        let attempts = i64::try_from(self.config.sign_in.attempt_lifetime_secs).unwrap_or(i64::MAX);
+        match self.store.purge(retention, attempts).await {
+            Ok(purged) if purged != Purged::default() => info!(?purged, "purged old rows"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot purge old rows"),
+        }
     }
 
     /// Runs `f` with the hub locked. Keep `f` short: it never awaits.
@@ -109,7 +126,28 @@ impl AppState {
             .snapshot
             .write()
             .unwrap_or_else(PoisonError::into_inner) = snapshot.clone();
-        self.with_hub(|hub| hub.apply_snapshot(&snapshot));
+        let revoked = self.with_hub(|hub| hub.apply_snapshot(&snapshot));
+        for (device_id, why) in revoked.signed_out {
+            self.audit.record(
+                AuditEvent::now(AuditKind::Revocation, why, "portal", &device_id)
+                    .detail(serde_json::json!({ "device_id": device_id, "signed_out": true })),
+            );
+        }
+        for (gateway_id, device_id, resource_ids) in revoked.withdrawn {
+            self.audit.record(
+                AuditEvent::now(
+                    AuditKind::Revocation,
+                    "policy_changed",
+                    "portal",
+                    &device_id,
+                )
+                .detail(serde_json::json!({
+                    "device_id": device_id,
+                    "gateway_id": gateway_id,
+                    "resource_ids": resource_ids,
+                })),
+            );
+        }
         Ok(())
     }
 }
@@ -125,6 +163,7 @@ pub struct Portal {
     /// Where plain HTTP is redirected from, when configured.
     pub redirect_addr: Option<SocketAddr>,
     watcher: JoinHandle<()>,
+    audit_writer: JoinHandle<()>,
     certificates: Option<Arc<Certificates>>,
 }
 
@@ -154,12 +193,15 @@ impl Portal {
         let signing_key = store.signing_key().await?;
         let snapshot = Arc::new(store.load_snapshot().await?);
         let limiter = FailureLimiter::new(config.sign_in.backoff());
+        let (stop, mut stopped) = watch::channel(false);
+        let (audit, audit_writer) = AuditLog::start(store.clone(), stopped.clone());
         let state = Arc::new(AppState {
             store,
             signing_key,
             snapshot: RwLock::new(snapshot),
             hub: Mutex::new(Hub::default()),
             limiter: Mutex::new(limiter),
+            audit,
             public_url: config
                 .server
                 .public_url
@@ -176,7 +218,6 @@ impl Portal {
                 .to_owned(),
             config,
         });
-        let (stop, mut stopped) = watch::channel(false);
         let router = router(state.clone());
         let shutdown = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -239,6 +280,7 @@ impl Portal {
             let period = Duration::from_millis(watcher_state.config.server.change_poll_interval_ms);
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next_purge = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -255,6 +297,10 @@ impl Portal {
                     Err(e) => warn!(error = %e, "cannot read the model generation"),
                 }
                 watcher_state.with_hub(|hub| hub.expire(now_unix()));
+                if tokio::time::Instant::now() >= next_purge {
+                    next_purge += PURGE_INTERVAL;
+                    watcher_state.purge().await;
+                }
             }
         });
         info!(%addr, tls = certificates.is_some(), "portal listening");
@@ -273,6 +319,7 @@ impl Portal {
             redirect,
             redirect_addr,
             watcher,
+            audit_writer,
             certificates,
         })
     }
@@ -287,6 +334,7 @@ impl Portal {
         if let Some(redirect) = self.redirect {
             let _ = redirect.await;
         }
+        let _ = self.audit_writer.await;
         self.state.store.close().await;
     }
 
