@@ -37,7 +37,7 @@ fn testbed() -> Option<Testbed> {
     match Testbed::new() {
         Ok(testbed) => Some(testbed),
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: the data-plane test needs root (namespaces, TUN devices)");
+            ember_testbed::skip("the data-plane test needs root (namespaces, TUN devices)");
             None
         }
         Err(e) => panic!("{e}"),

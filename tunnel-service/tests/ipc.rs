@@ -242,7 +242,7 @@ async fn a_request_before_the_hello_is_a_protocol_error() {
 #[tokio::test]
 async fn unauthorised_user_is_refused_while_others_keep_working() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run a client as another user");
+        ember_testbed::skip("needs root to run a client as another user");
         return;
     }
     let service = TestService::start();
@@ -493,11 +493,11 @@ async fn serves_many_clients_at_once() {
 #[tokio::test]
 async fn a_group_member_cannot_redirect_the_portal() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run a client as another user");
+        ember_testbed::skip("needs root to run a client as another user");
         return;
     }
     let Ok(Some(group)) = nix::unistd::Group::from_name(ember_protocol::ipc::SERVICE_GROUP) else {
-        eprintln!("SKIPPED: the group `ember` does not exist here");
+        ember_testbed::skip("the group `ember` does not exist here");
         return;
     };
     let service = TestService::start();

@@ -48,7 +48,7 @@ async fn trace_logs_after_sign_in_grant_and_reconnect_hold_no_token_key_or_passw
     let mut testbed = match Testbed::new() {
         Ok(testbed) => testbed,
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: the secrets-in-logs test needs root (namespaces, TUN devices)");
+            ember_testbed::skip("the secrets-in-logs test needs root (namespaces, TUN devices)");
             return;
         }
         Err(e) => panic!("{e}"),

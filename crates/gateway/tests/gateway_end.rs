@@ -43,7 +43,7 @@ fn the_gateway_forwards_granted_flows_and_drops_the_rest() {
     let mut testbed = match Testbed::new() {
         Ok(testbed) => testbed,
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: network namespaces, TUN devices and nftables need root");
+            ember_testbed::skip("network namespaces, TUN devices and nftables need root");
             return;
         }
         Err(e) => panic!("{e}"),

@@ -462,8 +462,8 @@ impl PgCluster {
             .map(|e| e.path().join("bin"))
             .find(|p| p.join("initdb").exists());
         let Some(bin) = bin else {
-            eprintln!(
-                "SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql (install the `postgresql` package)"
+            ember_testbed::skip(
+                "PostgreSQL server binaries not found under /usr/lib/postgresql (install the `postgresql` package)",
             );
             return None;
         };

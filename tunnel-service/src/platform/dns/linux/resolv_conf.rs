@@ -332,7 +332,7 @@ mod tests {
     /// the namespace gets read-only bind mounts like systemd's `ProtectSystem=strict`).
     fn run_in_own_mount_namespace(inner: &str) {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: needs root for a mount namespace");
+            ember_testbed::skip("needs root for a mount namespace");
             return;
         }
         let path = module_path!();
