@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/ember/target}"
 export CARGO_TERM_COLOR=never
+# A build from a fresh clone gains nothing from incremental state; it only fills the cache.
+export CARGO_INCREMENTAL=0
 # Every part a test needs is installed and started here: a test that would skip fails instead.
 export EMBER_CI=1
 started=$(date +%s)
