@@ -1,5 +1,6 @@
 //! Noticing suspend. `Instant` (CLOCK_MONOTONIC on Linux) stops while the machine sleeps;
-//! CLOCK_BOOTTIME does not. When the second ran ahead of the first, the machine was asleep and
+//! CLOCK_BOOTTIME does not (on macOS: CLOCK_UPTIME_RAW and CLOCK_MONOTONIC_RAW, see
+//! `clock/macos.rs`). When the second ran ahead of the first, the machine was asleep and
 //! every timer of the engine is stale: NAT mappings are likely gone, so connections should be
 //! reset rather than probed to death.
 
@@ -59,9 +60,14 @@ fn read_clocks() -> Option<(Duration, Duration)> {
     ))
 }
 
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos::read_clocks;
+
 /// Elsewhere the OS reports sleep and wake through its own notifications (a later change);
 /// without readings nothing is detected.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn read_clocks() -> Option<(Duration, Duration)> {
     None
 }

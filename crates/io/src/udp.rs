@@ -61,6 +61,15 @@ impl UdpSocket {
         })
     }
 
+    /// Marks the socket again after the network changed: on macOS the mark is the interface
+    /// of the default route, which may be another one now (elsewhere this changes nothing).
+    /// A failure was already warned about when the socket was made.
+    pub fn mark_again(&self) {
+        if let Err(e) = crate::policy::mark_socket(&self.io) {
+            tracing::debug!("Cannot mark the tunnel's UDP socket again: {e}");
+        }
+    }
+
     /// The address the socket is bound to (read once, at creation).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)

@@ -125,13 +125,7 @@ impl ResolvConf {
     }
 }
 
-/// The `nameserver` addresses of a resolv.conf (scoped IPv6 addresses are skipped).
-pub fn nameservers(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|line| line.trim().strip_prefix("nameserver"))
-        .filter_map(|rest| rest.trim().parse().ok())
-        .collect()
-}
+pub(crate) use crate::platform::dns::nameservers;
 
 fn format_backup(original: &Original) -> String {
     match original {
