@@ -2,21 +2,16 @@
 # The cross-check gate: `cargo clippy -D warnings` (which type-checks too) of every crate that
 # ships on the client, for Windows and both macOS architectures, on this Linux machine. Nothing is
 # linked or run (no MSVC linker, no macOS SDK): this proves the Windows and macOS code compiles
-# and is lint-clean, so it can no longer rot unseen.
+# and is lint-clean, so it can no longer rot unseen. Windows binaries are also linked and run
+# (under wine): scripts/windows-build.sh, scripts/test-windows.sh.
 #
-# rustup offers only the Linux target here, so this uses Debian's rustc 1.96 (`rustc-web`, with
-# the standard library's source in `rust-web-src`) and builds std for each target
-# (`-Zbuild-std`, allowed on a stable compiler by RUSTC_BOOTSTRAP). ring's C code (boringtun,
-# rustls) is compiled with clang for the target, against clang's own headers only
-# (`-nostdlibinc`): ring needs no libc headers when RING_CORE_NOSTDLIBINC is set, and for Apple
-# targets a stand-in TargetConditionals.h (scripts/cross/) replaces the SDK's.
+# Debian's toolchain and the C compilers for ring: scripts/cross/env.sh.
 #
 #   scripts/cross-check.sh                      all three targets
 #   scripts/cross-check.sh aarch64-apple-darwin one target
 # Needs: scripts/deps.sh (rustc-web cargo-web rust-web-src rust-web-clippy clang-14 llvm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin)
@@ -26,18 +21,9 @@ crates=(ember-app ember-tunnel-service ember-engine ember-io ember-ipc ember-pro
 # The std builds and dependencies are cached outside the clone; a separate directory from the
 # Linux build's, since a different compiler would invalidate it.
 export CARGO_TARGET_DIR="${EMBER_CROSS_TARGET_DIR:-/var/cache/ember/cross-target}"
-export CARGO_TERM_COLOR=never
-# Debian's toolchain, not rustup's: /usr/bin first so `cargo clippy` finds Debian's cargo-clippy
-# and clippy-driver, and RUSTC set so cargo never asks rustup for a rust-src component.
-export PATH="/usr/bin:$PATH"
-export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
-cargo=/usr/bin/cargo
-
-clang_flags="-nostdlibinc -DRING_CORE_NOSTDLIBINC=1 -I$root/scripts/cross"
-for target in "${targets[@]}"; do
-  var=${target//-/_}
-  export "CC_$var=clang-14" "AR_$var=llvm-ar-14" "CFLAGS_$var=--target=$target $clang_flags"
-done
+# shellcheck source=scripts/cross/env.sh
+source scripts/cross/env.sh
+for target in "${targets[@]}"; do cross_c_compiler "$target"; done
 
 status=0
 for target in "${targets[@]}"; do
