@@ -25,10 +25,13 @@ PACKAGE_TEST_PACKAGES=(debootstrap systemd-container lintian help2man zstd pytho
 # The cross-check gate (scripts/cross-check.sh): Debian's rustc 1.96 with the standard library's
 # source and clippy, to type-check the Windows and macOS code; clang and llvm-ar for ring's C.
 CROSS_CHECK_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy clang-14 llvm)
+# Windows binaries built and run here (scripts/windows-build.sh, scripts/test-windows.sh):
+# mingw-w64 compiles ring's C and links for x86_64-pc-windows-gnu; wine 8 runs the result.
+WINDOWS_PACKAGES=(gcc-mingw-w64-x86-64 wine wine64)
 
 missing=()
 for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}" \
-  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}"; do
+  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
