@@ -23,9 +23,21 @@ pub enum ConnectError {
         endpoint: Endpoint,
         source: io::Error,
     },
-    #[error(
-        "no permission to reach the tunnel service at {endpoint}: add your user to the group \
-         `ember` and log out and back in"
+    #[cfg_attr(
+        not(windows),
+        error(
+            "no permission to reach the tunnel service at {endpoint}: add your user to the group \
+             `ember` and log out and back in"
+        )
+    )]
+    // The pipe's DACL admits interactive users: a program in another kind of logon session (a
+    // service, a remote network logon) is refused. There is no group to join.
+    #[cfg_attr(
+        windows,
+        error(
+            "no permission to reach the tunnel service at {endpoint}: only programs of a user \
+             signed in at this computer may"
+        )
     )]
     PermissionDenied { endpoint: Endpoint },
     /// The socket answers, but the process behind it is neither root nor this user: a planted
@@ -36,6 +48,12 @@ pub enum ConnectError {
          tunnel service, so nothing was sent to it"
     )]
     NotTheService { endpoint: Endpoint, uid: u32 },
+    /// Windows: the pipe is not owned by LocalSystem, or the process serving it is not the
+    /// installed service running as LocalSystem. Nothing is sent to it.
+    #[error(
+        "{endpoint} is not served by Ember's tunnel service, so nothing was sent to it: {reason}"
+    )]
+    Impostor { endpoint: Endpoint, reason: String },
     #[error("the tunnel service refused this connection: {reason}")]
     Refused { reason: String },
     #[error("this app and the tunnel service ({service_version}) are incompatible: {message}")]
@@ -68,18 +86,9 @@ pub async fn connect(
     endpoint: &Endpoint,
     client_version: &str,
 ) -> Result<(Connection, Handshake), ConnectError> {
-    let stream = transport::connect(endpoint).await.map_err(|source| {
-        if source.kind() == io::ErrorKind::PermissionDenied {
-            ConnectError::PermissionDenied {
-                endpoint: endpoint.clone(),
-            }
-        } else {
-            ConnectError::NotRunning {
-                endpoint: endpoint.clone(),
-                source,
-            }
-        }
-    })?;
+    let stream = transport::connect(endpoint)
+        .await
+        .map_err(|source| connect_error(endpoint, source))?;
     check_the_service(endpoint, &stream)?;
     let mut connection = Framed::new(stream, JsonCodec::new());
     let handshake = tokio::time::timeout(
@@ -89,6 +98,32 @@ pub async fn connect(
     .await
     .map_err(|_| ConnectError::Timeout)??;
     Ok((connection, handshake))
+}
+
+/// Why the endpoint could not be reached. On Windows a pipe that fails the owner or
+/// server-process checks is an impostor, not a permission problem of this user: saying "no
+/// permission" would hide the attack and send the user after a group that does not exist.
+fn connect_error(endpoint: &Endpoint, source: io::Error) -> ConnectError {
+    #[cfg(any(windows, test))]
+    if let Some(refusal) = source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<transport::ServerRefusal>())
+    {
+        return ConnectError::Impostor {
+            endpoint: endpoint.clone(),
+            reason: refusal.to_string(),
+        };
+    }
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        ConnectError::PermissionDenied {
+            endpoint: endpoint.clone(),
+        }
+    } else {
+        ConnectError::NotRunning {
+            endpoint: endpoint.clone(),
+            source,
+        }
+    }
 }
 
 /// The service runs as root (or, in development and tests, as this very user); any other
@@ -176,6 +211,34 @@ fn refusal(message: ServiceMessage) -> ConnectError {
         },
         ServiceMessage::ProtocolError { message } => ConnectError::Unexpected(message),
         other => ConnectError::Unexpected(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    #[test]
+    fn a_pipe_that_fails_the_owner_check_is_reported_as_an_impostor_not_a_missing_permission() {
+        let endpoint = Endpoint(r"\\.\pipe\ember-tunnel".into());
+        let source = io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            transport::ServerRefusal::NotOwnedBySystem,
+        );
+        let error = connect_error(&endpoint, source);
+        assert!(matches!(error, ConnectError::Impostor { .. }), "{error:?}");
+        assert!(error.to_string().contains("LocalSystem"), "{error}");
+        assert!(!error.to_string().contains("group"), "{error}");
+    }
+
+    #[test]
+    fn a_plain_access_denied_stays_a_permission_problem() {
+        let endpoint = Endpoint("/run/ember/tunnel.sock".into());
+        let source = io::Error::from(io::ErrorKind::PermissionDenied);
+        assert!(matches!(
+            connect_error(&endpoint, source),
+            ConnectError::PermissionDenied { .. }
+        ));
     }
 }
 

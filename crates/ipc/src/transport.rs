@@ -11,6 +11,8 @@ mod windows_checks;
 pub use unix::{Listener, ServerStream, Stream, connect, peer_identity};
 #[cfg(windows)]
 pub use windows::{Listener, ServerStream, Stream, connect, peer_identity};
+#[cfg(any(windows, test))]
+pub use windows_checks::ServerRefusal;
 
 use std::path::PathBuf;
 

@@ -32,7 +32,7 @@ use windows_sys::Win32::System::Threading::{
 };
 use windows_sys::Win32::UI::Shell::{FOLDERID_ProgramFiles, SHGetKnownFolderPath};
 
-use super::windows_checks::{PIPE_SDDL, check_server};
+use super::windows_checks::{PIPE_SDDL, ServerRefusal, check_server};
 use super::{Endpoint, PeerIdentity};
 
 pub type Stream = NamedPipeClient;
@@ -117,7 +117,7 @@ pub async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
     if !owned_by_local_system(client.as_raw_handle() as HANDLE)? {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            "the tunnel service pipe is not owned by LocalSystem",
+            ServerRefusal::NotOwnedBySystem,
         ));
     }
     if *endpoint == Endpoint::system_default() {

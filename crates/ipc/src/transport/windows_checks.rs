@@ -30,6 +30,12 @@ pub enum ServerRefusal {
          another program may be posing as the service"
     )]
     NotSystem { image: String },
+    /// Checked for every pipe name, installed or not: whoever created the pipe owns it.
+    #[error(
+        "the tunnel service's pipe is not owned by LocalSystem; another program may be posing \
+         as the service"
+    )]
+    NotOwnedBySystem,
 }
 
 /// Admits the pipe's server process when its image lies inside `program_files` and it runs
