@@ -64,6 +64,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 
+step "Windows: ember-tunnel.exe linked with mingw-w64; the client crates' tests and the named-pipe IPC against the real exe under wine"
+scripts/windows-build.sh exe
+scripts/test-windows.sh
+
 step "supply chain: cargo deny (bans, licenses, sources — advisories need a network database this machine cannot reach)"
 "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/cargo-deny" --locked check bans licenses sources
 

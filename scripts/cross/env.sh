@@ -63,4 +63,8 @@ use_wine() {
       mv "$shim.tmp" "$shim"
     fi
   ) 9>"$WINEPREFIX.lock"
+  # A wineserver that stays a minute after its last program: one that exits as the next
+  # program starts (cargo runs test binaries back to back) kills it with "wine client error:
+  # recvmsg: Connection reset by peer". If one already serves the prefix, this exits at once.
+  wineserver --persistent=60 2>/dev/null || true
 }

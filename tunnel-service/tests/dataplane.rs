@@ -8,6 +8,7 @@
 //! `EMBER_TEST_SHOW_LOGS=1` prints the service's log at the end of each test (it is printed
 //! on failure anyway).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![cfg(unix)] // Network namespaces, Linux TUN, /etc/resolv.conf.
 
 mod support;
 

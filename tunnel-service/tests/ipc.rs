@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 //! The real `ember-tunnel run` binary on a real socket in a temporary folder, talked to by
 //! well-behaved and badly-behaved clients.
+#![cfg(unix)] // Unix sockets; the named pipe is tests/ipc_windows.rs.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream as StdStream;

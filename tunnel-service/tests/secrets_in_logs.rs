@@ -13,6 +13,7 @@
 //!
 //! `EMBER_TEST_SHOW_LOGS=1` prints the exported log.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![cfg(unix)] // The real portal and network namespaces.
 
 mod support;
 
