@@ -5,8 +5,8 @@
 # cargo's output goes to stderr.
 #
 #   scripts/windows-build.sh [--release] exe   ember-tunnel.exe (the default)
-#   scripts/windows-build.sh [--release] app   ember.exe, the tray app (see the README: it does
-#                                              not link with mingw-w64 today)
+#   scripts/windows-build.sh [--release] app   ember.exe, the tray app, with WebView2Loader.dll
+#                                              beside it (links; not run here, see the README)
 # Run it: `source scripts/cross/env.sh; use_wine; wine "$(scripts/windows-build.sh)" --help`.
 # Needs: scripts/deps.sh (rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64).
 set -euo pipefail
