@@ -52,6 +52,8 @@ scripts/deps.sh
 step "background checks"
 background cross-check "cross-check: the client crates' Windows and macOS code type-checked and clippy-clean" \
   scripts/cross-check.sh
+background windows "Windows: ember-tunnel.exe linked with mingw-w64; the client crates' tests and the named-pipe IPC against the real exe under wine" \
+  bash -c 'scripts/windows-build.sh exe && scripts/test-windows.sh'
 background fuzz "fuzzing: every cargo-fuzz target for 30 s from its corpus (nightly; execs and execs/s per target)" \
   scripts/fuzz.sh 30
 
@@ -63,10 +65,6 @@ step "Rust: format and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-
-step "Windows: ember-tunnel.exe linked with mingw-w64; the client crates' tests and the named-pipe IPC against the real exe under wine"
-scripts/windows-build.sh exe
-scripts/test-windows.sh
 
 step "supply chain: cargo deny (bans, licenses, sources — advisories need a network database this machine cannot reach)"
 "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/cargo-deny" --locked check bans licenses sources
