@@ -59,9 +59,15 @@ fn read_clocks() -> Option<(Duration, Duration)> {
     ))
 }
 
+#[cfg(windows)]
+#[path = "clock/windows.rs"]
+mod windows;
+#[cfg(windows)]
+use windows::read_clocks;
+
 /// Elsewhere the OS reports sleep and wake through its own notifications (a later change);
 /// without readings nothing is detected.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 fn read_clocks() -> Option<(Duration, Duration)> {
     None
 }
