@@ -253,6 +253,9 @@ impl<R: Router> Driver<R> {
     /// today and set up every connection afresh.
     fn start_over(&mut self) {
         let now = Instant::now();
+        for socket in &self.sockets {
+            socket.remark();
+        }
         let bound: Vec<SocketAddr> = self
             .sockets
             .iter()

@@ -61,6 +61,14 @@ impl UdpSocket {
         })
     }
 
+    /// Marks the socket again after the network changed: on Windows the physical interface it
+    /// is bound to may be another one now.
+    pub fn remark(&self) {
+        if let Err(e) = crate::policy::mark_socket(&self.io) {
+            tracing::debug!("Cannot mark the tunnel's UDP socket again: {e}");
+        }
+    }
+
     /// The address the socket is bound to (read once, at creation).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
