@@ -3,19 +3,25 @@
 
 #[cfg(target_os = "linux")]
 mod linux;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 mod unsupported;
+#[cfg(windows)]
+mod windows;
+#[cfg(any(windows, test))]
+mod windows_nrpt;
 
 #[cfg(target_os = "linux")]
 pub use linux::*;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 pub use unsupported::*;
+#[cfg(windows)]
+pub use windows::*;
 
 /// The suffix the system should send to the stub for a resource pattern (a routing domain
 /// for systemd-resolved, a resolver file on macOS, an NRPT rule on Windows): the labels
 /// after the last wildcard (`*.corp.example`, `db.?.corp.example` → `corp.example`).
 #[cfg_attr(
-    not(target_os = "linux"),
+    not(any(target_os = "linux", windows, test)),
     expect(
         dead_code,
         reason = "macOS resolver files and Windows NRPT rules come next"
