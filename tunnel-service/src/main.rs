@@ -124,7 +124,8 @@ async fn run(
         Identity::load_or_create(&args.state_dir).context("cannot set up the device identity")?;
 
     let group = platform::accounts::service_group();
-    if group.is_none() {
+    // Windows admits apps by the pipe's DACL, not a group.
+    if group.is_none() && cfg!(unix) {
         tracing::warn!(
             "The group `{}` does not exist: only root can use the tunnel service",
             ember_protocol::ipc::SERVICE_GROUP

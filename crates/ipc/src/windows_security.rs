@@ -14,8 +14,27 @@ pub enum Owner {
     Other,
 }
 
+/// What the service knows of a pipe client's access token, for decisions beyond connecting
+/// (which the pipe's DACL decides).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientToken {
+    /// The client runs as LocalSystem.
+    pub local_system: bool,
+    /// The client's token has the Administrators group enabled: an elevated administrator (a
+    /// non-elevated one holds the group for deny only, as UAC intends).
+    pub administrator: bool,
+}
+
+impl ClientToken {
+    /// Whether this client may change the machine-wide settings: LocalSystem or an elevated
+    /// administrator, the Windows counterparts of root.
+    pub fn may_change_settings(&self) -> bool {
+        self.local_system || self.administrator
+    }
+}
+
 #[cfg(windows)]
-pub use win32::{SecurityDescriptor, owner_of};
+pub use win32::{SecurityDescriptor, owner_of, process_token};
 
 #[cfg(windows)]
 #[allow(unsafe_code)] // Win32 security descriptors have no safe wrapper in tokio or std.
@@ -35,7 +54,78 @@ mod win32 {
         WinLocalSystemSid,
     };
 
-    use super::Owner;
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::Security::{
+        CheckTokenMembership, CreateWellKnownSid, DuplicateToken, SECURITY_MAX_SID_SIZE,
+        SecurityIdentification, TOKEN_DUPLICATE, TOKEN_QUERY, WELL_KNOWN_SID_TYPE,
+    };
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+
+    use super::{ClientToken, Owner};
+
+    /// The token of process `pid` (the pipe's client): whether it is LocalSystem or an elevated
+    /// administrator. The service runs as LocalSystem, which may open any process's token.
+    pub fn process_token(pid: u32) -> io::Result<ClientToken> {
+        // SAFETY: plain call; a null handle is checked below.
+        let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+        if process.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        let process = Handle(process);
+        let mut token: HANDLE = ptr::null_mut();
+        // SAFETY: a live process handle and a valid out pointer.
+        if unsafe { OpenProcessToken(process.0, TOKEN_QUERY | TOKEN_DUPLICATE, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let token = Handle(token);
+        // CheckTokenMembership takes an impersonation token, not a process's primary token.
+        let mut identification: HANDLE = ptr::null_mut();
+        // SAFETY: a live token handle and a valid out pointer.
+        if unsafe { DuplicateToken(token.0, SecurityIdentification, &mut identification) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let identification = Handle(identification);
+        Ok(ClientToken {
+            local_system: has_enabled(&identification, WinLocalSystemSid)?,
+            administrator: has_enabled(&identification, WinBuiltinAdministratorsSid)?,
+        })
+    }
+
+    /// Whether the well-known SID is the token's user or one of its enabled groups.
+    fn has_enabled(token: &Handle, sid_type: WELL_KNOWN_SID_TYPE) -> io::Result<bool> {
+        let mut sid = [0u8; SECURITY_MAX_SID_SIZE as usize];
+        let mut size = SECURITY_MAX_SID_SIZE;
+        // SAFETY: `sid` has `size` writable bytes.
+        if unsafe {
+            CreateWellKnownSid(
+                sid_type,
+                ptr::null_mut(),
+                sid.as_mut_ptr().cast(),
+                &mut size,
+            )
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mut member = 0;
+        // SAFETY: a live impersonation token, a valid SID and out pointer.
+        if unsafe { CheckTokenMembership(token.0, sid.as_mut_ptr().cast(), &mut member) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(member != 0)
+    }
+
+    /// A handle closed on drop.
+    struct Handle(HANDLE);
+
+    impl Drop for Handle {
+        fn drop(&mut self) {
+            // SAFETY: opened by this module, closed once.
+            unsafe { CloseHandle(self.0) };
+        }
+    }
 
     /// A security descriptor parsed from SDDL, freed on drop.
     #[derive(Debug)]

@@ -28,7 +28,7 @@ use windows_sys::Win32::UI::Shell::{FOLDERID_ProgramFiles, SHGetKnownFolderPath}
 
 use super::windows_checks::{PIPE_SDDL, check_server};
 use super::{Endpoint, PeerIdentity};
-use crate::windows_security::{Owner, SecurityDescriptor, owner_of};
+use crate::windows_security::{Owner, SecurityDescriptor, owner_of, process_token};
 
 pub type Stream = NamedPipeClient;
 pub type ServerStream = NamedPipeServer;
@@ -207,5 +207,10 @@ pub fn peer_identity(stream: &ServerStream) -> io::Result<PeerIdentity> {
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(PeerIdentity::Windows { pid })
+    // Without the token the client may use the service but not change its settings.
+    let token = process_token(pid).unwrap_or_else(|e| {
+        tracing::warn!(pid, "Cannot read the IPC client's token: {e}");
+        Default::default()
+    });
+    Ok(PeerIdentity::Windows { pid, token })
 }
