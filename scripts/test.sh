@@ -6,11 +6,54 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/ember/target}"
 export CARGO_TERM_COLOR=never
+# A build from a fresh clone gains nothing from incremental state; it only fills the cache.
+export CARGO_INCREMENTAL=0
+# Every part a test needs is installed and started here: a test that would skip fails instead.
+export EMBER_CI=1
 started=$(date +%s)
 step() { echo; echo "=== $* ($(( $(date +%s) - started )) s)"; }
 
+# Checks with build caches of their own (other compilers, other targets) run in the background,
+# niced, while the Linux steps below wait on namespaces, browsers and containers; their logs are
+# printed, and their failures fail the run, at the end.
+logs=artifacts/logs
+mkdir -p "$logs"
+background_pids=()
+background_names=()
+background_titles=()
+background() { # NAME TITLE COMMAND...
+  local name=$1 title=$2
+  shift 2
+  # A session of its own, so that stopping it stops its compilers too.
+  setsid nice -n 10 "$@" >"$logs/$name.log" 2>&1 &
+  background_pids+=($!)
+  background_names+=("$name")
+  background_titles+=("$title")
+  echo "started in the background: $title (log: $logs/$name.log)"
+}
+stop_background() {
+  for pid in "${background_pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
+}
+trap stop_background EXIT
+await_background() {
+  local status=0 i result
+  for i in "${!background_pids[@]}"; do
+    if wait "${background_pids[$i]}"; then result=passed; else result=FAILED; status=1; fi
+    step "${background_titles[$i]}: $result (its log follows)"
+    cat "$logs/${background_names[$i]}.log"
+  done
+  background_pids=()
+  return $status
+}
+
 step "dependencies"
 scripts/deps.sh
+
+step "background checks"
+background cross-check "cross-check: the client crates' Windows and macOS code type-checked and clippy-clean" \
+  scripts/cross-check.sh
+background fuzz "fuzzing: every cargo-fuzz target for 30 s from its corpus (nightly; execs and execs/s per target)" \
+  scripts/fuzz.sh 30
 
 step "UI: build, types, lint"
 npm run build:ui --silent
@@ -20,8 +63,6 @@ step "Rust: format and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cross-check: the client crates' Windows and macOS code type-checked and clippy-clean"
-scripts/cross-check.sh
 
 step "supply chain: cargo deny (bans, licenses, sources — advisories need a network database this machine cannot reach)"
 "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/cargo-deny" --locked check bans licenses sources
@@ -50,8 +91,6 @@ node tests/gui/signin.mjs \
 step "Debian packages: build, lintian, install/sign-in/upgrade/purge on a clean Debian root (systemd-nspawn)"
 scripts/test-packages.sh
 
-step "fuzzing: every cargo-fuzz target for 30 s from its corpus (nightly; execs and execs/s per target)"
-scripts/fuzz.sh 30
 
 # Same package set as the full run below, so both share one build.
 step "keychain: the real Secret Service (an unlocked gnome-keyring in a private D-Bus session)"
@@ -65,3 +104,6 @@ rm -rf "$keyring_home"
 
 step "Rust tests (includes: generated TypeScript bindings are up to date; last line is the summary)"
 cargo nextest run --workspace --locked --no-fail-fast
+
+await_background
+step "all checks passed"

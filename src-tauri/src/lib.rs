@@ -58,6 +58,10 @@ pub fn run() -> anyhow::Result<()> {
         ))
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
+            // A tray app: no Dock icon, no menu bar of its own (also `LSUIElement` in the
+            // bundle's Info.plist, which covers the moments before this runs).
+            #[cfg(target_os = "macos")]
+            app.set_activation_policy(tauri::ActivationPolicy::Accessory);
             specta.mount_events(app);
             setup(app.handle())?;
             Ok(())

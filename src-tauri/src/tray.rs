@@ -179,14 +179,36 @@ fn tray_resource(resource: &ResourceView) -> TrayResource {
 }
 
 fn icon(kind: TrayIconKind) -> tauri::Result<Image<'static>> {
-    let png: &'static [u8] = match kind {
+    Image::from_bytes(if cfg!(target_os = "macos") {
+        template_png(kind)
+    } else {
+        coloured_png(kind)
+    })
+}
+
+/// Linux and Windows: the states differ by colour.
+fn coloured_png(kind: TrayIconKind) -> &'static [u8] {
+    match kind {
         TrayIconKind::ServiceUnreachable => include_bytes!("../icons/tray-unreachable.png"),
         TrayIconKind::SignedOut => include_bytes!("../icons/tray-signed-out.png"),
         TrayIconKind::Connecting => include_bytes!("../icons/tray-connecting.png"),
         TrayIconKind::SignedIn => include_bytes!("../icons/tray-signed-in.png"),
         TrayIconKind::Degraded => include_bytes!("../icons/tray-degraded.png"),
-    };
-    Image::from_bytes(png)
+    }
+}
+
+/// macOS: template images (black, only their alpha counts, tinted by the menu bar for light
+/// and dark mode), so the states differ by shape. Drawn by `scripts/tray-template-icons.py`.
+fn template_png(kind: TrayIconKind) -> &'static [u8] {
+    match kind {
+        TrayIconKind::ServiceUnreachable => {
+            include_bytes!("../icons/tray-unreachable-template.png")
+        }
+        TrayIconKind::SignedOut => include_bytes!("../icons/tray-signed-out-template.png"),
+        TrayIconKind::Connecting => include_bytes!("../icons/tray-connecting-template.png"),
+        TrayIconKind::SignedIn => include_bytes!("../icons/tray-signed-in-template.png"),
+        TrayIconKind::Degraded => include_bytes!("../icons/tray-degraded-template.png"),
+    }
 }
 
 /// The tray as shown: the icon, the view it shows, and handles to the menu items whose text
@@ -269,6 +291,7 @@ impl<R: Runtime> Tray<R> {
         let (menu, items) = menu(app, view)?;
         let icon = TrayIconBuilder::with_id(TRAY_ID)
             .icon(icon(view.icon)?)
+            .icon_as_template(cfg!(target_os = "macos"))
             .tooltip(&view.status_line)
             .menu(&menu)
             .build(app)?;
@@ -287,7 +310,10 @@ impl<R: Runtime> Tray<R> {
     pub fn show(&mut self, app: &AppHandle<R>, view: &TrayView) -> tauri::Result<TrayChange> {
         let change = change(&self.shown, view);
         if change.icon {
-            self.icon.set_icon(Some(icon(view.icon)?))?;
+            // On macOS the image and its template flag in one step (two would flicker);
+            // elsewhere this is `set_icon`.
+            self.icon
+                .set_icon_with_as_template(Some(icon(view.icon)?), true)?;
         }
         match change.menu {
             MenuChange::Nothing => {}
@@ -441,6 +467,52 @@ fn menu<R: Runtime>(app: &AppHandle<R>, tray: &TrayView) -> tauri::Result<(Menu<
 mod tests {
     use super::*;
     use ember_protocol::ipc::{ServiceSettings, ViewState};
+
+    const KINDS: [TrayIconKind; 5] = [
+        TrayIconKind::ServiceUnreachable,
+        TrayIconKind::SignedOut,
+        TrayIconKind::Connecting,
+        TrayIconKind::SignedIn,
+        TrayIconKind::Degraded,
+    ];
+
+    /// macOS draws a template from its alpha alone: a colour would be lost, and states told
+    /// apart only by colour would look the same in the menu bar.
+    #[test]
+    fn macos_tray_icons_are_black_templates_that_differ_by_shape() {
+        let alphas: Vec<Vec<u8>> = KINDS
+            .iter()
+            .map(|kind| {
+                let image = Image::from_bytes(template_png(*kind)).unwrap();
+                let rgba = image.rgba();
+                assert!(
+                    rgba.chunks(4).all(|p| p[..3] == [0, 0, 0]),
+                    "{kind:?} has colour"
+                );
+                rgba.chunks(4).map(|p| p[3]).collect()
+            })
+            .collect();
+        for (i, a) in alphas.iter().enumerate() {
+            assert!(
+                a.iter().any(|&alpha| alpha > 200),
+                "{:?} is empty",
+                KINDS[i]
+            );
+            for (j, b) in alphas.iter().enumerate().skip(i + 1) {
+                let differing = a
+                    .iter()
+                    .zip(b)
+                    .filter(|(x, y)| x.abs_diff(**y) > 128)
+                    .count();
+                assert!(
+                    differing > 20,
+                    "{:?} and {:?} look alike",
+                    KINDS[i],
+                    KINDS[j]
+                );
+            }
+        }
+    }
 
     fn connected(session: SessionState) -> AppView {
         let mut state = ViewState::signed_out(ServiceSettings {

@@ -353,8 +353,12 @@ async fn ask_upstream(upstream: &[SocketAddr], query: &[u8]) -> Option<Vec<u8>> 
             continue;
         };
         // The upstream resolvers are the ones the system had before Ember: reach them the way
-        // the system did, even when a resource covers their address.
-        if let Err(e) = ember_io::policy::mark_socket(&socket) {
+        // the system did, even when a resource covers their address. A resolver on this host
+        // needs no mark, and on macOS the mark (binding to the physical interface) would
+        // make it unreachable.
+        if !server.ip().is_loopback()
+            && let Err(e) = ember_io::policy::mark_socket(&socket)
+        {
             tracing::debug!("Cannot mark the DNS forwarding socket: {e}");
         }
         if let Err(e) = socket.send_to(query, server).await {

@@ -12,26 +12,24 @@
 mod support;
 
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ember_ipc::Endpoint;
-use ember_ipc::client::{Connection, connect};
+use ember_ipc::client::Connection;
 use ember_protocol::SecretToken;
 use ember_protocol::ipc::{
-    ClientMessage, Reply, Request, ResourceState, ServiceMessage, ServiceSettings, SessionState,
-    ViewState,
+    Reply, Request, ResourceState, ServiceSettings, SessionState, ViewState,
 };
 use ember_testbed::{Error, Node, Testbed};
-use futures::{SinkExt as _, StreamExt as _};
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use support::TestPortal;
+use support::app::{request, wait_for};
+use support::service::NsService;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ember-tunnel");
 /// What the test's upstream resolver answers for every name.
 const UPSTREAM_ANSWER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
 
@@ -39,7 +37,7 @@ fn testbed() -> Option<Testbed> {
     match Testbed::new() {
         Ok(testbed) => Some(testbed),
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: the data-plane test needs root (namespaces, TUN devices)");
+            ember_testbed::skip("the data-plane test needs root (namespaces, TUN devices)");
             None
         }
         Err(e) => panic!("{e}"),
@@ -69,113 +67,6 @@ impl NetnsResolvConf {
 impl Drop for NetnsResolvConf {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// `ember-tunnel run` inside a namespace, with its folders in a temporary directory.
-struct NsService {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl NsService {
-    fn start(ns: &str, dir: &Path) -> Self {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "run", "--dns-mode", "resolv-conf"])
-            .arg("--runtime-dir")
-            .arg(dir.join("run"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--log-dir")
-            .arg(dir.join("log"))
-            // The test portal serves plain http on the testbed's internet.
-            .args(["--allow-http-portal", "198.51.100.0/24"])
-            .env("EMBER_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let service = Self {
-            child,
-            dir: dir.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(service.socket()).is_err() {
-            assert!(Instant::now() < deadline, "the service did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        service
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("run/tunnel.sock")
-    }
-
-    async fn app(&self) -> Connection {
-        connect(&Endpoint(self.socket()), "dataplane test")
-            .await
-            .unwrap()
-            .0
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for NsService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() || std::env::var_os("EMBER_TEST_SHOW_LOGS").is_some() {
-            for entry in std::fs::read_dir(self.dir.join("log"))
-                .into_iter()
-                .flatten()
-            {
-                let path = entry.unwrap().path();
-                eprintln!("--- {}", path.display());
-                eprintln!("{}", std::fs::read_to_string(&path).unwrap_or_default());
-            }
-        }
-    }
-}
-
-async fn request(app: &mut Connection, id: u64, request: Request) -> Reply {
-    app.send(ClientMessage::Request { id, request })
-        .await
-        .unwrap();
-    loop {
-        match next(app).await {
-            ServiceMessage::Response { id: got, result } if got == id => return result.unwrap(),
-            ServiceMessage::State { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-async fn next(app: &mut Connection) -> ServiceMessage {
-    tokio::time::timeout(Duration::from_secs(20), app.next())
-        .await
-        .expect("nothing from the service for 20 s")
-        .expect("the service closed the connection")
-        .unwrap()
-}
-
-/// Waits for a published state that satisfies `done`.
-async fn wait_for(
-    app: &mut Connection,
-    what: &str,
-    done: impl Fn(&ViewState) -> bool,
-) -> ViewState {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        if let ServiceMessage::State { state } = next(app).await
-            && done(&state)
-        {
-            return state;
-        }
     }
 }
 
@@ -331,8 +222,8 @@ async fn signed_in_the_service_routes_resources_answers_dns_and_undoes_it_all() 
         return;
     };
     let ns = world.client.ns.clone();
-    let service = NsService::start(&ns, world.dir.path());
-    let mut app = service.app().await;
+    let service = NsService::start(&ns, world.dir.path(), "resolv-conf", "debug");
+    let mut app = service.app("dataplane test").await;
     let (token, token_id) = world.portal.client_token().await;
 
     let state = sign_in(&mut app, &world.portal, &token).await;
@@ -510,8 +401,8 @@ async fn after_sigkill_the_next_start_restores_dns() {
         return;
     };
     let ns = world.client.ns.clone();
-    let mut service = NsService::start(&ns, world.dir.path());
-    let mut app = service.app().await;
+    let mut service = NsService::start(&ns, world.dir.path(), "resolv-conf", "debug");
+    let mut app = service.app("dataplane test").await;
     let (token, _) = world.portal.client_token().await;
     sign_in(&mut app, &world.portal, &token).await;
     assert_eq!(resolve(&ns, "www.example.org"), vec![UPSTREAM_ANSWER]);
@@ -534,11 +425,11 @@ async fn after_sigkill_the_next_start_restores_dns() {
             .contains("nameserver 100.100.111.1")
     );
 
-    let service = NsService::start(&ns, world.dir.path());
+    let service = NsService::start(&ns, world.dir.path(), "resolv-conf", "debug");
     assert_eq!(world.resolv_conf.current(), world.resolv_conf.original);
     assert_eq!(resolve(&ns, "www.example.org"), vec![UPSTREAM_ANSWER]);
     // The app finds the service signed out and can sign in again with the token it keeps.
-    let mut app = service.app().await;
+    let mut app = service.app("dataplane test").await;
     let state = sign_in(&mut app, &world.portal, &token).await;
     assert!(state.interface.is_some());
     assert!(
@@ -556,8 +447,8 @@ async fn the_tunnel_outlives_a_portal_restart_and_a_network_change_reconnects_th
         return;
     };
     let ns = world.client.ns.clone();
-    let service = NsService::start(&ns, world.dir.path());
-    let mut app = service.app().await;
+    let service = NsService::start(&ns, world.dir.path(), "resolv-conf", "debug");
+    let mut app = service.app("dataplane test").await;
     let (token, _) = world.portal.client_token().await;
     let signed_in = sign_in(&mut app, &world.portal, &token).await;
     let proxy_ips = resolve(&ns, "app.corp.example");

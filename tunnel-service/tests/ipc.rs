@@ -17,6 +17,7 @@ use ember_protocol::ipc::{
 };
 use futures::{SinkExt as _, StreamExt as _};
 use support::TestPortal;
+use support::app::{ask, next};
 
 mod support;
 
@@ -101,32 +102,6 @@ async fn good_client(service: &TestService) -> Connection {
         SessionState::SignedOut { reason: None }
     );
     connection
-}
-
-async fn request(
-    connection: &mut Connection,
-    id: u64,
-    request: Request,
-) -> Result<Reply, IpcError> {
-    connection
-        .send(ClientMessage::Request { id, request })
-        .await
-        .unwrap();
-    loop {
-        match next(connection).await {
-            ServiceMessage::Response { id: got, result } if got == id => return result,
-            ServiceMessage::State { .. } | ServiceMessage::LogChunk { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-async fn next(connection: &mut Connection) -> ServiceMessage {
-    tokio::time::timeout(Duration::from_secs(5), connection.next())
-        .await
-        .expect("the service did not answer within 5 s")
-        .expect("the service closed the connection")
-        .unwrap()
 }
 
 /// Writes raw bytes on a fresh connection and returns the service's answers until it closes.
@@ -216,7 +191,7 @@ async fn garbage_closes_only_that_connection() {
     );
 
     assert!(matches!(
-        request(&mut good, 1, Request::GetState).await,
+        ask(&mut good, 1, Request::GetState).await,
         Ok(Reply::State { .. })
     ));
 }
@@ -234,7 +209,7 @@ async fn oversized_frame_is_refused_without_reading_it() {
     };
     assert!(message.contains("exceeds the maximum"), "{message}");
 
-    assert!(request(&mut good, 1, Request::GetState).await.is_ok());
+    assert!(ask(&mut good, 1, Request::GetState).await.is_ok());
 }
 
 #[tokio::test]
@@ -248,7 +223,7 @@ async fn wrong_protocol_version_gets_an_explicit_incompatible_answer() {
     };
     assert!(message.contains("999"), "{message}");
 
-    assert!(request(&mut good, 1, Request::GetState).await.is_ok());
+    assert!(ask(&mut good, 1, Request::GetState).await.is_ok());
 }
 
 #[tokio::test]
@@ -267,7 +242,7 @@ async fn a_request_before_the_hello_is_a_protocol_error() {
 #[tokio::test]
 async fn unauthorised_user_is_refused_while_others_keep_working() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run a client as another user");
+        ember_testbed::skip("needs root to run a client as another user");
         return;
     }
     let service = TestService::start();
@@ -299,7 +274,7 @@ async fn unauthorised_user_is_refused_while_others_keep_working() {
         "{stderr}"
     );
 
-    assert!(request(&mut good, 1, Request::GetState).await.is_ok());
+    assert!(ask(&mut good, 1, Request::GetState).await.is_ok());
 }
 
 use std::os::unix::process::CommandExt as _;
@@ -317,7 +292,7 @@ async fn a_token_the_portal_refuses_signs_out_with_its_reason() {
         log_filter: "trace".into(),
     };
     assert_eq!(
-        request(
+        ask(
             &mut client,
             1,
             Request::ApplySettings {
@@ -327,7 +302,7 @@ async fn a_token_the_portal_refuses_signs_out_with_its_reason() {
         .await,
         Ok(Reply::Done)
     );
-    let result = request(
+    let result = ask(
         &mut client,
         7,
         Request::ResumeSession {
@@ -351,7 +326,7 @@ async fn a_token_the_portal_refuses_signs_out_with_its_reason() {
     };
     assert!(reason.contains("refused"), "{reason}");
     assert_eq!(
-        request(&mut client, 8, Request::GetState).await,
+        ask(&mut client, 8, Request::GetState).await,
         Ok(Reply::State {
             state: ember_protocol::ipc::ViewState {
                 session: SessionState::SignedOut {
@@ -387,11 +362,11 @@ async fn settings_change_reaches_every_client_and_survives_a_restart() {
         ..new.clone()
     };
     assert!(matches!(
-        request(&mut a, 1, Request::ApplySettings { settings: invalid }).await,
+        ask(&mut a, 1, Request::ApplySettings { settings: invalid }).await,
         Err(IpcError::InvalidSettings { .. })
     ));
     assert_eq!(
-        request(
+        ask(
             &mut a,
             2,
             Request::ApplySettings {
@@ -508,7 +483,7 @@ async fn serves_many_clients_at_once() {
         clients.push(good_client(&service).await);
     }
     for (i, client) in clients.iter_mut().enumerate() {
-        assert!(request(client, i as u64, Request::GetState).await.is_ok());
+        assert!(ask(client, i as u64, Request::GetState).await.is_ok());
     }
 }
 
@@ -518,11 +493,11 @@ async fn serves_many_clients_at_once() {
 #[tokio::test]
 async fn a_group_member_cannot_redirect_the_portal() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root to run a client as another user");
+        ember_testbed::skip("needs root to run a client as another user");
         return;
     }
     let Ok(Some(group)) = nix::unistd::Group::from_name(ember_protocol::ipc::SERVICE_GROUP) else {
-        eprintln!("SKIPPED: the group `ember` does not exist here");
+        ember_testbed::skip("the group `ember` does not exist here");
         return;
     };
     let service = TestService::start();
@@ -576,7 +551,7 @@ while True:
         "{answer}"
     );
 
-    let Ok(Reply::State { state }) = request(&mut root, 1, Request::GetState).await else {
+    let Ok(Reply::State { state }) = ask(&mut root, 1, Request::GetState).await else {
         panic!("no state");
     };
     assert_eq!(state.settings.portal_url, "http://127.0.0.1:8080");

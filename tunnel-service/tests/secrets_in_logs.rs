@@ -17,8 +17,6 @@
 mod support;
 
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,14 +28,15 @@ use ember_portal::store::now_unix;
 use ember_portal_client::GatewaySide;
 use ember_protocol::SecretToken;
 use ember_protocol::ipc::{
-    ClientMessage, Reply, Request, ServiceMessage, ServiceSettings, SessionState, ViewState,
+    ClientMessage, Reply, Request, ServiceMessage, ServiceSettings, SessionState,
 };
 use ember_protocol::portal::{GatewayMessage, PORTAL_PROTOCOL_VERSION, PortalToGateway};
 use ember_testbed::{Error, Testbed};
-use futures::{SinkExt as _, StreamExt as _};
+use futures::SinkExt as _;
 use support::TestPortal;
+use support::app::{next, request, wait_for};
+use support::service::NsService;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ember-tunnel");
 const RELAY_ID: &str = "relay-1";
 const RELAY_SECRET: &str = "relay-secret-7f3a9c1e5b";
 const RELAY_LIFETIME: i64 = 3600;
@@ -49,7 +48,7 @@ async fn trace_logs_after_sign_in_grant_and_reconnect_hold_no_token_key_or_passw
     let mut testbed = match Testbed::new() {
         Ok(testbed) => testbed,
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: the secrets-in-logs test needs root (namespaces, TUN devices)");
+            ember_testbed::skip("the secrets-in-logs test needs root (namespaces, TUN devices)");
             return;
         }
         Err(e) => panic!("{e}"),
@@ -84,7 +83,7 @@ async fn trace_logs_after_sign_in_grant_and_reconnect_hold_no_token_key_or_passw
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let service = NsService::start(&client.ns, dir.path());
+    let service = NsService::start(&client.ns, dir.path(), "off", "trace");
     let mut app = connect(&Endpoint(service.socket()), "secrets test")
         .await
         .unwrap()
@@ -277,85 +276,6 @@ fn listening_gateway(url: &str, token: &str, secrets: &Secrets) {
             }
         }
     });
-}
-
-/// `ember-tunnel run` in a namespace, its folders in a temporary directory, DNS left alone.
-struct NsService {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl NsService {
-    fn start(ns: &str, dir: &Path) -> Self {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "run", "--dns-mode", "off"])
-            .args(["--allow-http-portal", "198.51.100.0/24"])
-            .arg("--runtime-dir")
-            .arg(dir.join("run"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--log-dir")
-            .arg(dir.join("log"))
-            .env("EMBER_LOG", "trace")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let service = Self {
-            child,
-            dir: dir.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(service.socket()).is_err() {
-            assert!(Instant::now() < deadline, "the service did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        service
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("run/tunnel.sock")
-    }
-}
-
-impl Drop for NsService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn request(app: &mut Connection, id: u64, request: Request) -> Reply {
-    app.send(ClientMessage::Request { id, request })
-        .await
-        .unwrap();
-    loop {
-        match next(app).await {
-            ServiceMessage::Response { id: got, result } if got == id => return result.unwrap(),
-            ServiceMessage::State { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
-async fn next(app: &mut Connection) -> ServiceMessage {
-    tokio::time::timeout(Duration::from_secs(20), app.next())
-        .await
-        .expect("nothing from the service for 20 s")
-        .expect("the service closed the connection")
-        .unwrap()
-}
-
-async fn wait_for(app: &mut Connection, what: &str, done: impl Fn(&ViewState) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        if let ServiceMessage::State { state } = next(app).await
-            && done(&state)
-        {
-            return;
-        }
-    }
 }
 
 /// `ExportLogs`, as the app asks for it: every chunk of every file, as one text.

@@ -27,7 +27,7 @@ fn world(options: Options) -> Option<World> {
     match World::start(options) {
         Ok(world) => Some(world),
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: the end-to-end scenarios need root");
+            ember_testbed::skip("the end-to-end scenarios need root");
             None
         }
         Err(e) => panic!("{e}"),

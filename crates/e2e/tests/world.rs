@@ -11,7 +11,7 @@ fn world() -> Option<World> {
     match World::start(Options::infrastructure_only()) {
         Ok(world) => Some(world),
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: the end-to-end world needs root");
+            ember_testbed::skip("the end-to-end world needs root");
             None
         }
         Err(e) => panic!("{e}"),

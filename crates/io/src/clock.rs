@@ -1,5 +1,6 @@
 //! Noticing suspend. `Instant` (CLOCK_MONOTONIC on Linux) stops while the machine sleeps;
-//! CLOCK_BOOTTIME does not. When the second ran ahead of the first, the machine was asleep and
+//! CLOCK_BOOTTIME does not (on macOS: CLOCK_UPTIME_RAW and CLOCK_MONOTONIC_RAW, see
+//! `clock/macos.rs`). When the second ran ahead of the first, the machine was asleep and
 //! every timer of the engine is stale: NAT mappings are likely gone, so connections should be
 //! reset rather than probed to death.
 
@@ -59,6 +60,10 @@ fn read_clocks() -> Option<(Duration, Duration)> {
     ))
 }
 
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos::read_clocks;
 #[cfg(windows)]
 #[path = "clock/windows.rs"]
 mod windows;
@@ -67,7 +72,7 @@ use windows::read_clocks;
 
 /// Elsewhere the OS reports sleep and wake through its own notifications (a later change);
 /// without readings nothing is detected.
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn read_clocks() -> Option<(Duration, Duration)> {
     None
 }

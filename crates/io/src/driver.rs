@@ -254,7 +254,7 @@ impl<R: Router> Driver<R> {
     fn start_over(&mut self) {
         let now = Instant::now();
         for socket in &self.sockets {
-            socket.remark();
+            socket.mark_again();
         }
         let bound: Vec<SocketAddr> = self
             .sockets

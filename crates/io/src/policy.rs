@@ -6,14 +6,23 @@
 //! to the engine, and a path through the tunnel could even pass an ICE check. So routes into
 //! the tunnel live in a table of their own, consulted only for traffic *without* Ember's mark,
 //! and every socket Ember opens for itself carries the mark.
+//!
+//! macOS has no marks: there each such socket is bound to the interface of the system's own
+//! default route (`IP_BOUND_IF`), which the tunnel's routes cannot capture.
 
+#[cfg(any(target_os = "macos", test))]
+#[path = "policy/default_interface.rs"]
+mod default_interface;
 #[cfg(target_os = "linux")]
 #[path = "policy/linux.rs"]
+mod platform;
+#[cfg(target_os = "macos")]
+#[path = "policy/macos.rs"]
 mod platform;
 #[cfg(windows)]
 #[path = "policy/windows.rs"]
 mod platform;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 #[path = "policy/other.rs"]
 mod platform;
 #[cfg(any(windows, test))]

@@ -112,7 +112,7 @@ fn testbed() -> Option<Testbed> {
     match Testbed::new() {
         Ok(testbed) => Some(testbed),
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: TUN devices and namespaces need root");
+            ember_testbed::skip("TUN devices and namespaces need root");
             None
         }
         Err(e) => panic!("{e}"),

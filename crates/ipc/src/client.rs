@@ -190,7 +190,7 @@ mod tests {
     #[tokio::test]
     async fn a_socket_another_user_listens_on_is_not_the_service() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: needs root to listen as another user");
+            ember_testbed::skip("needs root to listen as another user");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

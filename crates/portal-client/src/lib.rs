@@ -360,7 +360,11 @@ async fn open_tcp(url: &url::Url) -> Result<TcpStream, ConnectError> {
             std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
         }
         .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
-        if let Err(e) = ember_io::policy::mark_socket(&socket) {
+        // A portal on this host needs no mark, and on macOS the mark (binding to the
+        // physical interface) would make it unreachable.
+        if !address.ip().is_loopback()
+            && let Err(e) = ember_io::policy::mark_socket(&socket)
+        {
             debug!("Cannot mark the portal connection: {e}");
         }
         match socket.connect(address).await {

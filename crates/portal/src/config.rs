@@ -4,7 +4,7 @@
 //! file twice changes nothing; objects created with the admin CLI are kept.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -34,6 +34,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub sign_in: SignInConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     #[serde(default)]
     pub relays: Vec<RelayConfig>,
     /// OpenID Connect providers, each serving one account.
@@ -73,6 +75,43 @@ pub struct ServerConfig {
     /// for the sign-in rate limit; from anyone else the header is ignored.
     #[serde(deserialize_with = "trusted_proxies")]
     pub trusted_proxies: Vec<IpNet>,
+    /// Serve HTTPS on `listen` with these files; without it the portal speaks plain HTTP
+    /// (for loopback, test worlds, or behind a reverse proxy that terminates TLS).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM: the certificate, then its chain. Reloaded (with the key) on SIGHUP.
+    pub certificate: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// A plain-HTTP address (e.g. `0.0.0.0:80`) that answers every request with a permanent
+    /// redirect to the same path on the public URL.
+    #[serde(default)]
+    pub redirect_http: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=…` on every HTTPS answer; 0 sends none.
+    #[serde(default = "TlsConfig::default_hsts")]
+    pub hsts_max_age_secs: u64,
+}
+
+impl TlsConfig {
+    fn default_hsts() -> u64 {
+        // One year, what HSTS preload lists ask for.
+        365 * 24 * 3600
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            certificate: PathBuf::new(),
+            key: PathBuf::new(),
+            redirect_http: None,
+            hsts_max_age_secs: Self::default_hsts(),
+        }
+    }
 }
 
 fn trusted_proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
@@ -91,7 +130,28 @@ impl Default for ServerConfig {
             change_poll_interval_ms: 200,
             public_url: None,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit events older than this are purged (hourly), with expired tokens and used
+    /// sign-in attempts.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
+impl AuditConfig {
+    pub fn retention_secs(&self) -> i64 {
+        i64::from(self.retention_days) * 24 * 3600
     }
 }
 
@@ -220,6 +280,12 @@ pub struct GatewayConfig {
 }
 
 impl Config {
+    /// Cookies carry `Secure` when the portal serves HTTPS itself or is told it sits behind a
+    /// proxy that does.
+    pub fn secure_cookies(&self) -> bool {
+        self.sign_in.secure_cookies || self.server.tls.is_some()
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),

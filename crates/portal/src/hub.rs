@@ -79,6 +79,14 @@ struct Departed {
     left_at: i64,
 }
 
+/// What applying a snapshot took away: devices signed out (with why) and grants withdrawn
+/// (gateway, device, resources).
+#[derive(Debug, Default)]
+pub struct Revoked {
+    pub signed_out: Vec<(String, &'static str)>,
+    pub withdrawn: Vec<(String, String, Vec<String>)>,
+}
+
 #[derive(Debug, Default)]
 pub struct Hub {
     clients: HashMap<String, ClientEntry>,
@@ -375,7 +383,9 @@ impl Hub {
 
     /// Applies a new snapshot: closes connections whose token was revoked or whose user was
     /// disabled, pushes changed resource lists, and withdraws grants no policy allows anymore.
-    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) {
+    /// Returns what it took away, for the audit log.
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Revoked {
+        let mut revoked = Revoked::default();
         // A device that is away cannot be told what changed: a revoked token, a disabled user,
         // a grant no policy allows any more or one for a resource since edited withdraws all
         // its grants. It asks again on return.
@@ -406,6 +416,7 @@ impl Hub {
         for device_id in lapsed {
             self.departed.remove(&device_id);
             self.drop_grants_of_client(&device_id);
+            revoked.signed_out.push((device_id, "away_and_changed"));
         }
         let mut withdrawn: Vec<(String, String, Vec<String>)> = Vec::new();
         let mut closed: Vec<String> = Vec::new();
@@ -468,13 +479,19 @@ impl Hub {
                 send(
                     &gateway.tx,
                     Outbound::Message(encode(&PortalToGateway::Revoke {
-                        client_id: device_id,
-                        resource_ids,
+                        client_id: device_id.clone(),
+                        resource_ids: resource_ids.clone(),
                     })),
                 );
             }
+            revoked
+                .withdrawn
+                .push((gateway_id, device_id, resource_ids));
         }
         for device_id in closed {
+            revoked
+                .signed_out
+                .push((device_id.clone(), "token_revoked_or_user_disabled"));
             if let Some(client) = self.clients.remove(&device_id) {
                 drop(client);
                 self.drop_grants_of_client(&device_id);
@@ -502,6 +519,7 @@ impl Hub {
                 self.remove_gateway(&gateway_id, session);
             }
         }
+        revoked
     }
 
     /// Signs out clients whose token expired by `now` (unix seconds).

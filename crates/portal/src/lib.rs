@@ -9,11 +9,14 @@
 //!   (per account and client address, behind trusted proxies) and the access-request bucket.
 //! - [`api`]: the client and gateway WebSocket APIs; [`hub`]: who is connected, grants,
 //!   gateway choice; [`outbox`]: each peer's queue, closed rather than skipped when full.
-//! - [`server`]: [`server::Portal`], which ties it together and follows store changes.
-//! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do.
+//! - [`server`]: [`server::Portal`], which ties it together and follows store changes;
+//!   [`tls`]: HTTPS with certificates reloaded on SIGHUP, and the plain-HTTP redirect.
+//! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do; [`audit`]: the audit
+//!   log of sign-ins, grants, denials, revocations and admin changes.
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod hub;
@@ -25,6 +28,7 @@ pub mod server;
 pub mod signin;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Portal;
@@ -38,6 +42,8 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -1,7 +1,7 @@
 //! `ember-portal`: serve the portal, run the demo, or administer the model.
 #![allow(clippy::print_stdout)] // the admin CLI's answers are its output
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -9,6 +9,7 @@ mod bench;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use ember_portal::audit::{AuditEvent, AuditFilter, AuditKind};
 use ember_portal::store::Store;
 use ember_portal::{Config, Portal, admin, crypto};
 
@@ -68,6 +69,68 @@ enum AdminCommand {
     Gateway(GatewayCommand),
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Read the audit log as JSON lines, oldest first (sign-ins, grants, denials,
+    /// revocations, admin changes).
+    Audit(AuditArgs),
+}
+
+impl AdminCommand {
+    /// Whether the command changes the model (and so goes into the audit log).
+    fn changes_something(&self) -> bool {
+        !matches!(
+            self,
+            Self::Token(TokenCommand::List { .. }) | Self::Audit(_)
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Only events of the last period: `90s`, `30m`, `24h`, `7d`.
+    #[arg(long, value_parser = parse_period)]
+    last: Option<std::time::Duration>,
+    #[arg(long, value_enum)]
+    kind: Option<ember_portal::audit::AuditKind>,
+    /// A user id, `cli:<login>`, `portal`, or the email a failed sign-in typed.
+    #[arg(long)]
+    actor: Option<String>,
+    /// A resource id, a device id, an account slug.
+    #[arg(long)]
+    subject: Option<String>,
+    /// The account's slug.
+    #[arg(long)]
+    account: Option<String>,
+    /// The newest this many events at most.
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+}
+
+fn parse_period(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a period like 30m, 24h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(
+        number.saturating_mul(seconds),
+    ))
+}
+
+/// Who ran the admin command, for the audit log.
+fn cli_actor() -> String {
+    let login = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{login}")
 }
 
 #[derive(Debug, Args)]
@@ -274,7 +337,19 @@ async fn main() -> Result<()> {
             let store = Store::connect(&config.server.database)
                 .await
                 .with_context(|| format!("cannot open the database {}", config.server.database))?;
+            let audited = command.changes_something().then(|| format!("{command:?}"));
             let result = run_admin(&store, command).await;
+            if let Some(what) = audited {
+                let outcome = if result.is_ok() { "success" } else { "failure" };
+                let event = AuditEvent::now(AuditKind::Admin, outcome, &cli_actor(), &what).detail(
+                    serde_json::json!({
+                        "error": result.as_ref().err().map(|e| format!("{e:#}")),
+                    }),
+                );
+                if let Err(e) = store.insert_audit_events(&[event]).await {
+                    tracing::warn!("The audit log could not record this change: {e}");
+                }
+            }
             store.close().await;
             result
         }
@@ -299,15 +374,26 @@ async fn serve(config: Config) -> Result<()> {
     let mut portal = Portal::start(config)
         .await
         .with_context(|| format!("cannot start the portal on {listen}"))?;
-    tracing::info!(addr = %portal.addr, "serving; stop with Ctrl-C or SIGTERM");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch SIGTERM")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        result = portal.wait() => {
-            result.context("the server stopped")?;
-            return Ok(());
+    tracing::info!(
+        addr = %portal.addr,
+        "serving; stop with Ctrl-C or SIGTERM, reload the TLS certificate with SIGHUP"
+    );
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => {
+                if let Err(e) = portal.reload_tls() {
+                    tracing::error!("Keeping the TLS certificate in use: {e}");
+                }
+            }
+            result = portal.wait() => {
+                result.context("the server stopped")?;
+                return Ok(());
+            }
         }
     }
     tracing::info!("stopping");
@@ -462,6 +548,29 @@ async fn run_admin(store: &Store, command: AdminCommand) -> Result<()> {
         AdminCommand::Token(TokenCommand::Revoke { id }) => {
             store.revoke_token(&id).await?;
             println!("token {id} revoked");
+        }
+        AdminCommand::Audit(args) => {
+            let account_id = match &args.account {
+                Some(slug) => Some(store.account_id(slug).await?),
+                None => None,
+            };
+            let filter = AuditFilter {
+                since_ms: args.last.map(|period| {
+                    ember_portal::audit::now_ms()
+                        .saturating_sub(i64::try_from(period.as_millis()).unwrap_or(i64::MAX))
+                }),
+                until_ms: None,
+                kind: args.kind,
+                actor: args.actor,
+                subject: args.subject,
+                account_id,
+                limit: Some(args.limit),
+            };
+            let mut out = std::io::stdout().lock();
+            for event in store.audit_events(&filter).await? {
+                serde_json::to_writer(&mut out, &event)?;
+                writeln!(out)?;
+            }
         }
     }
     Ok(())

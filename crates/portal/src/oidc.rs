@@ -157,7 +157,7 @@ pub async fn start(
     };
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
     let signature = crypto::sign(&state.signing_key, format!("oidc.{payload}").as_bytes());
-    let secure = if state.config.sign_in.secure_cookies {
+    let secure = if state.config.secure_cookies() {
         "; Secure"
     } else {
         ""
@@ -229,7 +229,17 @@ pub async fn callback(
         Ok((account, user_id, user_name)) => {
             finish(&state, &pending, &attempt, &account, &user_id, &user_name).await
         }
-        Err((status, message)) => error_page(status, &message),
+        Err((status, message)) => {
+            signin::audit_failure(
+                &state,
+                signin::SignInMethod::Oidc,
+                &provider.issuer,
+                &provider.account,
+                None,
+                &message,
+            );
+            error_page(status, &message)
+        }
     }
 }
 
@@ -243,6 +253,7 @@ async fn finish(
 ) -> Response {
     signin::finish(
         state,
+        signin::SignInMethod::Oidc,
         &pending.attempt,
         attempt,
         account,

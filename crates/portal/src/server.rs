@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use ember_protocol::RelayPassword;
 use ember_protocol::portal::{CLIENT_API_PATH, GATEWAY_API_PATH, Relay};
 use tokio::net::TcpListener;
@@ -13,13 +14,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::config::Config;
 use crate::crypto;
 use crate::hub::Hub;
 use crate::model::Snapshot;
-use crate::store::{Store, StoreError, now_unix};
+use crate::store::{Purged, Store, StoreError, now_unix};
 use crate::throttle::FailureLimiter;
+use crate::tls::{self, Certificates, TlsListener};
 use crate::{api, oidc, redeem, signin};
+
+/// How often old rows are purged (also once at start).
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 pub struct AppState {
@@ -29,6 +35,7 @@ pub struct AppState {
     snapshot: RwLock<Arc<Snapshot>>,
     hub: Mutex<Hub>,
     pub limiter: Mutex<FailureLimiter>,
+    pub audit: Arc<AuditLog>,
     public_url: String,
 }
 
@@ -55,6 +62,18 @@ impl AppState {
             warn!(error = %e, "cannot reload the model for a token it does not know yet");
         }
         self.snapshot()
+    }
+
+    /// Removes audit events past their retention, expired tokens, used sign-in attempts and
+    /// expired sign-in codes.
+    async fn purge(&self) {
+        let retention = self.config.audit.retention_secs();
+        let attempts = i64::try_from(self.config.sign_in.attempt_lifetime_secs).unwrap_or(i64::MAX);
+        match self.store.purge(retention, attempts).await {
+            Ok(purged) if purged != Purged::default() => info!(?purged, "purged old rows"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot purge old rows"),
+        }
     }
 
     /// Runs `f` with the hub locked. Keep `f` short: it never awaits.
@@ -107,7 +126,28 @@ impl AppState {
             .snapshot
             .write()
             .unwrap_or_else(PoisonError::into_inner) = snapshot.clone();
-        self.with_hub(|hub| hub.apply_snapshot(&snapshot));
+        let revoked = self.with_hub(|hub| hub.apply_snapshot(&snapshot));
+        for (device_id, why) in revoked.signed_out {
+            self.audit.record(
+                AuditEvent::now(AuditKind::Revocation, why, "portal", &device_id)
+                    .detail(serde_json::json!({ "device_id": device_id, "signed_out": true })),
+            );
+        }
+        for (gateway_id, device_id, resource_ids) in revoked.withdrawn {
+            self.audit.record(
+                AuditEvent::now(
+                    AuditKind::Revocation,
+                    "policy_changed",
+                    "portal",
+                    &device_id,
+                )
+                .detail(serde_json::json!({
+                    "device_id": device_id,
+                    "gateway_id": gateway_id,
+                    "resource_ids": resource_ids,
+                })),
+            );
+        }
         Ok(())
     }
 }
@@ -119,7 +159,12 @@ pub struct Portal {
     pub state: Shared,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    redirect: Option<JoinHandle<std::io::Result<()>>>,
+    /// Where plain HTTP is redirected from, when configured.
+    pub redirect_addr: Option<SocketAddr>,
     watcher: JoinHandle<()>,
+    audit_writer: JoinHandle<()>,
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl Portal {
@@ -148,39 +193,94 @@ impl Portal {
         let signing_key = store.signing_key().await?;
         let snapshot = Arc::new(store.load_snapshot().await?);
         let limiter = FailureLimiter::new(config.sign_in.backoff());
+        let (stop, mut stopped) = watch::channel(false);
+        let (audit, audit_writer) = AuditLog::start(store.clone(), stopped.clone());
         let state = Arc::new(AppState {
             store,
             signing_key,
             snapshot: RwLock::new(snapshot),
             hub: Mutex::new(Hub::default()),
             limiter: Mutex::new(limiter),
+            audit,
             public_url: config
                 .server
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{addr}"))
+                .unwrap_or_else(|| {
+                    let scheme = if config.server.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    format!("{scheme}://{addr}")
+                })
                 .trim_end_matches('/')
                 .to_owned(),
             config,
         });
-        let (stop, mut stopped) = watch::channel(false);
         let router = router(state.clone());
-        let mut server_stop = stopped.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        let shutdown = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let (server, certificates) = match &state.config.server.tls {
+            None => {
+                let serving = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown(stopped.clone()));
+                (tokio::spawn(serving.into_future()), None)
+            }
+            Some(tls) => {
+                let certificates = Certificates::load(tls)?;
+                let listener = TlsListener::new(listener, &certificates)?.tap_io(|_| {});
+                let router = match tls::hsts(tls.hsts_max_age_secs) {
+                    Some(value) => router.layer(axum::middleware::map_response(
+                        move |mut response: axum::response::Response| {
+                            let value = value.clone();
+                            async move {
+                                response
+                                    .headers_mut()
+                                    .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, value);
+                                response
+                            }
+                        },
+                    )),
+                    None => router,
+                };
+                let serving = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown(stopped.clone()));
+                (tokio::spawn(serving.into_future()), Some(certificates))
+            }
+        };
+        let (redirect, redirect_addr) = match state
+            .config
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.redirect_http)
+        {
+            Some(from) => {
+                let bind_error = |source| crate::Error::Bind { addr: from, source };
+                let plain = TcpListener::bind(from).await.map_err(bind_error)?;
+                let bound = plain.local_addr().map_err(bind_error)?;
+                info!(from = %bound, to = %state.public_url(), "redirecting plain HTTP to HTTPS");
+                let serving =
+                    axum::serve(plain, tls::redirect_router(state.public_url().to_owned()))
+                        .with_graceful_shutdown(shutdown(stopped.clone()));
+                (Some(tokio::spawn(serving.into_future())), Some(bound))
+            }
+            None => (None, None),
+        };
         let watcher_state = state.clone();
         let watcher = tokio::spawn(async move {
             let period = Duration::from_millis(watcher_state.config.server.change_poll_interval_ms);
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next_purge = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -197,15 +297,30 @@ impl Portal {
                     Err(e) => warn!(error = %e, "cannot read the model generation"),
                 }
                 watcher_state.with_hub(|hub| hub.expire(now_unix()));
+                if tokio::time::Instant::now() >= next_purge {
+                    next_purge += PURGE_INTERVAL;
+                    watcher_state.purge().await;
+                }
             }
         });
-        info!(%addr, "portal listening");
+        info!(%addr, tls = certificates.is_some(), "portal listening");
+        if certificates.is_none() && !addr.ip().is_loopback() {
+            warn!(
+                %addr,
+                "Serving plain HTTP beyond loopback: clients refuse it unless told to allow this \
+                 network; configure [server.tls] or a reverse proxy that terminates TLS"
+            );
+        }
         Ok(Self {
             addr,
             state,
             stop,
             server,
+            redirect,
+            redirect_addr,
             watcher,
+            audit_writer,
+            certificates,
         })
     }
 
@@ -216,7 +331,25 @@ impl Portal {
         self.state.with_hub(|hub| hub.close_all());
         let _ = self.watcher.await;
         let _ = self.server.await;
+        if let Some(redirect) = self.redirect {
+            let _ = redirect.await;
+        }
+        let _ = self.audit_writer.await;
         self.state.store.close().await;
+    }
+
+    /// Reads the TLS certificate and key files again (SIGHUP); the old pair stays on error.
+    /// Without TLS there is nothing to reload.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.certificates {
+            Some(certificates) => certificates.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// The TLS certificate presented now, if the portal serves HTTPS.
+    pub fn tls_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        self.certificates.as_ref().map(|c| c.presented())
     }
 
     /// Waits until the server task ends (e.g. after a failure).

@@ -10,7 +10,7 @@
 //! sent to `ember://sign-in-callback?state=S&code=K&actor=NAME&account=SLUG`. The app's service
 //! redeems the code with the verifier at [`crate::redeem`]; the code alone is worth nothing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::Form;
@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use tracing::{info, warn};
 
+use crate::audit::{AuditEvent, AuditKind};
 use crate::server::Shared;
 use crate::store::now_unix;
 use crate::{crypto, throttle};
@@ -119,7 +120,7 @@ pub async fn page(State(state): State<Shared>, Query(query): Query<PageQuery>) -
         "",
         None,
     );
-    let secure = if state.config.sign_in.secure_cookies {
+    let secure = if state.config.secure_cookies() {
         "; Secure"
     } else {
         ""
@@ -220,6 +221,14 @@ pub async fn submit(
             limiter.record_failure(&user_key, now);
         }
         info!(account = %account_slug, "failed sign-in");
+        audit_failure(
+            &state,
+            SignInMethod::Password,
+            &email,
+            &account_slug,
+            Some(client),
+            "wrong account, email or password",
+        );
         return form_page(
             &state.config.oidc,
             StatusCode::UNAUTHORIZED,
@@ -231,6 +240,14 @@ pub async fn submit(
         );
     };
     if user.disabled {
+        audit_failure(
+            &state,
+            SignInMethod::Password,
+            &email,
+            &account_slug,
+            Some(client),
+            "user disabled",
+        );
         return error_page(
             StatusCode::FORBIDDEN,
             "This user is disabled. Ask your administrator.",
@@ -243,6 +260,7 @@ pub async fn submit(
         .clear(&user_key);
     finish(
         &state,
+        SignInMethod::Password,
         &form.attempt,
         &attempt,
         &account,
@@ -250,6 +268,44 @@ pub async fn submit(
         &user.name,
     )
     .await
+}
+
+/// How a user proved who they are, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SignInMethod {
+    Password,
+    Oidc,
+}
+
+impl SignInMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Oidc => "oidc",
+        }
+    }
+}
+
+/// A failed sign-in for the audit log. The email is what was typed (bounded: it may be an
+/// attacker's garbage); the reason is never "no such user" versus "wrong password", which
+/// would tell whoever reads the log less than it tells an attacker who reads the page.
+pub(crate) fn audit_failure(
+    state: &Shared,
+    method: SignInMethod,
+    who: &str,
+    account: &str,
+    client: Option<IpAddr>,
+    reason: &str,
+) {
+    let who: String = who.chars().take(254).collect();
+    let account: String = account.chars().take(64).collect();
+    state.audit.record(
+        AuditEvent::now(AuditKind::SignIn, "failure", &who, &account).detail(serde_json::json!({
+            "method": method.as_str(),
+            "client": client.map(|ip| ip.to_string()),
+            "reason": reason,
+        })),
+    );
 }
 
 /// Checks a posted form: the CSRF cookie equals the form's field and is the one the attempt
@@ -296,6 +352,7 @@ pub(crate) fn check_attempt_age(state: &Shared, attempt: &Attempt) -> Result<(),
 /// one-time code for the app's challenge, and send the browser to the app with the code.
 pub(crate) async fn finish(
     state: &Shared,
+    method: SignInMethod,
     attempt_field: &str,
     attempt: &Attempt,
     account: &AccountInfo,
@@ -331,6 +388,11 @@ pub(crate) async fn finish(
         }
     }
     info!(user = %user_id, "signed in");
+    state.audit.record(
+        AuditEvent::now(AuditKind::SignIn, "success", user_id, &account.slug)
+            .account(&account.id)
+            .detail(serde_json::json!({ "method": method.as_str() })),
+    );
     let location = sign_in::callback_url(&attempt.state, &code, user_name, &account.slug);
     let mut response = (
         StatusCode::SEE_OTHER,

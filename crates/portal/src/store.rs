@@ -18,7 +18,10 @@ use crate::model::{
     self, GatewayRecord, ModelError, ResourceRecord, SiteRecord, Snapshot, UserRecord,
 };
 
+mod audit;
 mod sign_in_codes;
+
+pub use audit::{MAX_AUDIT_ROWS, Purged};
 
 pub use sign_in_codes::SignInCode;
 

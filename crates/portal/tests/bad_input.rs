@@ -62,8 +62,7 @@ async fn malformed_and_oversized_messages_get_an_error_and_close_only_that_conne
 #[tokio::test]
 async fn an_unknown_message_type_gets_an_error_and_the_connection_stays_usable() {
     let portal = TestPortal::sqlite().await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut client, _) = portal.ada("device-1").await;
     client
         .send(json!({"type": "launch_rockets", "count": 3}))
         .await;
@@ -110,8 +109,7 @@ async fn a_bad_hello_is_refused_and_no_device_is_stored() {
 #[tokio::test]
 async fn a_second_hello_closes_the_connection() {
     let portal = TestPortal::sqlite().await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut client, _) = portal.ada("device-1").await;
     client.send(client_hello("device-1")).await;
     assert_eq!(client.recv().await["code"], "hello_expected");
     assert!(client.closed_within(Duration::from_secs(2)).await);
@@ -156,15 +154,9 @@ async fn tokens_are_checked_before_the_upgrade_with_a_typed_json_error() {
 #[tokio::test]
 async fn ice_candidates_for_a_peer_without_a_grant_are_refused_and_not_forwarded() {
     let portal = TestPortal::sqlite().await;
-    let (mut gateway, init) = Peer::gateway(
-        portal.addr,
-        &portal.gateway_token("berlin-1").await,
-        "berlin-1",
-    )
-    .await;
+    let (mut gateway, init) = portal.berlin_gateway().await;
     let gateway_id = init["gateway_id"].as_str().unwrap().to_owned();
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut client, _) = portal.ada("device-1").await;
     client.send(json!({"type": "ice_candidates", "gateway_id": gateway_id, "candidates": ["candidate:1"]})).await;
     assert_eq!(client.recv().await["code"], "no_such_peer");
     client.send(json!({"type": "ice_candidates", "gateway_id": gateway_id, "candidates": vec!["c"; 100]})).await;

@@ -129,9 +129,7 @@ async fn demo_starts_on_a_fresh_folder_and_its_printed_password_signs_in() {
     let (mut client, init) = Peer::client(addr, &token, "device-1").await;
     assert_eq!(init["resources"][0]["name"], "Demo web server");
     let id = init["resources"][0]["id"].as_str().unwrap().to_owned();
-    client
-        .send(json!({"type": "request_access", "request_id": 1, "resource_id": id}))
-        .await;
+    client.request_access(1, &id).await;
     assert_eq!(client.recv().await["type"], "access_granted");
 }
 

@@ -14,8 +14,7 @@ use support::*;
 #[tokio::test]
 async fn hello_gets_stable_addresses_visible_resources_and_relay_credentials() {
     let portal = TestPortal::sqlite().await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (_client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (_client, init) = portal.ada("device-1").await;
 
     let ipv4: std::net::Ipv4Addr = init["interface"]["ipv4"].as_str().unwrap().parse().unwrap();
     let ipv6: std::net::Ipv6Addr = init["interface"]["ipv6"].as_str().unwrap().parse().unwrap();
@@ -79,16 +78,12 @@ async fn a_reconnecting_device_gets_the_same_addresses_and_another_device_others
 #[tokio::test]
 async fn an_access_request_is_granted_to_both_sides_and_ice_candidates_flow_both_ways() {
     let portal = TestPortal::sqlite().await;
-    let gateway_token = portal.gateway_token("berlin-1").await;
-    let (mut gateway, gateway_init) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (mut gateway, gateway_init) = portal.berlin_gateway().await;
     assert_eq!(gateway_init["site"]["name"], "Berlin");
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut client, init) = portal.ada("device-1").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
 
-    client
-        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-        .await;
+    client.request_access(1, &lan).await;
     let granted = client.recv().await;
     assert_eq!(granted["type"], "access_granted", "{granted}");
     assert_eq!(granted["request_id"], 1);
@@ -125,10 +120,8 @@ async fn an_access_request_is_granted_to_both_sides_and_ice_candidates_flow_both
 #[tokio::test]
 async fn denials_name_the_reason() {
     let portal = TestPortal::sqlite().await;
-    let gateway_token = portal.gateway_token("berlin-1").await;
-    let (_gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (_gateway, _) = portal.berlin_gateway().await;
+    let (mut client, init) = portal.ada("device-1").await;
     let db = init["resources"][0]["id"].as_str().unwrap().to_owned();
     let wiki = init["resources"][2]["id"].as_str().unwrap().to_owned();
     let account = portal.account_id().await;
@@ -174,12 +167,7 @@ async fn denials_name_the_reason() {
 #[tokio::test]
 async fn grants_spread_over_two_gateways_and_fail_over_when_one_goes_away() {
     let portal = TestPortal::sqlite().await;
-    let (mut gw1, init1) = Peer::gateway(
-        portal.addr,
-        &portal.gateway_token("berlin-1").await,
-        "berlin-1",
-    )
-    .await;
+    let (mut gw1, init1) = portal.berlin_gateway().await;
     let (mut gw2, init2) = Peer::gateway(
         portal.addr,
         &portal.gateway_token("berlin-2").await,
@@ -191,9 +179,7 @@ async fn grants_spread_over_two_gateways_and_fail_over_when_one_goes_away() {
     for i in 0..4 {
         let (mut client, init) = Peer::client(portal.addr, &token, &format!("device-{i}")).await;
         let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-        client
-            .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-            .await;
+        client.request_access(1, &lan).await;
         let granted = client.recv().await;
         assert_eq!(granted["type"], "access_granted");
         clients.push((
@@ -229,9 +215,7 @@ async fn grants_spread_over_two_gateways_and_fail_over_when_one_goes_away() {
         assert_eq!(offline["type"], "gateway_offline", "{offline}");
         assert_eq!(offline["gateway_id"], gone.as_str());
         assert_eq!(offline["resource_ids"], json!([lan.as_str()]));
-        client
-            .send(json!({"type": "request_access", "request_id": 2, "resource_id": lan.as_str()}))
-            .await;
+        client.request_access(2, lan).await;
         let granted = client.recv().await;
         assert_eq!(granted["gateway"]["id"], init2["gateway_id"], "{granted}");
     }
@@ -241,19 +225,12 @@ async fn grants_spread_over_two_gateways_and_fail_over_when_one_goes_away() {
 #[tokio::test]
 async fn a_resource_change_reaches_connected_clients_and_gateways_live() {
     let portal = TestPortal::sqlite().await;
-    let (mut gateway, _) = Peer::gateway(
-        portal.addr,
-        &portal.gateway_token("berlin-1").await,
-        "berlin-1",
-    )
-    .await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut ada, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut gateway, _) = portal.berlin_gateway().await;
+    let (mut ada, init) = portal.ada("device-1").await;
     let (bob_token, _) = portal.client_token("bob@acme.example").await;
     let (mut bob, _) = Peer::client(portal.addr, &bob_token, "device-2").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-    ada.send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-        .await;
+    ada.request_access(1, &lan).await;
     assert_eq!(ada.recv().await["type"], "access_granted");
     assert_eq!(gateway.recv().await["type"], "grant");
 
@@ -438,12 +415,9 @@ async fn revoking_a_gateway_token_disconnects_the_gateway_and_tells_its_clients(
     let portal = TestPortal::sqlite().await;
     let gateway_token = portal.gateway_token("berlin-1").await;
     let (mut gateway, gateway_init) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut client, init) = portal.ada("device-1").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-    client
-        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-        .await;
+    client.request_access(1, &lan).await;
     assert_eq!(client.recv().await["type"], "access_granted");
     assert_eq!(gateway.recv().await["type"], "grant");
 
@@ -457,9 +431,7 @@ async fn revoking_a_gateway_token_disconnects_the_gateway_and_tells_its_clients(
     assert!(gateway.closed_within(Duration::from_secs(1)).await);
     let offline = client.recv().await;
     assert_eq!(offline["type"], "gateway_offline");
-    client
-        .send(json!({"type": "request_access", "request_id": 2, "resource_id": lan}))
-        .await;
+    client.request_access(2, &lan).await;
     assert_eq!(client.recv().await["reason"], "offline");
     let (status, body) = connect(portal.addr, "/api/gateway", &gateway_token)
         .await
@@ -478,8 +450,7 @@ async fn relay_credentials_are_renewed_before_they_expire() {
         ..Options::default()
     })
     .await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut client, init) = portal.ada("device-1").await;
     let first = init["relays"][0]["expires_at"].as_u64().unwrap();
     let started = Instant::now();
     let update = client.recv().await;
@@ -536,10 +507,8 @@ async fn a_silent_client_is_dropped_within_three_heartbeats() {
 #[tokio::test]
 async fn a_second_resource_on_the_same_gateway_repeats_the_connection_credentials() {
     let portal = TestPortal::sqlite().await;
-    let gateway_token = portal.gateway_token("berlin-1").await;
-    let (mut gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (mut gateway, _) = portal.berlin_gateway().await;
+    let (mut client, init) = portal.ada("device-1").await;
     let db = init["resources"][0]["id"].as_str().unwrap().to_owned();
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
     let credentials = |m: &serde_json::Value| {
@@ -550,9 +519,7 @@ async fn a_second_resource_on_the_same_gateway_repeats_the_connection_credential
         )
     };
 
-    client
-        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-        .await;
+    client.request_access(1, &lan).await;
     let first = client.recv().await;
     let _ = gateway.recv().await;
     client
@@ -587,10 +554,8 @@ async fn a_second_resource_on_the_same_gateway_repeats_the_connection_credential
 #[tokio::test]
 async fn proxy_ips_outside_the_proxy_ranges_or_without_a_name_are_refused() {
     let portal = TestPortal::sqlite().await;
-    let gateway_token = portal.gateway_token("berlin-1").await;
-    let (_gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
+    let (_gateway, _) = portal.berlin_gateway().await;
+    let (mut client, init) = portal.ada("device-1").await;
     let db = init["resources"][0]["id"].as_str().unwrap().to_owned();
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
     for request in [
@@ -612,13 +577,11 @@ async fn proxy_ips_outside_the_proxy_ranges_or_without_a_name_are_refused() {
 #[tokio::test]
 async fn a_client_that_comes_back_soon_keeps_its_grants_and_connection_credentials() {
     let portal = TestPortal::sqlite().await;
-    let gateway_token = portal.gateway_token("berlin-1").await;
-    let (mut gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (mut gateway, _) = portal.berlin_gateway().await;
     let (token, _) = portal.client_token("ada@acme.example").await;
     let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-    let request = json!({"type": "request_access", "request_id": 1, "resource_id": lan});
-    client.send(request.clone()).await;
+    client.request_access(1, &lan).await;
     let first = client.recv().await;
     assert_eq!(gateway.recv().await["type"], "grant");
 
@@ -626,7 +589,7 @@ async fn a_client_that_comes_back_soon_keeps_its_grants_and_connection_credentia
     drop(client);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (mut client, _) = Peer::client(portal.addr, &token, "device-1").await;
-    client.send(request).await;
+    client.request_access(1, &lan).await;
     let again = client.recv().await;
     assert_eq!(again["preshared_key"], first["preshared_key"]);
     assert_eq!(again["local_ice"], first["local_ice"]);
@@ -641,14 +604,11 @@ async fn a_client_that_comes_back_soon_keeps_its_grants_and_connection_credentia
 #[tokio::test]
 async fn revoking_the_token_of_a_client_that_is_away_withdraws_its_grants_at_once() {
     let portal = TestPortal::sqlite().await;
-    let gateway_token = portal.gateway_token("berlin-1").await;
-    let (mut gateway, _) = Peer::gateway(portal.addr, &gateway_token, "berlin-1").await;
+    let (mut gateway, _) = portal.berlin_gateway().await;
     let (token, token_id) = portal.client_token("ada@acme.example").await;
     let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-    client
-        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-        .await;
+    client.request_access(1, &lan).await;
     let _ = client.recv().await;
     assert_eq!(gateway.recv().await["type"], "grant");
     drop(client);

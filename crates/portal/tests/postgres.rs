@@ -5,7 +5,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use support::*;
 
 #[tokio::test]
@@ -17,17 +16,10 @@ async fn the_portal_works_end_to_end_on_postgresql_and_survives_a_restart() {
 
     // Sign-in through the page, a grant through a gateway, live revocation.
     let token = sign_in(&portal, "ada@acme.example").await;
-    let (mut gateway, gateway_init) = Peer::gateway(
-        portal.addr,
-        &portal.gateway_token("berlin-1").await,
-        "berlin-1",
-    )
-    .await;
+    let (mut gateway, gateway_init) = portal.berlin_gateway().await;
     let (mut client, init) = Peer::client(portal.addr, &token, "device-1").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-    client
-        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-        .await;
+    client.request_access(1, &lan).await;
     let granted = client.recv().await;
     assert_eq!(
         granted["gateway"]["id"], gateway_init["gateway_id"],

@@ -8,37 +8,18 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
-
-/// The next message of `kind`, skipping others, within `within`.
-async fn next_of(peer: &mut Peer, kind: &str, within: Duration) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let message = peer.try_recv(left).await?;
-        if message["type"] == kind {
-            return Some(message);
-        }
-    }
-}
 
 /// Editing a resource keeps its id: without a revocation, every device that held it kept the
 /// old definition (a wider network, other ports) at its gateway until its token expired.
 async fn an_edited_resource_is_revoked_for_every_holder_at_once(portal: TestPortal) {
-    let (mut gateway, _) = Peer::gateway(
-        portal.addr,
-        &portal.gateway_token("berlin-1").await,
-        "berlin-1",
-    )
-    .await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut laptop, init) = Peer::client(portal.addr, &token, "laptop").await;
+    let (mut gateway, _) = portal.berlin_gateway().await;
+    let (mut laptop, init) = portal.ada("laptop").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-    let (mut desktop, _) = Peer::client(portal.addr, &token, "desktop").await;
-    let request = json!({"type": "request_access", "request_id": 1, "resource_id": lan});
+    let (mut desktop, _) = portal.ada("desktop").await;
     for device in [&mut laptop, &mut desktop] {
-        device.send(request.clone()).await;
+        device.request_access(1, &lan).await;
         assert_eq!(device.recv().await["type"], "access_granted");
         assert_eq!(gateway.recv().await["type"], "grant");
     }
@@ -59,7 +40,8 @@ async fn an_edited_resource_is_revoked_for_every_holder_at_once(portal: TestPort
     // The gateway withdraws the LAN from both holders, the connected one and the one away.
     let mut revoked = BTreeSet::new();
     for _ in 0..2 {
-        let revoke = next_of(&mut gateway, "revoke", Duration::from_secs(2))
+        let revoke = gateway
+            .next_of("revoke", Duration::from_secs(2))
             .await
             .expect("a revoke for each holder within the change poll");
         let ids = revoke["resource_ids"].as_array().unwrap();
@@ -72,7 +54,8 @@ async fn an_edited_resource_is_revoked_for_every_holder_at_once(portal: TestPort
     assert_eq!(revoked.len(), 2, "both holders: {revoked:?}");
 
     // The connected client hears of the new definition and asks again; the gateway gets it.
-    let update = next_of(&mut laptop, "resources_updated", Duration::from_secs(2))
+    let update = laptop
+        .next_of("resources_updated", Duration::from_secs(2))
         .await
         .expect("the client hears of the change");
     let lan_now = update["resources"]
@@ -83,11 +66,10 @@ async fn an_edited_resource_is_revoked_for_every_holder_at_once(portal: TestPort
         .unwrap()
         .clone();
     assert_eq!(lan_now["address"]["cidr"], "10.0.0.0/8", "{update}");
-    laptop
-        .send(json!({"type": "request_access", "request_id": 2, "resource_id": lan}))
-        .await;
+    laptop.request_access(2, &lan).await;
     assert_eq!(laptop.recv().await["type"], "access_granted");
-    let grant = next_of(&mut gateway, "grant", Duration::from_secs(2))
+    let grant = gateway
+        .next_of("grant", Duration::from_secs(2))
         .await
         .unwrap();
     assert_eq!(grant["resource"]["address"]["cidr"], "10.0.0.0/8");
@@ -112,18 +94,10 @@ async fn an_edited_resource_is_revoked_for_every_holder_at_once_on_postgresql() 
 #[tokio::test]
 async fn a_described_resource_keeps_its_grants() {
     let portal = TestPortal::sqlite().await;
-    let (mut gateway, _) = Peer::gateway(
-        portal.addr,
-        &portal.gateway_token("berlin-1").await,
-        "berlin-1",
-    )
-    .await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut laptop, init) = Peer::client(portal.addr, &token, "laptop").await;
+    let (mut gateway, _) = portal.berlin_gateway().await;
+    let (mut laptop, init) = portal.ada("laptop").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
-    laptop
-        .send(json!({"type": "request_access", "request_id": 1, "resource_id": lan}))
-        .await;
+    laptop.request_access(1, &lan).await;
     assert_eq!(laptop.recv().await["type"], "access_granted");
     assert_eq!(gateway.recv().await["type"], "grant");
     let store = portal.store();
@@ -142,7 +116,8 @@ async fn a_described_resource_keeps_its_grants() {
         .unwrap();
     assert_eq!(laptop.recv().await["type"], "resources_updated");
     assert!(
-        next_of(&mut gateway, "revoke", Duration::from_millis(500))
+        gateway
+            .next_of("revoke", Duration::from_millis(500))
             .await
             .is_none()
     );
@@ -154,14 +129,8 @@ async fn a_described_resource_keeps_its_grants() {
 #[tokio::test]
 async fn a_device_flooding_access_requests_is_rate_limited() {
     let portal = TestPortal::sqlite().await;
-    let (_gateway, _) = Peer::gateway(
-        portal.addr,
-        &portal.gateway_token("berlin-1").await,
-        "berlin-1",
-    )
-    .await;
-    let (token, _) = portal.client_token("ada@acme.example").await;
-    let (mut client, init) = Peer::client(portal.addr, &token, "laptop").await;
+    let (_gateway, _) = portal.berlin_gateway().await;
+    let (mut client, init) = portal.ada("laptop").await;
     let lan = init["resources"][1]["id"].as_str().unwrap().to_owned();
     const REQUESTS: u64 = 300;
     for request_id in 0..REQUESTS {

@@ -12,17 +12,23 @@
 //! conntrack does for UDP) and removed once it has been unused for the NAT's timeout.
 
 pub mod bench;
+mod host;
 pub mod logging;
+mod nat;
 pub mod relay;
 
+pub use host::{Delivery, Host, Link, WireCounters};
+use nat::Nat;
+pub use nat::{Filtering, Mapping, NatConfig};
+
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ember_engine::{
-    ConnectionState, Engine, EngineConfig, Event, Grant, IceCredentials, LivenessPolicy, PeerId,
-    RelayConfig, RelayId, Role, Transmit,
+    Engine, EngineConfig, Event, Grant, IceCredentials, LivenessPolicy, PeerId, RelayConfig,
+    RelayId, Role, Transmit,
 };
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -38,230 +44,6 @@ impl HostId {
     #[must_use]
     pub fn peer(self) -> PeerId {
         PeerId(self.0 as u64)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mapping {
-    EndpointIndependent,
-    /// A new external port for every destination.
-    Symmetric,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filtering {
-    EndpointIndependent,
-    AddressDependent,
-    AddressPortDependent,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NatConfig {
-    pub mapping: Mapping,
-    pub filtering: Filtering,
-    pub timeout: Duration,
-}
-
-impl NatConfig {
-    /// A typical home router: endpoint-independent mapping, port-restricted filtering.
-    #[must_use]
-    pub fn friendly(timeout: Duration) -> Self {
-        Self {
-            mapping: Mapping::EndpointIndependent,
-            filtering: Filtering::AddressPortDependent,
-            timeout,
-        }
-    }
-
-    #[must_use]
-    pub fn symmetric(timeout: Duration) -> Self {
-        Self {
-            mapping: Mapping::Symmetric,
-            filtering: Filtering::AddressPortDependent,
-            timeout,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct NatEntry {
-    internal: SocketAddr,
-    /// Destination the mapping is for (symmetric NATs only).
-    for_dst: Option<SocketAddr>,
-    external_port: u16,
-    last_active: Instant,
-    contacted: HashSet<SocketAddr>,
-}
-
-#[derive(Debug)]
-struct Nat {
-    public_ip: IpAddr,
-    config: NatConfig,
-    entries: Vec<NatEntry>,
-    next_port: u16,
-}
-
-impl Nat {
-    fn expire(&mut self, now: Instant) {
-        let timeout = self.config.timeout;
-        self.entries.retain(|e| now < e.last_active + timeout);
-    }
-
-    fn outbound(&mut self, src: SocketAddr, dst: SocketAddr, now: Instant) -> SocketAddr {
-        self.expire(now);
-        let symmetric = self.config.mapping == Mapping::Symmetric;
-        let found = self
-            .entries
-            .iter_mut()
-            .find(|e| e.internal == src && (!symmetric || e.for_dst == Some(dst)));
-        let entry = match found {
-            Some(e) => e,
-            None => {
-                let port = self.next_port;
-                self.next_port = self.next_port.wrapping_add(1).max(1024);
-                self.entries.push(NatEntry {
-                    internal: src,
-                    for_dst: symmetric.then_some(dst),
-                    external_port: port,
-                    last_active: now,
-                    contacted: HashSet::new(),
-                });
-                let last = self.entries.len() - 1;
-                &mut self.entries[last]
-            }
-        };
-        entry.last_active = now;
-        entry.contacted.insert(dst);
-        SocketAddr::new(self.public_ip, entry.external_port)
-    }
-
-    fn inbound(&mut self, src: SocketAddr, dst_port: u16, now: Instant) -> Option<SocketAddr> {
-        self.expire(now);
-        let filtering = self.config.filtering;
-        let entry = self
-            .entries
-            .iter_mut()
-            .find(|e| e.external_port == dst_port)?;
-        let allowed = match filtering {
-            Filtering::EndpointIndependent => true,
-            Filtering::AddressDependent => entry.contacted.iter().any(|c| c.ip() == src.ip()),
-            Filtering::AddressPortDependent => entry.contacted.contains(&src),
-        };
-        if !allowed {
-            return None;
-        }
-        entry.last_active = now;
-        Some(entry.internal)
-    }
-}
-
-/// One direction-agnostic access link of a host.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Link {
-    pub latency: Duration,
-    pub loss: f64,
-    pub cut: bool,
-}
-
-impl Link {
-    #[must_use]
-    pub fn with_latency(latency: Duration) -> Self {
-        Self {
-            latency,
-            loss: 0.0,
-            cut: false,
-        }
-    }
-}
-
-/// Datagram counters of one host.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WireCounters {
-    /// Datagrams this host put on the wire.
-    pub sent: u64,
-    /// Of those, TURN control traffic to a relay (allocate, refresh, permissions, bindings).
-    pub sent_relay_control: u64,
-    /// Datagrams that reached this host.
-    pub received: u64,
-    /// Of those, TURN control traffic from a relay (responses).
-    pub received_relay_control: u64,
-    /// Sent STUN to peers (liveness probes, their answers, idle keepalives, ICE checks).
-    pub sent_peer_stun: u64,
-    /// Sent WireGuard handshake messages.
-    pub sent_wg_handshake: u64,
-    /// Sent WireGuard keepalives (empty data messages).
-    pub sent_wg_keepalive: u64,
-    /// Sent WireGuard messages carrying application packets.
-    pub sent_wg_data: u64,
-}
-
-impl WireCounters {
-    /// Datagrams sent for the connections themselves (everything but relay control).
-    #[must_use]
-    pub fn connection_traffic(&self) -> u64 {
-        self.sent - self.sent_relay_control
-    }
-
-    /// Datagrams sent that carry no application data and are not relay control.
-    #[must_use]
-    pub fn overhead(&self) -> u64 {
-        self.sent_peer_stun + self.sent_wg_handshake + self.sent_wg_keepalive
-    }
-}
-
-/// A packet delivered to a host's TUN side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub from: PeerId,
-    pub packet: Vec<u8>,
-    pub at: Instant,
-}
-
-pub struct Host {
-    pub name: String,
-    pub engine: Engine,
-    pub role: Role,
-    pub private_key: [u8; 32],
-    socket: SocketAddr,
-    nat: Option<Nat>,
-    pub link: Link,
-    pub counters: WireCounters,
-    pub delivered: Vec<Delivery>,
-    pub events: Vec<(Instant, Event)>,
-    /// Distinct instants at which the engine was woken by its own timeout.
-    pub wakeups: u64,
-    last_wakeup: Option<Instant>,
-    next_timeout: Option<Instant>,
-    policy: LivenessPolicy,
-    seed: u64,
-}
-
-impl std::fmt::Debug for Host {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host")
-            .field("name", &self.name)
-            .field("socket", &self.socket)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Host {
-    /// The host's local socket.
-    #[must_use]
-    pub fn socket(&self) -> SocketAddr {
-        self.socket
-    }
-
-    /// State changes seen for `peer`, in order.
-    #[must_use]
-    pub fn states(&self, peer: PeerId) -> Vec<ConnectionState> {
-        self.events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Event::StateChanged { peer: p, to, .. } if *p == peer => Some(*to),
-                _ => None,
-            })
-            .collect()
     }
 }
 
@@ -399,12 +181,7 @@ impl Sim {
         let (socket, nat) = match nat {
             Some(config) => (
                 SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, id.0 as u8, 2)), 51820),
-                Some(Nat {
-                    public_ip,
-                    config,
-                    entries: Vec::new(),
-                    next_port: 40000,
-                }),
+                Some(Nat::new(public_ip, config)),
             ),
             None => (SocketAddr::new(public_ip, 51820), None),
         };
@@ -550,7 +327,7 @@ impl Sim {
     /// The NAT in front of `host` forgets every mapping (reboot, conntrack flush).
     pub fn flush_nat(&mut self, host: HostId) {
         if let Some(nat) = self.hosts[host.0].nat.as_mut() {
-            nat.entries.clear();
+            nat.forget_all();
         }
     }
 
@@ -559,8 +336,7 @@ impl Sim {
     pub fn rebind_nat(&mut self, host: HostId) {
         let ip = self.fresh_public_ip();
         if let Some(nat) = self.hosts[host.0].nat.as_mut() {
-            nat.entries.clear();
-            nat.public_ip = ip;
+            nat.renumber(ip);
         }
     }
 
@@ -572,8 +348,7 @@ impl Sim {
         let h = &mut self.hosts[host.0];
         let socket = match h.nat.as_mut() {
             Some(nat) => {
-                nat.entries.clear();
-                nat.public_ip = ip;
+                nat.renumber(ip);
                 let IpAddr::V4(v4) = h.socket.ip() else {
                     return;
                 };
@@ -831,7 +606,7 @@ impl Sim {
         let receiver = self
             .hosts
             .iter()
-            .find(|h| h.nat.as_ref().map_or(h.socket.ip(), |n| n.public_ip) == dst.ip())
+            .find(|h| h.nat.as_ref().map_or(h.socket.ip(), |n| n.public_ip()) == dst.ip())
             .map_or(self.relay_link.latency, |h| h.link.latency);
         let latency = latency + receiver;
         let seq = self.next_seq;
@@ -863,7 +638,7 @@ impl Sim {
         let Some(host) = self
             .hosts
             .iter()
-            .position(|h| h.nat.as_ref().map_or(h.socket.ip(), |n| n.public_ip) == p.dst.ip())
+            .position(|h| h.nat.as_ref().map_or(h.socket.ip(), |n| n.public_ip()) == p.dst.ip())
         else {
             return;
         };
@@ -939,102 +714,4 @@ pub fn app_seq(packet: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().expect("literal address")
-    }
-
-    fn nat(mapping: Mapping, filtering: Filtering) -> Nat {
-        Nat {
-            public_ip: addr("198.51.100.1:0").ip(),
-            config: NatConfig {
-                mapping,
-                filtering,
-                timeout: Duration::from_secs(30),
-            },
-            entries: Vec::new(),
-            next_port: 40000,
-        }
-    }
-
-    #[test]
-    fn endpoint_independent_mapping_reuses_the_port_and_symmetric_does_not() {
-        let now = Instant::now();
-        let (inside, a, b) = (
-            addr("10.0.0.2:5000"),
-            addr("203.0.113.1:1"),
-            addr("203.0.113.2:2"),
-        );
-        let mut eim = nat(Mapping::EndpointIndependent, Filtering::EndpointIndependent);
-        assert_eq!(eim.outbound(inside, a, now), eim.outbound(inside, b, now));
-        let mut sym = nat(Mapping::Symmetric, Filtering::EndpointIndependent);
-        assert_ne!(sym.outbound(inside, a, now), sym.outbound(inside, b, now));
-    }
-
-    #[test]
-    fn filtering_admits_only_what_the_inside_contacted() {
-        let now = Instant::now();
-        let inside = addr("10.0.0.2:5000");
-        let (peer, same_ip_other_port, stranger) = (
-            addr("203.0.113.1:1"),
-            addr("203.0.113.1:9"),
-            addr("203.0.113.7:1"),
-        );
-        for (filtering, admits) in [
-            (Filtering::EndpointIndependent, [true, true, true]),
-            (Filtering::AddressDependent, [true, true, false]),
-            (Filtering::AddressPortDependent, [true, false, false]),
-        ] {
-            let mut n = nat(Mapping::EndpointIndependent, filtering);
-            let port = n.outbound(inside, peer, now).port();
-            let got =
-                [peer, same_ip_other_port, stranger].map(|src| n.inbound(src, port, now).is_some());
-            assert_eq!(got, admits, "{filtering:?}");
-        }
-    }
-
-    #[test]
-    fn unused_mappings_expire_and_traffic_either_way_refreshes_them() {
-        let start = Instant::now();
-        let (inside, peer) = (addr("10.0.0.2:5000"), addr("203.0.113.1:1"));
-        let mut n = nat(
-            Mapping::EndpointIndependent,
-            Filtering::AddressPortDependent,
-        );
-        let port = n.outbound(inside, peer, start).port();
-        // Inbound at 20 s refreshes; still there at 45 s; gone 30 s after the last packet.
-        assert!(
-            n.inbound(peer, port, start + Duration::from_secs(20))
-                .is_some()
-        );
-        assert!(
-            n.inbound(peer, port, start + Duration::from_secs(45))
-                .is_some()
-        );
-        assert!(
-            n.inbound(peer, port, start + Duration::from_secs(80))
-                .is_none()
-        );
-    }
-
-    #[test]
-    #[should_panic(expected = "ERROR logged")]
-    fn an_error_log_fails_the_test() {
-        let _log = crate::logging::fail_on_error();
-        tracing::error!("something is wrong");
-    }
-
-    #[test]
-    fn warnings_do_not_fail_the_test() {
-        let _log = crate::logging::fail_on_error();
-        tracing::warn!("worth a look");
-    }
-
-    #[test]
-    fn app_packets_carry_their_sequence_number() {
-        assert_eq!(app_seq(&app_packet(77, 1400)), Some(77));
-        assert_eq!(app_packet(1, 1400).len(), 1400);
-    }
-}
+mod tests;

@@ -12,7 +12,7 @@ fn testbed() -> Option<Testbed> {
     match Testbed::new() {
         Ok(testbed) => Some(testbed),
         Err(Error::NotRoot) => {
-            eprintln!("SKIPPED: the network testbed needs root");
+            ember_testbed::skip("the network testbed needs root");
             None
         }
         Err(e) => panic!("{e}"),

@@ -82,10 +82,40 @@ fn destination(packet: &[u8]) -> [u8; 4] {
     packet[16..20].try_into().unwrap()
 }
 
-#[test]
-fn granted_traffic_passes_both_ways_unchanged() {
+/// A gateway where PEER (tunnel address CLIENT) may reach WEB by its address, HTTP only.
+fn web_by_address() -> GatewayRouter {
     let mut router = GatewayRouter::new();
     router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
+    router
+}
+
+/// [`web_by_address`], and OTHER (OTHER_CLIENT) has the same grant.
+fn web_by_address_for_two_clients() -> GatewayRouter {
+    let mut router = web_by_address();
+    router.set_grant(
+        OTHER,
+        &[IpAddr::from(OTHER_CLIENT)],
+        key("web", None),
+        cidr_grant(),
+    );
+    router
+}
+
+/// A gateway where PEER reaches WEB by the name web.corp.example, through its proxy IPs.
+fn web_by_name() -> GatewayRouter {
+    let mut router = GatewayRouter::new();
+    router.set_grant(
+        PEER,
+        &addresses(),
+        key("web-dns", Some("web.corp.example")),
+        dns_grant(),
+    );
+    router
+}
+
+#[test]
+fn granted_traffic_passes_both_ways_unchanged() {
+    let mut router = web_by_address();
     let mut request = tcp(CLIENT, WEB, 40000, 80);
     let sent = request.clone();
     assert!(router.inbound(PEER, &mut request));
@@ -99,8 +129,7 @@ fn granted_traffic_passes_both_ways_unchanged() {
 
 #[test]
 fn a_port_or_address_outside_the_grant_is_dropped_and_counted() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
+    let mut router = web_by_address();
     assert!(!router.inbound(PEER, &mut tcp(CLIENT, WEB, 40000, 22)));
     assert!(!router.inbound(PEER, &mut tcp(CLIENT, NEIGHBOUR, 40000, 80)));
     assert!(!router.inbound(PEER, &mut [0x45, 0, 0]));
@@ -113,14 +142,7 @@ fn a_port_or_address_outside_the_grant_is_dropped_and_counted() {
 
 #[test]
 fn a_client_cannot_send_as_another_client() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-    router.set_grant(
-        OTHER,
-        &[IpAddr::from(OTHER_CLIENT)],
-        key("web", None),
-        cidr_grant(),
-    );
+    let mut router = web_by_address_for_two_clients();
     // PEER forges OTHER's address (which has the same grant): still dropped.
     assert!(!router.inbound(PEER, &mut tcp(OTHER_CLIENT, WEB, 40000, 80)));
     assert!(!router.inbound(PeerId(99), &mut tcp(CLIENT, WEB, 40000, 80)));
@@ -130,14 +152,7 @@ fn a_client_cannot_send_as_another_client() {
 
 #[test]
 fn replies_go_to_the_client_with_that_tunnel_address_only() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
-    router.set_grant(
-        OTHER,
-        &[IpAddr::from(OTHER_CLIENT)],
-        key("web", None),
-        cidr_grant(),
-    );
+    let mut router = web_by_address_for_two_clients();
     assert_eq!(router.outbound(&mut tcp(WEB, CLIENT, 80, 1)), Some(PEER));
     assert_eq!(
         router.outbound(&mut tcp(WEB, OTHER_CLIENT, 80, 1)),
@@ -149,13 +164,7 @@ fn replies_go_to_the_client_with_that_tunnel_address_only() {
 
 #[test]
 fn proxy_ips_are_translated_to_the_real_address_and_back() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(
-        PEER,
-        &addresses(),
-        key("web-dns", Some("web.corp.example")),
-        dns_grant(),
-    );
+    let mut router = web_by_name();
     let mut request = tcp(CLIENT, PROXY_A, 40000, 80);
     assert!(router.inbound(PEER, &mut request));
     assert_eq!(request, tcp(CLIENT, WEB, 40000, 80));
@@ -173,13 +182,7 @@ fn proxy_ips_are_translated_to_the_real_address_and_back() {
 
 #[test]
 fn each_flow_gets_replies_from_the_proxy_ip_it_used() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(
-        PEER,
-        &addresses(),
-        key("web-dns", Some("web.corp.example")),
-        dns_grant(),
-    );
+    let mut router = web_by_name();
     // A second name resolving to the same address, with its own proxy IP.
     router.set_grant(
         PEER,
@@ -203,13 +206,7 @@ fn each_flow_gets_replies_from_the_proxy_ip_it_used() {
 
 #[test]
 fn idle_flows_are_forgotten_and_their_late_replies_are_not_rewritten() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(
-        PEER,
-        &addresses(),
-        key("web-dns", Some("web.corp.example")),
-        dns_grant(),
-    );
+    let mut router = web_by_name();
     assert!(router.inbound(PEER, &mut tcp(CLIENT, PROXY_B, 41000, 80)));
     for _ in 0..FLOW_IDLE_TICKS - 1 {
         router.tick();
@@ -232,13 +229,7 @@ fn idle_flows_are_forgotten_and_their_late_replies_are_not_rewritten() {
 
 #[test]
 fn icmp_errors_about_translated_flows_are_translated_too() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(
-        PEER,
-        &addresses(),
-        key("web-dns", Some("web.corp.example")),
-        dns_grant(),
-    );
+    let mut router = web_by_name();
     let mut request = tcp(CLIENT, PROXY_B, 41000, 80);
     assert!(router.inbound(PEER, &mut request));
     // A router on the LAN reports "fragmentation needed" about the translated packet.
@@ -262,13 +253,7 @@ fn icmp_errors_about_translated_flows_are_translated_too() {
 
 #[test]
 fn a_proxy_ip_without_a_real_address_of_its_family_reaches_nothing() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(
-        PEER,
-        &addresses(),
-        key("web-dns", Some("web.corp.example")),
-        dns_grant(),
-    );
+    let mut router = web_by_name();
     let mut packet = Vec::new();
     PacketBuilder::ipv6(CLIENT6, PROXY6, 64)
         .tcp(40000, 80, 1, 1024)
@@ -280,8 +265,7 @@ fn a_proxy_ip_without_a_real_address_of_its_family_reaches_nothing() {
 
 #[test]
 fn revoking_stops_the_flow_at_once_and_forgets_a_client_without_grants() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
+    let mut router = web_by_address();
     router.set_grant(
         PEER,
         &addresses(),
@@ -303,8 +287,7 @@ fn revoking_stops_the_flow_at_once_and_forgets_a_client_without_grants() {
 
 #[test]
 fn revoking_everything_with_an_empty_list() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
+    let mut router = web_by_address();
     router.set_grant(
         PEER,
         &addresses(),
@@ -318,13 +301,7 @@ fn revoking_everything_with_an_empty_list() {
 
 #[test]
 fn garbage_either_way_is_dropped_never_a_panic() {
-    let mut router = GatewayRouter::new();
-    router.set_grant(
-        PEER,
-        &addresses(),
-        key("web-dns", Some("web.corp.example")),
-        dns_grant(),
-    );
+    let mut router = web_by_name();
     let sample = tcp(CLIENT, PROXY_A, 40000, 80);
     for len in 0..sample.len() {
         let mut cut = sample[..len].to_vec();
@@ -344,8 +321,7 @@ fn garbage_either_way_is_dropped_never_a_panic() {
 #[test]
 fn a_reply_without_a_recorded_flow_is_not_rewritten() {
     // The client reaches the web server both by a CIDR resource (by IP) and by name.
-    let mut router = GatewayRouter::new();
-    router.set_grant(PEER, &addresses(), key("web", None), cidr_grant());
+    let mut router = web_by_address();
     router.set_grant(
         PEER,
         &addresses(),

@@ -4,7 +4,7 @@ use std::io;
 
 use tokio::sync::mpsc;
 
-use super::{CHANGE_QUEUE, Change, Route};
+use super::{CHANGE_QUEUE, Change, Route, os_prefixes};
 
 /// Adds and deletes routes through the routing socket.
 pub struct Handle(route_manager::AsyncRouteManager);
@@ -20,12 +20,31 @@ impl Handle {
         route_manager::AsyncRouteManager::new().map(Self)
     }
 
+    /// A default route goes in as its two halves (`os_prefixes`); when one half fails, the
+    /// other is taken out again, so the route is in or out as a whole.
     pub async fn add(&mut self, route: &Route) -> io::Result<()> {
-        self.0.add(&os_route(route)).await
+        let mut added = Vec::new();
+        for os_route in os_routes(route) {
+            if let Err(e) = self.0.add(&os_route).await {
+                for os_route in added {
+                    let _ = self.0.delete(&os_route).await;
+                }
+                return Err(e);
+            }
+            added.push(os_route);
+        }
+        Ok(())
     }
 
+    /// Deletes every half; the first error is returned after all were tried.
     pub async fn delete(&mut self, route: &Route) -> io::Result<()> {
-        self.0.delete(&os_route(route)).await
+        let mut result = Ok(());
+        for os_route in os_routes(route) {
+            if let Err(e) = self.0.delete(&os_route).await {
+                result = result.and(Err(e));
+            }
+        }
+        result
     }
 }
 
@@ -64,7 +83,11 @@ pub fn listen() -> io::Result<mpsc::Receiver<Change>> {
 }
 
 /// The table is Linux's notion; macOS has one routing table.
-fn os_route(route: &Route) -> route_manager::Route {
-    route_manager::Route::new(route.prefix.addr(), route.prefix.len())
-        .with_if_index(route.interface)
+fn os_routes(route: &Route) -> Vec<route_manager::Route> {
+    os_prefixes(route.prefix)
+        .into_iter()
+        .map(|prefix| {
+            route_manager::Route::new(prefix.addr(), prefix.len()).with_if_index(route.interface)
+        })
+        .collect()
 }

@@ -8,6 +8,7 @@ use ember_protocol::portal::{
 use ember_protocol::{IcePassword, PresharedKey};
 
 use super::{ClientConnection, MAX_FIELD_CHARS};
+use crate::audit::{AuditEvent, AuditKind};
 use crate::crypto;
 use crate::hub::{Outbound, PairCredentials, encode};
 
@@ -21,6 +22,23 @@ impl ClientConnection {
             new_connection,
         } = request;
         let deny = |reason: DenialReason, message: String, resource_id: String| {
+            // A flooding device is not recorded request by request (see `audit`).
+            if reason != DenialReason::RateLimited {
+                self.state.audit.record(
+                    AuditEvent::now(
+                        AuditKind::Denial,
+                        &reason_name(reason),
+                        &self.user_id,
+                        &resource_id,
+                    )
+                    .account(&self.account_id)
+                    .detail(serde_json::json!({
+                        "device_id": self.device_id,
+                        "domain": domain,
+                        "message": message,
+                    })),
+                );
+            }
             encode(&PortalToClient::AccessDenied {
                 request_id,
                 resource_id,
@@ -153,9 +171,26 @@ impl ClientConnection {
                 remote_ice: gateway_ice,
             };
             hub.record_grant(&self.device_id, &gateway_id, &record.resource);
+            self.state.audit.record(
+                AuditEvent::now(AuditKind::Grant, "granted", &self.user_id, &resource_id)
+                    .account(&self.account_id)
+                    .detail(serde_json::json!({
+                        "device_id": self.device_id,
+                        "gateway_id": gateway_id,
+                        "domain": domain,
+                    })),
+            );
             encode(&granted)
         })
     }
+}
+
+/// The wire name of a denial reason (`forbidden`, `offline`, …).
+fn reason_name(reason: DenialReason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Proxy IPs come only with a domain, a few per name, from the client's proxy ranges

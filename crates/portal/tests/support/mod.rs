@@ -179,6 +179,19 @@ credential_lifetime_secs = {relay_lifetime}
             .unwrap()
     }
 
+    /// Berlin's gateway `berlin-1`, connected; returns it and its `init`.
+    pub async fn berlin_gateway(&self) -> (Peer, Value) {
+        let token = self.gateway_token("berlin-1").await;
+        Peer::gateway(self.addr, &token, "berlin-1").await
+    }
+
+    /// Ada (group eng, every Berlin resource) connected from `device_id`; returns the peer and
+    /// its `init`.
+    pub async fn ada(&self, device_id: &str) -> (Peer, Value) {
+        let (token, _) = self.client_token("ada@acme.example").await;
+        Peer::client(self.addr, &token, device_id).await
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(portal) = self.portal.take() {
             portal.shutdown().await;
@@ -239,6 +252,26 @@ impl Peer {
         let init = peer.recv().await;
         assert_eq!(init["type"], "init", "{init}");
         (peer, init)
+    }
+
+    /// Asks for access to a resource, as a client.
+    pub async fn request_access(&mut self, request_id: u64, resource_id: &str) {
+        self.send(
+            json!({"type": "request_access", "request_id": request_id, "resource_id": resource_id}),
+        )
+        .await;
+    }
+
+    /// The next message of `kind`, skipping others, within `within`.
+    pub async fn next_of(&mut self, kind: &str, within: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = self.try_recv(left).await?;
+            if message["type"] == kind {
+                return Some(message);
+            }
+        }
     }
 
     pub async fn send(&mut self, message: Value) {
@@ -429,8 +462,8 @@ impl PgCluster {
             .map(|e| e.path().join("bin"))
             .find(|p| p.join("initdb").exists());
         let Some(bin) = bin else {
-            eprintln!(
-                "SKIPPED: PostgreSQL server binaries not found under /usr/lib/postgresql (install the `postgresql` package)"
+            ember_testbed::skip(
+                "PostgreSQL server binaries not found under /usr/lib/postgresql (install the `postgresql` package)",
             );
             return None;
         };

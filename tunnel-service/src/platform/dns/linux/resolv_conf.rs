@@ -125,13 +125,7 @@ impl ResolvConf {
     }
 }
 
-/// The `nameserver` addresses of a resolv.conf (scoped IPv6 addresses are skipped).
-pub fn nameservers(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|line| line.trim().strip_prefix("nameserver"))
-        .filter_map(|rest| rest.trim().parse().ok())
-        .collect()
-}
+pub(crate) use crate::platform::dns::nameservers;
 
 fn format_backup(original: &Original) -> String {
     match original {
@@ -332,7 +326,7 @@ mod tests {
     /// the namespace gets read-only bind mounts like systemd's `ProtectSystem=strict`).
     fn run_in_own_mount_namespace(inner: &str) {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: needs root for a mount namespace");
+            ember_testbed::skip("needs root for a mount namespace");
             return;
         }
         let path = module_path!();

@@ -1,0 +1,86 @@
+//! TURN relays: what arrives through them and what they must send.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tracing::trace;
+
+use super::Engine;
+use crate::connection::*;
+use crate::turn::{RelayId, TurnOutput};
+use crate::types::*;
+use crate::wire::{Datagram, classify};
+
+impl Engine {
+    pub(super) fn handle_from_relay(
+        &mut self,
+        id: RelayId,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) {
+        let Some(relay) = self.relays.get_mut(&id) else {
+            return;
+        };
+        let inner = relay.handle_packet(local, from, data, now);
+        self.drain_relays(now);
+        if let Some((relayed, peer_addr, payload)) = inner {
+            match classify(&payload) {
+                Datagram::Stun => self.handle_peer_stun(relayed, peer_addr, &payload, now),
+                Datagram::WireGuard => self.handle_wireguard(relayed, peer_addr, &payload, now),
+                Datagram::ChannelData | Datagram::Unknown => {
+                    trace!("Unexpected payload inside a relayed datagram; dropped");
+                }
+            }
+        }
+    }
+
+    /// Moves the TURN clients' outputs into the engine's.
+    pub(super) fn drain_relays(&mut self, now: Instant) {
+        let mut new_candidates = Vec::new();
+        for relay in self.relays.values_mut() {
+            while let Some(output) = relay.poll_output() {
+                match output {
+                    TurnOutput::Transmit(t) => self.out.transmits.push_back(t),
+                    TurnOutput::Allocated {
+                        relayed,
+                        server_reflexive,
+                    } => {
+                        self.out.events.push_back(Event::RelayReady {
+                            relay: relay.id(),
+                            relayed,
+                            server_reflexive,
+                        });
+                        new_candidates.extend(relay.candidates());
+                    }
+                }
+            }
+        }
+        if new_candidates.is_empty() {
+            return;
+        }
+        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+        for peer in peers {
+            if let Some(conn) = self.connections.get_mut(&peer) {
+                if conn.ice.is_none() {
+                    continue;
+                }
+                for c in &new_candidates {
+                    add_local_candidate(conn, c.clone(), &mut self.out);
+                }
+            }
+            self.drain_ice(peer, now);
+        }
+    }
+
+    /// Moves the relays' datagrams out; allocation results stay for `drain_relays`, which adds
+    /// their candidates to the connections.
+    pub(super) fn drain_relays_transmits_only(&mut self) {
+        for relay in self.relays.values_mut() {
+            while let Some(t) = relay.poll_transmit() {
+                self.out.transmits.push_back(t);
+            }
+        }
+    }
+}
