@@ -25,9 +25,11 @@ if ($signature.Status -ne "Valid" -or $signature.SignerCertificate.Subject -notm
     throw "wintun.dll is not validly signed by WireGuard LLC: $($signature.Status) $($signature.SignerCertificate.Subject)"
 }
 Copy-Item $dll.FullName "$stage\wintun.dll"
-# 2. The service refuses any other wintun.dll: the hash is compiled in.
-$env:EMBER_WINTUN_SHA256 = (Get-FileHash -Algorithm SHA256 "$stage\wintun.dll").Hash.ToLower()
-Write-Host "wintun.dll SHA-256 $env:EMBER_WINTUN_SHA256"
+# 2. The service refuses any other wintun.dll: it compiles in the pin installer\windows\wintun.sha256.
+$pinned = (Get-Content "$PSScriptRoot\wintun.sha256" -Raw).Trim()
+$actual = (Get-FileHash -Algorithm SHA256 "$stage\wintun.dll").Hash.ToLower()
+if ($actual -ne $pinned) { throw "wintun.dll has SHA-256 $actual, the service pins $pinned (installer\windows\wintun.sha256)" }
+Write-Host "wintun.dll SHA-256 $actual"
 
 # 3. The web UI, then the app (production assets protocol) and the service.
 npm ci --no-audit --no-fund

@@ -1,8 +1,10 @@
 //! `ember-tunnel`: the privileged half of Ember.
 //!
-//! `ember-tunnel run` is the daemon (started by systemd, launchd or the Windows service
-//! manager); `ember-tunnel status` is a small client of the same IPC for scripts and tests.
+//! `ember-tunnel run` is the daemon (started by systemd or launchd, or from a console);
+//! `ember-tunnel service` is the same daemon under the Windows Service Control Manager;
+//! `ember-tunnel status` is a small client of the same IPC for scripts and tests.
 
+use std::future::Future;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -27,6 +29,10 @@ struct Cli {
 enum Command {
     /// Run the service in the foreground.
     Run(RunArgs),
+    /// Run the service under the Windows Service Control Manager (how the installer registers
+    /// it); the same options as `run`.
+    #[cfg(windows)]
+    Service(RunArgs),
     /// Print the service's state as JSON.
     Status {
         /// The service's socket (named pipe on Windows).
@@ -65,14 +71,30 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run(
+            args,
+            platform::lifecycle::shutdown_signal(),
+            platform::lifecycle::notify_ready,
+        )),
+        #[cfg(windows)]
+        Command::Service(args) => {
+            platform::lifecycle::run_as_service(Box::new(move |stop, ready| {
+                runtime.block_on(run(args, stop.wait(), ready))
+            }))
+        }
         Command::Status { socket, watch } => {
             runtime.block_on(status::print(&Endpoint(socket), watch))
         }
     }
 }
 
-async fn run(args: RunArgs) -> Result<()> {
+/// The daemon: stops when `stop` resolves (naming what stopped it), calls `ready` once the IPC
+/// endpoint listens.
+async fn run(
+    args: RunArgs,
+    stop: impl Future<Output = &'static str> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<()> {
     platform::paths::create_dirs(&args.runtime_dir, &args.state_dir, &args.log_dir)?;
 
     let store = SettingsStore::new(&args.state_dir);
@@ -102,7 +124,7 @@ async fn run(args: RunArgs) -> Result<()> {
         Identity::load_or_create(&args.state_dir).context("cannot set up the device identity")?;
 
     let group = platform::accounts::service_group();
-    // Windows has no such group: the pipe's DACL admits interactive users.
+    // Windows admits apps by the pipe's DACL, not a group.
     if cfg!(unix) && group.is_none() {
         tracing::warn!(
             "The group `{}` does not exist: only root can use the tunnel service",
@@ -127,11 +149,11 @@ async fn run(args: RunArgs) -> Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
-        let signal = platform::lifecycle::shutdown_signal().await;
+        let signal = stop.await;
         tracing::info!("Received {signal}, stopping");
         let _ = shutdown_tx.send(true);
     });
-    platform::lifecycle::notify_ready();
+    ready();
 
     server::serve(
         listener,

@@ -7,6 +7,7 @@
 //! - [`dns`]: pointing the system's DNS at the stub resolver, and back (also after a crash).
 //! - [`lifecycle`]: how the service manager stops the service and learns it is ready.
 //! - [`accounts`]: who the service runs as, whose apps may use it, the machine's name.
+//! - [`wintun`]: checking the shipped `wintun.dll` against its pinned hash (Windows).
 //!
 //! Routes and keeping the tunnel's own sockets out of the tunnel live in `ember-io`
 //! (`route_table`, `policy`); noticing sleep in `ember_io::clock`.
@@ -15,3 +16,4 @@ pub mod accounts;
 pub mod dns;
 pub mod lifecycle;
 pub mod paths;
+pub mod wintun;

@@ -66,6 +66,8 @@ pub enum TunnelError {
     RoutesApply(ember_io::routes::RoutesError),
     #[error("cannot point the system's DNS at Ember: {0}")]
     Dns(String),
+    #[error(transparent)]
+    Wintun(#[from] crate::platform::wintun::WintunError),
 }
 
 /// What building a tunnel needs besides what the portal sent.
@@ -85,11 +87,19 @@ impl Tunnel {
         resources: &[Resource],
         relays: &[Relay],
     ) -> Result<Self, TunnelError> {
+        // Windows: only the wintun.dll next to the executable, with the pinned hash, and locked
+        // until the adapter exists.
+        #[cfg(windows)]
+        let wintun = crate::platform::wintun::verify_next_to_exe()?;
         let mut config = TunConfig {
             name: INTERFACE_NAME.into(),
             mtu: DEFAULT_MTU,
             ipv4: Some((interface.ipv4, 32)),
             ipv6: Some((interface.ipv6, 128)),
+            #[cfg(windows)]
+            wintun_dll: Some(wintun.path().to_owned()),
+            #[cfg(not(windows))]
+            wintun_dll: None,
         };
         let tun = match Tun::create(&config) {
             Ok(tun) => tun,
@@ -100,6 +110,8 @@ impl Tunnel {
                 Tun::create(&config)?
             }
         };
+        #[cfg(windows)]
+        drop(wintun);
         let ipv6 = config.ipv6.is_some();
         let name = tun.name().to_owned();
         let index = tun.index();

@@ -133,6 +133,7 @@ pub async fn run(options: Options) -> Result<()> {
         mtu: DEFAULT_MTU,
         ipv4: Some((interface.ipv4, TUNNEL_PREFIX_V4)),
         ipv6: Some((interface.ipv6, TUNNEL_PREFIX_V6)),
+        wintun_dll: None,
     })
     .context("cannot create the TUN device")?;
     let mut interfaces = system::routed_interfaces()?;

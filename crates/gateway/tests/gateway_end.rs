@@ -268,6 +268,7 @@ async fn client_scenario(
         mtu: DEFAULT_MTU,
         ipv4: Some((interface.ipv4, 32)),
         ipv6: Some((interface.ipv6, 128)),
+        wintun_dll: None,
     })
     .map_err(|e| e.to_string())?;
     for route in ["10.77.0.0/24", "100.96.0.0/11"] {

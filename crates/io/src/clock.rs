@@ -64,10 +64,15 @@ fn read_clocks() -> Option<(Duration, Duration)> {
 mod macos;
 #[cfg(target_os = "macos")]
 use macos::read_clocks;
+#[cfg(windows)]
+#[path = "clock/windows.rs"]
+mod windows;
+#[cfg(windows)]
+use windows::read_clocks;
 
 /// Elsewhere the OS reports sleep and wake through its own notifications (a later change);
 /// without readings nothing is detected.
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn read_clocks() -> Option<(Duration, Duration)> {
     None
 }

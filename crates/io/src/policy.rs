@@ -19,10 +19,18 @@ mod platform;
 #[cfg(target_os = "macos")]
 #[path = "policy/macos.rs"]
 mod platform;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(windows)]
+#[path = "policy/windows.rs"]
+mod platform;
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 #[path = "policy/other.rs"]
 mod platform;
+#[cfg(any(windows, test))]
+#[path = "policy/windows_routes.rs"]
+mod windows_routes;
 
+#[cfg(windows)]
+pub use platform::set_tunnel_interface;
 pub use platform::{
     INTERNET_TABLE, Namespace, OWN_SOCKETS_SKIP_DEFAULT_ROUTES, ROUTE_TABLE, install_rules,
     mark_socket, remove_rules,

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
 /// Tunnel MTU: leaves room for WireGuard and UDP/IPv6 headers under a 1420-byte path.
 pub const DEFAULT_MTU: u16 = 1280;
@@ -20,6 +21,10 @@ pub struct TunConfig {
     pub mtu: u16,
     pub ipv4: Option<(Ipv4Addr, u8)>,
     pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// Windows: the absolute path of the `wintun.dll` to load, which the caller has checked
+    /// against its pinned hash and keeps locked until `create` returns. Required there: without
+    /// it the DLL would be looked up on the search path. Ignored elsewhere.
+    pub wintun_dll: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +73,23 @@ impl Tun {
         {
             builder = builder.offload(true);
         }
+        #[cfg(windows)]
+        {
+            let Some(dll) = &config.wintun_dll else {
+                return Err(create_err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no verified wintun.dll was given",
+                )));
+            };
+            builder = builder.wintun_file(dll.to_string_lossy().into_owned());
+        }
         let device = builder.build_async().map_err(create_err)?;
         let name = device.name().map_err(create_err)?;
         let index = device.if_index().map_err(create_err)?;
         let offload = platform::has_offload(&device);
+        // Its default routes (the internet resource) must never count as the physical way out.
+        #[cfg(windows)]
+        crate::policy::set_tunnel_interface(index);
         tracing::debug!(%name, offload, "TUN device created");
         Ok(Self {
             device,

@@ -61,9 +61,10 @@ impl UdpSocket {
         })
     }
 
-    /// Marks the socket again after the network changed: on macOS the mark is the interface
-    /// of the default route, which may be another one now (elsewhere this changes nothing).
-    /// A failure was already warned about when the socket was made.
+    /// Marks the socket again after the network changed: on macOS and Windows the mark is the
+    /// interface of the default route (outside the tunnel), which may be another one now
+    /// (elsewhere this changes nothing). A failure was already warned about when the socket
+    /// was made.
     pub fn mark_again(&self) {
         if let Err(e) = crate::policy::mark_socket(&self.io) {
             tracing::debug!("Cannot mark the tunnel's UDP socket again: {e}");

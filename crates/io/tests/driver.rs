@@ -56,6 +56,7 @@ fn start_side(testbed: &Testbed, ns: &str, role: Role, tun_addr: Ipv4Addr, peer:
                 mtu: DEFAULT_MTU,
                 ipv4: Some((tun_addr, 11)),
                 ipv6: None,
+                wintun_dll: None,
             })
             .unwrap();
             let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0).into()).unwrap();

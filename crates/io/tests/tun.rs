@@ -301,6 +301,7 @@ fn with_tun<T: Send>(
                 mtu: DEFAULT_MTU,
                 ipv4: Some((TUN_ADDR, prefix)),
                 ipv6: None,
+                wintun_dll: None,
             })
             .unwrap();
             setup(tun)

@@ -46,8 +46,12 @@ pub enum PeerIdentity {
         /// Primary and supplementary groups of the peer process.
         groups: Vec<u32>,
     },
-    /// Windows admits peers through the pipe's DACL; the process id is for the log.
-    Windows { pid: u32 },
+    /// Windows admits peers through the pipe's DACL; the process id is for the log, the token
+    /// decides who may change settings.
+    Windows {
+        pid: u32,
+        token: crate::windows_security::ClientToken,
+    },
 }
 
 /// Whom the service admits.
@@ -64,19 +68,20 @@ impl AccessPolicy {
     /// to, the log filter). Group members may use the service but not redirect other users'
     /// sign-ins: on Unix only root and the service's own user may.
     ///
-    /// Windows peers are admitted by the pipe's DACL and carry no token here yet, so none may
-    /// (the administrator edits `settings.json`); telling SYSTEM and Administrators apart needs
-    /// the client's token (`ImpersonateNamedPipeClient`), which the pipe code does not take.
+    /// On Windows LocalSystem and elevated administrators may (read from the client process's
+    /// token when it connects).
     pub fn may_change_settings(&self, peer: &PeerIdentity) -> bool {
         match peer {
-            PeerIdentity::Windows { .. } => false,
+            PeerIdentity::Windows { token, .. } => token.may_change_settings(),
             PeerIdentity::Unix { uid, .. } => *uid == 0 || *uid == self.service_uid,
         }
     }
 
     /// Who [`Self::may_change_settings`] admits, in words for the user.
     pub fn settings_admin(&self) -> String {
-        if cfg!(windows) || self.service_uid == 0 {
+        if cfg!(windows) {
+            "an administrator (run as administrator) or LocalSystem".to_owned()
+        } else if self.service_uid == 0 {
             "an administrator (root)".to_owned()
         } else {
             format!("root or the service's user (uid {})", self.service_uid)
@@ -149,7 +154,32 @@ mod tests {
         assert!(policy.may_change_settings(&peer(0, &[])));
         assert!(policy.may_change_settings(&peer(999, &[])));
         assert!(!policy.may_change_settings(&peer(1000, &[1000, 990])));
-        assert!(!policy.may_change_settings(&PeerIdentity::Windows { pid: 7 }));
+        assert!(!policy.may_change_settings(&PeerIdentity::Windows {
+            pid: 7,
+            token: Default::default()
+        }));
+    }
+
+    #[test]
+    fn on_windows_only_local_system_and_elevated_administrators_may_change_settings() {
+        use crate::windows_security::ClientToken;
+        let policy = AccessPolicy {
+            service_uid: 0,
+            allowed_gid: None,
+        };
+        let windows = |local_system, administrator| PeerIdentity::Windows {
+            pid: 7,
+            token: ClientToken {
+                local_system,
+                administrator,
+            },
+        };
+        // A standard user, or an administrator's app that was not elevated (UAC).
+        assert!(!policy.may_change_settings(&windows(false, false)));
+        assert!(policy.may_change_settings(&windows(false, true)));
+        assert!(policy.may_change_settings(&windows(true, false)));
+        // Connecting stays the pipe DACL's decision, whoever the client is.
+        assert!(policy.check(&windows(false, false)).is_ok());
     }
 
     #[test]

@@ -10,22 +10,28 @@ mod linux;
 mod macos;
 #[cfg(any(target_os = "macos", all(test, unix)))]
 mod resolver_files;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 mod unsupported;
+#[cfg(windows)]
+mod windows;
+#[cfg(any(windows, test))]
+mod windows_nrpt;
 
 #[cfg(target_os = "linux")]
 pub use linux::*;
 #[cfg(target_os = "macos")]
 pub use macos::*;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub use unsupported::*;
+#[cfg(windows)]
+pub use windows::*;
 
 /// The suffix the system should send to the stub for a resource pattern (a routing domain
 /// for systemd-resolved, a resolver file on macOS, an NRPT rule on Windows): the labels
 /// after the last wildcard (`*.corp.example`, `db.?.corp.example` → `corp.example`).
 #[cfg_attr(
-    not(any(target_os = "linux", target_os = "macos")),
-    expect(dead_code, reason = "Windows NRPT rules come next")
+    not(any(target_os = "linux", target_os = "macos", windows, test)),
+    expect(dead_code, reason = "no DNS configuration uses it on this OS")
 )]
 pub(crate) fn routing_domain(pattern: &str) -> Option<String> {
     let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();

@@ -13,15 +13,9 @@ use std::ptr;
 use tokio::net::windows::named_pipe::{
     ClientOptions, NamedPipeClient, NamedPipeServer, ServerOptions,
 };
-use windows_sys::Win32::Foundation::{CloseHandle, ERROR_PIPE_BUSY, HANDLE, LocalFree};
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
-    SE_KERNEL_OBJECT,
-};
-use windows_sys::Win32::Security::{
-    IsWellKnownSid, OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
-    WinLocalSystemSid,
-};
+use windows_sys::Win32::Foundation::{CloseHandle, ERROR_PIPE_BUSY, HANDLE};
+use windows_sys::Win32::Security::Authorization::SE_KERNEL_OBJECT;
+use windows_sys::Win32::Security::{IsWellKnownSid, SECURITY_ATTRIBUTES, WinLocalSystemSid};
 use windows_sys::Win32::System::Com::CoTaskMemFree;
 use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 use windows_sys::Win32::System::RemoteDesktop::{
@@ -34,6 +28,7 @@ use windows_sys::Win32::UI::Shell::{FOLDERID_ProgramFiles, SHGetKnownFolderPath}
 
 use super::windows_checks::{PIPE_SDDL, ServerRefusal, check_server};
 use super::{Endpoint, PeerIdentity};
+use crate::windows_security::{Owner, SecurityDescriptor, owner_of, process_token};
 
 pub type Stream = NamedPipeClient;
 pub type ServerStream = NamedPipeServer;
@@ -66,28 +61,11 @@ impl Listener {
 }
 
 fn create_instance(name: &str, first: bool) -> io::Result<NamedPipeServer> {
-    let sddl: Vec<u16> = PIPE_SDDL.encode_utf16().chain(Some(0)).collect();
-    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: `sddl` is NUL-terminated UTF-16; on success `descriptor` is a LocalAlloc'd
-    // descriptor that is freed below after the pipe instance copied it.
-    let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl.as_ptr(),
-            SDDL_REVISION_1,
-            &mut descriptor,
-            ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut attributes = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: descriptor,
-        bInheritHandle: 0,
-    };
-    // SAFETY: `attributes` and the descriptor it points to live until after the call.
-    let server = unsafe {
+    let descriptor = SecurityDescriptor::from_sddl(PIPE_SDDL)?;
+    let mut attributes = descriptor.attributes();
+    // SAFETY: `attributes` and the descriptor it points to live until after the call, which
+    // copies the descriptor into the pipe instance.
+    unsafe {
         ServerOptions::new()
             .first_pipe_instance(first)
             .reject_remote_clients(true)
@@ -95,10 +73,7 @@ fn create_instance(name: &str, first: bool) -> io::Result<NamedPipeServer> {
                 name,
                 (&mut attributes as *mut SECURITY_ATTRIBUTES).cast::<c_void>(),
             )
-    };
-    // SAFETY: allocated by the conversion above and not used after this point.
-    unsafe { LocalFree(descriptor) };
-    server
+    }
 }
 
 /// Connects and checks that the pipe belongs to LocalSystem, so a user process that grabbed
@@ -114,7 +89,7 @@ pub async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
             Err(e) => return Err(e),
         }
     };
-    if !owned_by_local_system(client.as_raw_handle() as HANDLE)? {
+    if owner_of(&client, SE_KERNEL_OBJECT)? != Owner::System {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             ServerRefusal::NotOwnedBySystem,
@@ -225,33 +200,6 @@ fn runs_as_local_system(pid: u32) -> io::Result<bool> {
     Ok(is_system)
 }
 
-fn owned_by_local_system(handle: HANDLE) -> io::Result<bool> {
-    let mut owner: PSID = ptr::null_mut();
-    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: `handle` is a live pipe handle; `owner` points into `descriptor`, which is freed
-    // after the last use of `owner`.
-    let status = unsafe {
-        GetSecurityInfo(
-            handle,
-            SE_KERNEL_OBJECT,
-            OWNER_SECURITY_INFORMATION,
-            &mut owner,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            &mut descriptor,
-        )
-    };
-    if status != 0 {
-        return Err(io::Error::from_raw_os_error(status as i32));
-    }
-    // SAFETY: `owner` is valid while `descriptor` is alive.
-    let is_system = unsafe { IsWellKnownSid(owner, WinLocalSystemSid) } != 0;
-    // SAFETY: allocated by GetSecurityInfo, not used after this point.
-    unsafe { LocalFree(descriptor) };
-    Ok(is_system)
-}
-
 pub fn peer_identity(stream: &ServerStream) -> io::Result<PeerIdentity> {
     let mut pid = 0u32;
     // SAFETY: a live pipe handle and a valid out pointer.
@@ -259,5 +207,10 @@ pub fn peer_identity(stream: &ServerStream) -> io::Result<PeerIdentity> {
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(PeerIdentity::Windows { pid })
+    // Without the token the client may use the service but not change its settings.
+    let token = process_token(pid).unwrap_or_else(|e| {
+        tracing::warn!(pid, "Cannot read the IPC client's token: {e}");
+        Default::default()
+    });
+    Ok(PeerIdentity::Windows { pid, token })
 }

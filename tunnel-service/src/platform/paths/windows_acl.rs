@@ -14,18 +14,11 @@
 
 use std::path::{Path, PathBuf};
 
+pub use ember_ipc::windows_security::Owner;
+
 /// Full control for SYSTEM and administrators, inherited by files and subfolders; `P`: the
 /// DACL is protected, so ProgramData's grants to users do not flow in.
 pub const FOLDER_SDDL: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
-
-/// Who owns a folder, as far as the service cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
-    System,
-    Administrators,
-    /// Anyone else: a user who created the folder before the service did.
-    Other,
-}
 
 /// What the service learns about an existing folder before trusting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,24 +63,18 @@ pub fn admit(path: &Path, facts: FolderFacts) -> Result<(), FolderError> {
 pub use win32::secure_folder;
 
 #[cfg(windows)]
-#[allow(unsafe_code)] // Security descriptors have no safe wrapper in std.
+#[allow(unsafe_code)] // Creating a folder with a descriptor and setting a DACL by name.
 mod win32 {
     use std::io;
     use std::os::windows::ffi::OsStrExt as _;
     use std::os::windows::fs::{MetadataExt as _, OpenOptionsExt as _};
-    use std::os::windows::io::AsRawHandle as _;
     use std::path::Path;
     use std::ptr;
 
-    use windows_sys::Win32::Foundation::{HANDLE, LocalFree};
-    use windows_sys::Win32::Security::Authorization::{
-        ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
-        SE_FILE_OBJECT, SetNamedSecurityInfoW,
-    };
+    use ember_ipc::windows_security::{SecurityDescriptor, owner_of};
+    use windows_sys::Win32::Security::Authorization::{SE_FILE_OBJECT, SetNamedSecurityInfoW};
     use windows_sys::Win32::Security::{
-        ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, IsWellKnownSid,
-        OWNER_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-        PSID, SECURITY_ATTRIBUTES, WinBuiltinAdministratorsSid, WinLocalSystemSid,
+        DACL_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION,
     };
     use windows_sys::Win32::Storage::FileSystem::{
         CreateDirectoryW, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
@@ -95,7 +82,7 @@ mod win32 {
         READ_CONTROL,
     };
 
-    use super::{FOLDER_SDDL, FolderError, FolderFacts, Owner, admit};
+    use super::{FOLDER_SDDL, FolderError, FolderFacts, admit};
 
     /// Creates `path` with the protected DACL if it is missing; otherwise checks it (owner, no
     /// reparse point) through a handle that pins it, then replaces its DACL with the protected
@@ -105,13 +92,9 @@ mod win32 {
             path: path.to_owned(),
             source,
         };
-        let descriptor = Descriptor::parse(FOLDER_SDDL).map_err(io_error)?;
+        let descriptor = SecurityDescriptor::from_sddl(FOLDER_SDDL).map_err(io_error)?;
         let wide: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
-        let attributes = SECURITY_ATTRIBUTES {
-            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: descriptor.0,
-            bInheritHandle: 0,
-        };
+        let attributes = descriptor.attributes();
         // SAFETY: NUL-terminated path; `attributes` and its descriptor outlive the call.
         if unsafe { CreateDirectoryW(wide.as_ptr(), &attributes) } != 0 {
             return Ok(());
@@ -130,7 +113,7 @@ mod win32 {
             .map_err(io_error)?;
         let metadata = folder.metadata().map_err(io_error)?;
         let facts = FolderFacts {
-            owner: owner(folder.as_raw_handle() as HANDLE).map_err(io_error)?,
+            owner: owner_of(&folder, SE_FILE_OBJECT).map_err(io_error)?,
             reparse_point: metadata.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0,
         };
         admit(path, facts)?;
@@ -143,54 +126,10 @@ mod win32 {
         set_protected_dacl(&wide, &descriptor).map_err(io_error)
     }
 
-    fn owner(handle: HANDLE) -> io::Result<Owner> {
-        let mut sid: PSID = ptr::null_mut();
-        let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-        // SAFETY: a live handle opened with READ_CONTROL; `sid` points into `descriptor`,
-        // which is freed after the last use of `sid`.
-        let status = unsafe {
-            GetSecurityInfo(
-                handle,
-                SE_FILE_OBJECT,
-                OWNER_SECURITY_INFORMATION,
-                &mut sid,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut descriptor,
-            )
-        };
-        if status != 0 {
-            return Err(io::Error::from_raw_os_error(status as i32));
-        }
-        // SAFETY: `sid` is valid while `descriptor` is alive.
-        let owner = unsafe {
-            if IsWellKnownSid(sid, WinLocalSystemSid) != 0 {
-                Owner::System
-            } else if IsWellKnownSid(sid, WinBuiltinAdministratorsSid) != 0 {
-                Owner::Administrators
-            } else {
-                Owner::Other
-            }
-        };
-        // SAFETY: allocated by GetSecurityInfo, not used after this point.
-        unsafe { LocalFree(descriptor) };
-        Ok(owner)
-    }
-
     /// Replaces the DACL by name, which (unlike by handle) also re-applies inheritance to the
     /// folder's existing files. The caller holds a handle that keeps the path pinned.
-    fn set_protected_dacl(wide_path: &[u16], descriptor: &Descriptor) -> io::Result<()> {
-        let mut present = 0;
-        let mut defaulted = 0;
-        let mut dacl: *mut ACL = ptr::null_mut();
-        // SAFETY: a valid descriptor and out pointers; `dacl` points into the descriptor.
-        if unsafe {
-            GetSecurityDescriptorDacl(descriptor.0, &mut present, &mut dacl, &mut defaulted)
-        } == 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+    fn set_protected_dacl(wide_path: &[u16], descriptor: &SecurityDescriptor) -> io::Result<()> {
+        let dacl = descriptor.dacl()?;
         // SAFETY: NUL-terminated path; `dacl` lives inside `descriptor`, alive for the call.
         let status = unsafe {
             SetNamedSecurityInfoW(
@@ -207,36 +146,6 @@ mod win32 {
             return Err(io::Error::from_raw_os_error(status as i32));
         }
         Ok(())
-    }
-
-    /// A security descriptor parsed from SDDL, freed on drop.
-    struct Descriptor(PSECURITY_DESCRIPTOR);
-
-    impl Descriptor {
-        fn parse(sddl: &str) -> io::Result<Self> {
-            let sddl: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
-            let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-            // SAFETY: NUL-terminated UTF-16 and a valid out pointer.
-            let ok = unsafe {
-                ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                    sddl.as_ptr(),
-                    SDDL_REVISION_1,
-                    &mut descriptor,
-                    ptr::null_mut(),
-                )
-            };
-            if ok == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(Self(descriptor))
-        }
-    }
-
-    impl Drop for Descriptor {
-        fn drop(&mut self) {
-            // SAFETY: LocalAlloc'd by the conversion, freed once.
-            unsafe { LocalFree(self.0) };
-        }
     }
 }
 

@@ -1,19 +1,11 @@
 //! `wintun.dll` ships next to `ember-tunnel.exe`. Before the TUN layer loads it, its SHA-256
-//! must equal the hash this build was made for (`EMBER_WINTUN_SHA256`, set by
-//! `installer/windows/build.ps1` after it checked the DLL's Authenticode signature). From the
-//! check until the adapter exists the file stays open without write or delete sharing, so it
-//! cannot be replaced in between; then the loader gets its absolute path, never a search path.
+//! must equal the pin in the repository (`installer/windows/wintun.sha256`, compiled in; the
+//! MSI build ships the DLL with that hash). From the check until the adapter exists the file
+//! stays open without write or delete sharing, so it cannot be replaced in between; then the
+//! loader gets its absolute path, never a search path (`TunConfig::wintun_dll`).
 //!
-//! For `tunnel-service/src/platform/windows/wintun.rs` (the service owner moves it there):
-//! ```ignore
-//! let wintun = platform::wintun::verify_next_to_exe()?;      // before creating the device
-//! let device = tun_rs::DeviceBuilder::new()
-//!     .wintun_file(wintun.loader_path())
-//!     /* … */
-//!     .build_async()?;
-//! drop(wintun);                                              // the DLL is mapped by now
-//! ```
-//! Needs `sha2`, `subtle` and `hex` (workspace dependencies already) on Windows.
+//! The hashing and comparison are plain Rust and tested on every OS; only finding the
+//! executable's folder and the sharing mode are Windows-specific.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -21,10 +13,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-/// The SHA-256 of the `wintun.dll` this build ships, as 64 hex characters. Set at build time;
-/// a build without it does not compile, so no build can load an unchecked DLL.
-#[cfg(windows)]
-const PINNED_SHA256: &str = env!("EMBER_WINTUN_SHA256");
+/// The SHA-256 of the `wintun.dll` Ember ships (Wintun 0.14.1, amd64), as 64 hex characters and
+/// a newline.
+pub const PINNED_SHA256: &str = include_str!("../../../installer/windows/wintun.sha256");
 
 #[derive(Debug, thiserror::Error)]
 pub enum WintunError {
@@ -49,9 +40,9 @@ pub struct VerifiedWintun {
 }
 
 impl VerifiedWintun {
-    /// The absolute path, in the form the TUN crate's loader option takes.
-    pub fn loader_path(&self) -> String {
-        self.path.to_string_lossy().into_owned()
+    /// The absolute path the TUN layer loads the DLL from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -139,7 +130,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dll(&dir, b"MZ wintun");
         let verified = verify(&path, &pin_of(b"MZ wintun")).unwrap();
-        assert_eq!(verified.loader_path(), path.to_string_lossy());
+        assert_eq!(verified.path(), path);
     }
 
     #[test]
@@ -170,6 +161,11 @@ mod tests {
                 "{pin:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_shipped_pin_is_a_sha256() {
+        assert_eq!(parse_pin(PINNED_SHA256).unwrap().len(), 32);
     }
 
     #[test]
