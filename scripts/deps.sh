@@ -25,10 +25,15 @@ PACKAGE_TEST_PACKAGES=(debootstrap systemd-container lintian help2man zstd pytho
 # The cross-check gate (scripts/cross-check.sh): Debian's rustc 1.96 with the standard library's
 # source and clippy, to type-check the Windows and macOS code; clang and llvm-ar for ring's C.
 CROSS_CHECK_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy clang-14 llvm)
+# The MSI (scripts/package-msi.sh, installer/tests/msi.py): wixl builds it, msitools read it
+# back, osslsigncode checks wintun.dll's signature (against ca-certificates' roots);
+# ember-tunnel.exe is linked with mingw-w64 and run under wine. shellcheck: the macOS pkg's
+# scripts, which cannot run here.
+INSTALLER_PACKAGES=(wixl msitools osslsigncode ca-certificates gcc-mingw-w64-x86-64 wine64 wine shellcheck)
 
 missing=()
 for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}" \
-  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}"; do
+  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}" "${INSTALLER_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
