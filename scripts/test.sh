@@ -60,6 +60,15 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 
+step "MSI: built with wixl, read back with msitools; the service's arguments against the shipped ember-tunnel.exe under wine"
+msi=artifacts/windows/Ember_ci_x64.msi
+EMBER_MSI_OUT=$msi scripts/package-msi.sh
+python3 installer/tests/msi.py "$msi"
+
+step "macOS pkg: its shell scripts pass shellcheck (the plist-against-the-code test runs with the Rust tests: macos_pkg)"
+shellcheck installer/macos/build-pkg.sh installer/macos/uninstall.sh installer/macos/scripts/preinstall \
+  installer/macos/scripts/postinstall scripts/package-msi.sh && echo "shellcheck: clean"
+
 step "supply chain: cargo deny (bans, licenses, sources — advisories need a network database this machine cannot reach)"
 "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/cargo-deny" --locked check bans licenses sources
 
