@@ -47,7 +47,8 @@ if [ -z "$tunnel_exe" ]; then
   tunnel_exe=$target_dir/x86_64-pc-windows-gnu/$profile/ember-tunnel.exe
 fi
 [ -f "$tunnel_exe" ] || { echo "package-msi: no ember-tunnel.exe at $tunnel_exe" >&2; exit 1; }
-cp "$tunnel_exe" "$stage/ember-tunnel.exe"
+# Without its debug information (a debug build carries ~250 MB of it).
+x86_64-w64-mingw32-strip --strip-debug -o "$stage/ember-tunnel.exe" "$tunnel_exe"
 
 # 2. wintun.dll, from the crate that ships it; cargo checks the crate against the index.
 wintun_crate=wintun-bindings
@@ -87,7 +88,7 @@ echo "package-msi: wintun.dll $wintun_version from $wintun_crate: SHA-256 pinned
 # 3. The tray app and the icon.
 wixl_defines=(-D "Version=$version")
 if [ -n "${EMBER_APP_EXE:-}" ]; then
-  cp "$EMBER_APP_EXE" "$stage/ember.exe"
+  x86_64-w64-mingw32-strip --strip-debug -o "$stage/ember.exe" "$EMBER_APP_EXE"
   wixl_defines+=(-D WithApp=1)
 else
   echo "package-msi: NOTE: no EMBER_APP_EXE: this MSI has no tray app (ember.exe), so no Start-menu entry, ember:// handler or autostart"

@@ -75,8 +75,16 @@ def one(rows, **match):
 
 
 def wine(exe, *args):
-    prefix = os.environ.get("EMBER_WINEPREFIX", "/var/cache/ember/wineprefix-msi")
-    env = dict(os.environ, WINEDEBUG="-all", WINEPREFIX=prefix, WINEDLLOVERRIDES="mscoree,mshtml=")
+    prefix = pathlib.Path(os.environ.get("EMBER_WINEPREFIX", "/var/cache/ember/wineprefix-msi"))
+    env = dict(os.environ, WINEDEBUG="-all", WINEPREFIX=str(prefix), WINEDLLOVERRIDES="mscoree,mshtml=")
+    system32 = prefix / "drive_c/windows/system32"
+    if not system32.is_dir():
+        subprocess.run(["wine", "wineboot", "--init"], capture_output=True, env=env, timeout=300, check=True)
+    # wine 8.0 lacks the DLL Rust's std takes its random numbers from (see the C file).
+    shim = system32 / "bcryptprimitives.dll"
+    if not shim.exists():
+        subprocess.run(["x86_64-w64-mingw32-gcc", "-O2", "-shared", "-s", "-o", str(shim),
+                        str(ROOT / "installer/tests/wine/bcryptprimitives.c"), "-ladvapi32"], check=True)
     return subprocess.run(["wine", exe, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
