@@ -9,7 +9,9 @@ subcommands it accepts. Checks: the service's install row (name, account, start 
 arguments that the shipped ember-tunnel.exe accepts), its control and recovery rows, every file
 in the File, Component and FeatureComponents tables and in the embedded cabinet (wintun.dll
 matching the pin), the ember:// handler, Start-menu entry and autostart rows when the tray app
-is in it, and the silent-install properties. Prints the MSI's size and the tables checked; the
+is in it, and the silent-install properties; then wine's msiexec installs it silently in a
+throwaway prefix (the service must start) and removes it again (EMBER_MSI_WINE_INSTALL=0 skips
+that). Prints the MSI's size and the tables checked; the
 last line is "N passed, N failed, N skipped".
 """
 
@@ -17,6 +19,7 @@ import hashlib
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,18 +77,78 @@ def one(rows, **match):
     return found[0] if len(found) == 1 else None
 
 
-def wine(exe, *args):
+def wine_env(prefix):
+    return dict(os.environ, WINEDEBUG="-all", WINEPREFIX=str(prefix), WINEDLLOVERRIDES="mscoree,mshtml=")
+
+
+def base_prefix():
+    """The test's wine prefix, made on first use, with the DLL wine 8.0 lacks (see the C file)."""
     prefix = pathlib.Path(os.environ.get("EMBER_WINEPREFIX", "/var/cache/ember/wineprefix-msi"))
-    env = dict(os.environ, WINEDEBUG="-all", WINEPREFIX=str(prefix), WINEDLLOVERRIDES="mscoree,mshtml=")
     system32 = prefix / "drive_c/windows/system32"
     if not system32.is_dir():
-        subprocess.run(["wine", "wineboot", "--init"], capture_output=True, env=env, timeout=300, check=True)
-    # wine 8.0 lacks the DLL Rust's std takes its random numbers from (see the C file).
+        subprocess.run(["wine", "wineboot", "--init"], capture_output=True, env=wine_env(prefix), timeout=300, check=True)
+        subprocess.run(["wineserver", "--wait"], env=wine_env(prefix), timeout=300, check=False)
     shim = system32 / "bcryptprimitives.dll"
     if not shim.exists():
         subprocess.run(["x86_64-w64-mingw32-gcc", "-O2", "-shared", "-s", "-o", str(shim),
                         str(ROOT / "installer/tests/wine/bcryptprimitives.c"), "-ladvapi32"], check=True)
+    return prefix
+
+
+def wine(exe, *args, prefix=None):
+    env = wine_env(prefix or base_prefix())
     return subprocess.run(["wine", exe, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def windows_path(path):
+    return "Z:" + str(pathlib.Path(path).resolve()).replace("/", "\\")
+
+
+def reg_query(prefix, key, value=None):
+    args = ["reg", "query", key] + (["/v", value] if value else [])
+    result = wine(*args, prefix=prefix)
+    return result.stdout if result.returncode == 0 else None
+
+
+def install_under_wine(msi):
+    """msiexec /qn in a throwaway copy of the prefix: files, settings, the registered service
+    (StartServices waits for it to start, or the whole installation rolls back), then /x."""
+    if os.environ.get("EMBER_MSI_WINE_INSTALL") == "0":
+        skip("install and uninstall under wine's msiexec", "EMBER_MSI_WINE_INSTALL=0")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = pathlib.Path(tmp, "prefix")
+        shutil.copytree(base_prefix(), prefix, symlinks=True)
+        log = pathlib.Path(tmp, "install.log")
+        try:
+            installed = wine("msiexec", "/i", windows_path(msi), "/qn", "/l*v", windows_path(log),
+                             "PORTAL_URL=https://portal.example.com", "ACCOUNT=acme", prefix=prefix)
+            text = log.read_text(errors="replace") if log.exists() else ""
+            failed_actions = [l for l in text.splitlines() if re.search(r"Return value [03]\.$", l)
+                              and "MigrateFeatureStates" not in l and "MsiConfigureServices" not in l]
+            check("wine msiexec /i /qn installs it (StartServices waits for the service to start)",
+                  installed.returncode == 0, f"exit {installed.returncode}; failed actions: {failed_actions}")
+            if installed.returncode != 0:
+                return
+            folder = prefix / "drive_c/Program Files/Ember"
+            check("installed: ember-tunnel.exe and wintun.dll in C:\\Program Files\\Ember",
+                  (folder / "ember-tunnel.exe").is_file() and (folder / "wintun.dll").is_file())
+            settings = reg_query(prefix, "HKLM\\SOFTWARE\\Ember") or ""
+            check("installed: PORTAL_URL and ACCOUNT in HKLM\\SOFTWARE\\Ember",
+                  "https://portal.example.com" in settings and "acme" in settings, settings)
+            service = reg_query(prefix, "HKLM\\System\\CurrentControlSet\\Services\\EmberTunnel") or ""
+            check("installed: service EmberTunnel runs `ember-tunnel.exe service`, auto start, LocalSystem",
+                  re.search(r'ember-tunnel\.exe"? service', service) is not None
+                  and re.search(r"Start\s+REG_DWORD\s+0x2\b", service) is not None and "LocalSystem" in service,
+                  service)
+            removed = wine("msiexec", "/x", windows_path(msi), "/qn", prefix=prefix)
+            check("wine msiexec /x removes the files, the service and the settings",
+                  removed.returncode == 0 and not (folder / "ember-tunnel.exe").exists()
+                  and reg_query(prefix, "HKLM\\System\\CurrentControlSet\\Services\\EmberTunnel") is None
+                  and "PortalUrl" not in (reg_query(prefix, "HKLM\\SOFTWARE\\Ember") or ""),
+                  f"exit {removed.returncode}")
+        finally:
+            subprocess.run(["wineserver", "-k"], env=wine_env(prefix), check=False)
 
 
 def subcommands(help_text):
@@ -238,6 +301,8 @@ def main(msi):
         check("Start-menu entry 'Ember' starts ember.exe",
               shortcut is not None and shortcut["Name"].split("|")[-1] == "Ember" and shortcut["Target"] == "[#EmberExe]",
               str(shortcut))
+
+    install_under_wine(msi)
 
     print(f"# tables in the MSI: {' '.join(sorted(tables))}")
     print(f"# tables checked: {', '.join(tables_checked)}")
