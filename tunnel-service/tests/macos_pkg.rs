@@ -59,7 +59,7 @@ struct MacosFolders {
 
 fn macos_folders() -> MacosFolders {
     let protocol = "crates/protocol/src/ipc.rs";
-    let macos = "tunnel-service/src/platform/macos.rs";
+    let macos = "tunnel-service/src/platform/paths/macos.rs";
     let folders = MacosFolders {
         runtime: literal_after(
             protocol,
@@ -74,11 +74,11 @@ fn macos_folders() -> MacosFolders {
     };
     #[cfg(target_os = "macos")]
     {
-        use ember_tunnel_service::platform;
+        use ember_tunnel_service::platform::paths;
         assert_eq!(folders.runtime, ember_protocol::ipc::RUNTIME_DIR);
         assert_eq!(folders.socket, ember_protocol::ipc::SOCKET_PATH);
-        assert_eq!(Path::new(&folders.state), platform::default_state_dir());
-        assert_eq!(Path::new(&folders.logs), platform::default_log_dir());
+        assert_eq!(Path::new(&folders.state), paths::default_state_dir());
+        assert_eq!(Path::new(&folders.logs), paths::default_log_dir());
     }
     folders
 }
