@@ -28,10 +28,14 @@ CROSS_CHECK_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-clippy clang-14 
 # Windows binaries built and run here (scripts/windows-build.sh, scripts/test-windows.sh):
 # mingw-w64 compiles ring's C and links for x86_64-pc-windows-gnu; wine 8 runs the result.
 WINDOWS_PACKAGES=(gcc-mingw-w64-x86-64 wine wine64)
+# The MSI (scripts/package-msi.sh, installer/tests/msi.py): wixl builds it, msitools read it
+# back, osslsigncode checks wintun.dll's signature (against ca-certificates' roots).
+# shellcheck: the macOS pkg's scripts, which cannot run here.
+INSTALLER_PACKAGES=(wixl msitools osslsigncode ca-certificates shellcheck)
 
 missing=()
 for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}" \
-  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}"; do
+  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}" "${INSTALLER_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

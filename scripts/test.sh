@@ -52,8 +52,14 @@ scripts/deps.sh
 step "background checks"
 background cross-check "cross-check: the client crates' Windows and macOS code type-checked and clippy-clean" \
   scripts/cross-check.sh
-background windows "Windows: ember-tunnel.exe linked with mingw-w64; the client crates' tests and the named-pipe IPC against the real exe under wine" \
-  bash -c 'scripts/windows-build.sh exe && scripts/test-windows.sh'
+background windows "Windows: ember-tunnel.exe and ember.exe linked with mingw-w64; the client crates' tests and the named-pipe IPC against the real exe under wine; the MSI built with wixl, read back with msitools and installed with wine's msiexec" \
+  bash -c 'set -e
+    tunnel_exe=$(scripts/windows-build.sh exe | tail -n 1)
+    scripts/test-windows.sh
+    app_exe=$(scripts/windows-build.sh app | tail -n 1)
+    msi=artifacts/windows/Ember_ci_x64.msi
+    EMBER_TUNNEL_EXE=$tunnel_exe EMBER_APP_EXE=$app_exe EMBER_MSI_OUT=$msi scripts/package-msi.sh
+    python3 installer/tests/msi.py "$msi"'
 background fuzz "fuzzing: every cargo-fuzz target for 30 s from its corpus (nightly; execs and execs/s per target)" \
   scripts/fuzz.sh 30
 
@@ -65,6 +71,10 @@ step "Rust: format and clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+
+step "macOS pkg: its shell scripts pass shellcheck (the plist-against-the-code test runs with the Rust tests: macos_pkg)"
+shellcheck installer/macos/build-pkg.sh installer/macos/uninstall.sh installer/macos/scripts/preinstall \
+  installer/macos/scripts/postinstall scripts/package-msi.sh && echo "shellcheck: clean"
 
 step "supply chain: cargo deny (bans, licenses, sources — advisories need a network database this machine cannot reach)"
 "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/cargo-deny" --locked check bans licenses sources
