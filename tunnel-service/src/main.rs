@@ -99,13 +99,16 @@ async fn run(
 
     let store = SettingsStore::new(&args.state_dir);
     let plain_http = PlainHttpPortals::new(args.allow_http_portal.clone());
+    let installed_url = platform::installed::portal_url();
+    let (defaults, installed_problem) =
+        settings::defaults_with_installed(installed_url.as_deref(), &plain_http);
     let (settings, settings_problem) = match store.load() {
         Ok(Some(saved)) => match plain_http.permit_str(&saved.portal_url) {
-            Ok(()) => (saved, None),
-            Err(e) => (settings::defaults(), Some(e.to_string())),
+            Ok(()) => (saved, installed_problem),
+            Err(e) => (defaults, Some(e.to_string())),
         },
-        Ok(None) => (settings::defaults(), None),
-        Err(e) => (settings::defaults(), Some(e.to_string())),
+        Ok(None) => (defaults, installed_problem),
+        Err(e) => (defaults, Some(e.to_string())),
     };
     let filter = std::env::var("EMBER_LOG").unwrap_or_else(|_| settings.log_filter.clone());
     let logs = ember_logging::init(&filter, Some(&args.log_dir), "tunnel")

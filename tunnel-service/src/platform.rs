@@ -7,6 +7,7 @@
 //! - [`dns`]: pointing the system's DNS at the stub resolver, and back (also after a crash).
 //! - [`lifecycle`]: how the service manager stops the service and learns it is ready.
 //! - [`accounts`]: who the service runs as, whose apps may use it, the machine's name.
+//! - [`installed`]: what the installer was told for this machine (`msiexec … PORTAL_URL=…`).
 //! - [`wintun`]: checking the shipped `wintun.dll` against its pinned hash (Windows).
 //!
 //! Routes and keeping the tunnel's own sockets out of the tunnel live in `ember-io`
@@ -14,6 +15,7 @@
 
 pub mod accounts;
 pub mod dns;
+pub mod installed;
 pub mod lifecycle;
 pub mod paths;
 pub mod wintun;

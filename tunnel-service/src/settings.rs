@@ -21,6 +21,41 @@ pub fn defaults() -> ServiceSettings {
     }
 }
 
+/// The settings used until the user saves their own: [`defaults`], with the portal URL the
+/// installer was given (`msiexec … PORTAL_URL=…`) when there is one. An installed URL that is
+/// not valid is ignored, and the reason returned for the log.
+pub fn defaults_with_installed(
+    installed_portal_url: Option<&str>,
+    plain_http: &PlainHttpPortals,
+) -> (ServiceSettings, Option<String>) {
+    let mut settings = defaults();
+    let Some(url) = installed_portal_url
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return (settings, None);
+    };
+    let candidate = ServiceSettings {
+        portal_url: url.to_owned(),
+        ..settings.clone()
+    };
+    let checked = validate(&candidate)
+        .map_err(|e| e.to_string())
+        .and_then(|()| plain_http.permit_str(url).map_err(|e| e.to_string()));
+    match checked {
+        Ok(()) => {
+            settings = candidate;
+            (settings, None)
+        }
+        Err(e) => (
+            settings,
+            Some(format!(
+                "ignoring the portal URL the installer was given: {e}"
+            )),
+        ),
+    }
+}
+
 /// Where a portal may be reached over plain `http`: loopback always (`ember-portal --demo` on
 /// this machine), and the networks the administrator names with `--allow-http-portal` (the
 /// test worlds). Everywhere else the token and the sign-in secret travel only over TLS.
@@ -290,6 +325,33 @@ mod tests {
         let default = PlainHttpPortals::default();
         assert!(default.permit(&url("http://198.51.100.2:8080")).is_err());
         default.permit(&url(DEFAULT_PORTAL_URL)).unwrap();
+    }
+
+    #[test]
+    fn the_installers_portal_url_replaces_the_default() {
+        let (settings, problem) = defaults_with_installed(
+            Some(" https://portal.example.com "),
+            &PlainHttpPortals::default(),
+        );
+        assert_eq!(settings.portal_url, "https://portal.example.com");
+        assert_eq!(problem, None);
+        let (settings, problem) = defaults_with_installed(Some(""), &PlainHttpPortals::default());
+        assert_eq!(settings, defaults());
+        assert_eq!(problem, None);
+    }
+
+    #[test]
+    fn an_invalid_or_plain_http_installed_portal_url_is_ignored_with_a_reason() {
+        for url in [
+            "not a url",
+            "http://portal.example.com",
+            "ftp://portal.example.com",
+        ] {
+            let (settings, problem) =
+                defaults_with_installed(Some(url), &PlainHttpPortals::default());
+            assert_eq!(settings, defaults(), "{url}");
+            assert!(problem.is_some(), "{url}");
+        }
     }
 
     #[test]
