@@ -3,17 +3,20 @@
 //! service would leave a Mac with a daemon launchd cannot start, an app looking for the socket
 //! in the wrong place, or an uninstaller that leaves the service's files behind.
 //!
-//! The macOS values of the service's folders are behind `cfg(target_os = "macos")`, so on Linux
-//! they are read from their source lines; a refactor that moves them makes these tests fail
-//! with the place to look, never pass silently.
+//! The service's macOS folders and label are constants compiled on every OS
+//! (`platform::paths::macos`); ember-protocol's macOS socket path is behind
+//! `cfg(target_os = "macos")`, so it is read from its source line; a refactor that moves it
+//! makes these tests fail with the place to look, never pass silently.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ember_tunnel_service::platform::paths::macos;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ember-tunnel");
-const LABEL: &str = "dev.ember.tunnel";
+const LABEL: &str = macos::LAUNCHD_LABEL;
 /// Where build-pkg.sh puts the app bundle, with the service inside it.
-const INSTALLED_SERVICE: &str = "/Applications/Ember.app/Contents/MacOS/ember-tunnel";
+const INSTALLED_SERVICE: &str = macos::SERVICE_PROGRAM;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -59,7 +62,6 @@ struct MacosFolders {
 
 fn macos_folders() -> MacosFolders {
     let protocol = "crates/protocol/src/ipc.rs";
-    let macos = "tunnel-service/src/platform/paths/macos.rs";
     let folders = MacosFolders {
         runtime: literal_after(
             protocol,
@@ -69,8 +71,8 @@ fn macos_folders() -> MacosFolders {
             protocol,
             "#[cfg(target_os = \"macos\")]\npub const SOCKET_PATH: &str =",
         ),
-        state: literal_after(macos, "pub fn default_state_dir() -> PathBuf {"),
-        logs: literal_after(macos, "pub fn default_log_dir() -> PathBuf {"),
+        state: macos::STATE_DIR.to_owned(),
+        logs: macos::LOG_DIR.to_owned(),
     };
     #[cfg(target_os = "macos")]
     {
