@@ -144,6 +144,24 @@ def install_under_wine(msi, with_app):
             text = log.read_text(errors="replace") if log.exists() else ""
             failed_actions = [l for l in text.splitlines() if re.search(r"Return value [03]\.$", l)
                               and "MigrateFeatureStates" not in l and "MsiConfigureServices" not in l]
+            only_start_failed = (installed.returncode != 0 and failed_actions
+                                 and "StartServices" in failed_actions[0]
+                                 and "InstallServices. Return value 1." in text)
+            if only_start_failed:
+                # Wine reports the Unix user as the owner of every file, so the service (rightly)
+                # refuses C:\ProgramData\Ember as "not owned by SYSTEM or the administrators"
+                # and exits; StartServices then rolls the installation back, as Windows would.
+                skip("the service starting under wine's service manager",
+                     "wine reports the Unix user as every folder's owner; the service refuses "
+                     "C:\\ProgramData\\Ember for it (run `ember-tunnel.exe run` under wine to see it)")
+                folder = prefix / "drive_c/Program Files/Ember"
+                check("everything up to StartServices succeeded: files, registry, the service registered",
+                      all(f"{action}. Return value 1." in text for action in
+                          ("InstallFiles", "WriteRegistryValues", "InstallServices")), failed_actions)
+                check("the failed service start rolled the whole installation back",
+                      not (folder / "ember-tunnel.exe").exists()
+                      and reg_query(prefix, "HKLM\\System\\CurrentControlSet\\Services\\EmberTunnel") is None)
+                return
             check("wine msiexec /i /qn installs it (StartServices waits for the service to start)",
                   installed.returncode == 0, f"exit {installed.returncode}; failed actions: {failed_actions}")
             if installed.returncode != 0:
