@@ -13,6 +13,9 @@
 #[cfg(any(target_os = "macos", test))]
 #[path = "policy/default_interface.rs"]
 mod default_interface;
+#[cfg(not(target_os = "linux"))]
+#[path = "policy/no_rules.rs"]
+mod no_rules;
 #[cfg(target_os = "linux")]
 #[path = "policy/linux.rs"]
 mod platform;

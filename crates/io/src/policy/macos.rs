@@ -16,6 +16,8 @@ use std::os::fd::AsFd;
 
 use super::default_interface::{self, Bindings, RouteFacts};
 
+pub use super::no_rules::{Namespace, install_rules, remove_rules};
+
 /// Bound to the physical interface, the tunnel's own sockets skip the internet resource's
 /// default routes.
 pub const OWN_SOCKETS_SKIP_DEFAULT_ROUTES: bool = true;
@@ -55,22 +57,4 @@ fn default_bindings() -> io::Result<Bindings> {
     let bindings = default_interface::choose(&facts);
     tracing::trace!(?bindings, "Default interfaces for the tunnel's own sockets");
     Ok(bindings)
-}
-
-#[derive(Debug)]
-pub struct Namespace;
-
-impl Namespace {
-    pub fn current() -> io::Result<Self> {
-        Ok(Self)
-    }
-}
-
-/// No rules: the bound sockets need none.
-pub async fn install_rules(_namespace: &Namespace) -> io::Result<()> {
-    Ok(())
-}
-
-pub async fn remove_rules(_namespace: &Namespace) -> io::Result<()> {
-    Ok(())
 }

@@ -1,9 +1,10 @@
-//! Other systems: routes go into the main table. Windows and macOS keep the tunnel's sockets
-//! out of the tunnel differently (binding them to the physical interface with
-//! `IP_UNICAST_IF` / `IP_BOUND_IF`); until that lands, a resource must not cover the portal,
-//! the relays or a gateway's own address there.
+//! Systems Ember does not ship on: routes go into the main table and nothing keeps the tunnel's
+//! own sockets out of the tunnel, so a resource must not cover the portal, the relays or a
+//! gateway's own address there.
 
 use std::io;
+
+pub use super::no_rules::{Namespace, install_rules, remove_rules};
 
 /// Default routes into the tunnel would capture the tunnel's own packets until its sockets are
 /// bound to the physical interface.
@@ -13,22 +14,5 @@ pub const ROUTE_TABLE: u8 = 254;
 pub const INTERNET_TABLE: u8 = 254;
 
 pub fn mark_socket<T>(_socket: &T) -> io::Result<()> {
-    Ok(())
-}
-
-#[derive(Debug)]
-pub struct Namespace;
-
-impl Namespace {
-    pub fn current() -> io::Result<Self> {
-        Ok(Self)
-    }
-}
-
-pub async fn install_rules(_namespace: &Namespace) -> io::Result<()> {
-    Ok(())
-}
-
-pub async fn remove_rules(_namespace: &Namespace) -> io::Result<()> {
     Ok(())
 }

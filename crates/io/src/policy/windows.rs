@@ -24,6 +24,8 @@ use windows_sys::Win32::Networking::WinSock::{
 
 use super::windows_routes::{DefaultRoute, physical_interfaces};
 
+pub use super::no_rules::{Namespace, install_rules, remove_rules};
+
 /// Default routes into the tunnel leave the tunnel's own sockets alone: they are bound to the
 /// physical interface.
 pub const OWN_SOCKETS_SKIP_DEFAULT_ROUTES: bool = true;
@@ -66,23 +68,6 @@ pub fn mark_socket(socket: &impl AsRawSocket) -> io::Result<()> {
         }
     }
     if bound { Ok(()) } else { result }
-}
-
-#[derive(Debug)]
-pub struct Namespace;
-
-impl Namespace {
-    pub fn current() -> io::Result<Self> {
-        Ok(Self)
-    }
-}
-
-pub async fn install_rules(_namespace: &Namespace) -> io::Result<()> {
-    Ok(())
-}
-
-pub async fn remove_rules(_namespace: &Namespace) -> io::Result<()> {
-    Ok(())
 }
 
 fn set_option(socket: SOCKET, level: i32, name: i32, value: u32) -> io::Result<()> {
