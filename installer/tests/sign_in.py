@@ -55,12 +55,16 @@ def browser_sign_in(portal, account, email, password):
     try:
         opener.open(f"{portal}/sign-in", form, timeout=30)
         sys.exit("sign_in.py: the portal did not redirect to ember://")
-    except urllib.error.HTTPError as redirect:
-        location = redirect.headers.get("Location", "")
+    except urllib.error.HTTPError as answer:
+        location = answer.headers.get("Location", "")
+        status, page = answer.code, answer.read().decode(errors="replace")
     link = urllib.parse.urlparse(location)
     params = urllib.parse.parse_qs(link.query)
     if link.scheme != "ember" or params.get("state") != [state]:
-        sys.exit(f"sign_in.py: unexpected redirect {location!r}")
+        # The page's own words say why (wrong password, unknown account, too many attempts).
+        said = re.findall(r'<p[^>]*>([^<]*)</p>', page)
+        sys.exit(f"sign_in.py: the portal answered {status} without the ember:// redirect "
+                 f"(Location {location!r}): {' / '.join(said) or page[:300]!r}")
     return params["code"][0], verifier
 
 

@@ -372,7 +372,12 @@ async fn identify(
             user_id
         }
     };
-    let snapshot = state.snapshot();
+    // A user created or linked a moment ago may not be in the model yet.
+    let snapshot = state
+        .snapshot_knowing(|s| {
+            s.users.contains_key(&user_id) && s.accounts.contains_key(&account_id)
+        })
+        .await;
     let (Some(user), Some(account)) = (
         snapshot.users.get(&user_id),
         snapshot.accounts.get(&account_id),

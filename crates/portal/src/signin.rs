@@ -179,7 +179,10 @@ pub async fn submit(
         }
         return response;
     }
-    let snapshot = state.snapshot();
+    // An account the admin CLI created a moment ago may not be in the model yet.
+    let snapshot = state
+        .snapshot_knowing(|s| s.accounts.values().any(|a| a.slug == account_slug))
+        .await;
     let account = snapshot
         .accounts
         .values()

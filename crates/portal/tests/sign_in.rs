@@ -309,3 +309,46 @@ async fn a_signed_in_token_expires_after_the_configured_lifetime() {
         (401, Some("token_expired"))
     );
 }
+
+/// The admin CLI writes from another process and the model follows every 100–200 ms: a sign-in
+/// into an account created a moment ago was answered "wrong account, email or password" (the
+/// package test's first sign-in failed so on a slow CI machine).
+#[tokio::test]
+async fn a_sign_in_into_an_account_created_a_moment_ago_succeeds() {
+    let portal = TestPortal::sqlite().await;
+    let hash = crypto::hash_password(PASSWORD).unwrap();
+    for n in 0..3 {
+        let slug = format!("new-{n}");
+        let account = portal.store().ensure_account(&slug, "New").await.unwrap();
+        portal
+            .store()
+            .ensure_user(&account, "eve@new.example", "Eve", Some(&hash))
+            .await
+            .unwrap();
+        let browser = browser();
+        let verifier = new_verifier();
+        let page = browser
+            .get(portal.url(&format!(
+                "/sign-in?as=client&state={}&challenge={}&account={slug}",
+                crypto::random_hex32(),
+                verifier.challenge()
+            )))
+            .send()
+            .await
+            .unwrap();
+        let html = page.text().await.unwrap();
+        let response = browser
+            .post(portal.url("/sign-in"))
+            .form(&[
+                ("attempt", hidden(&html, "attempt").as_str()),
+                ("csrf", hidden(&html, "csrf").as_str()),
+                ("account", slug.as_str()),
+                ("email", "eve@new.example"),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+    }
+}
