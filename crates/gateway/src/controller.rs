@@ -15,7 +15,7 @@ use ember_engine::{
 use ember_gateway::grants::{decode_key, encode_key, resource_grant};
 use ember_gateway::names::{Lookups, addresses_to_grant};
 use ember_gateway::router::GrantKey;
-use ember_io::driver::{Command, Driver, DriverHandle};
+use ember_io::driver::routed::{Command, Driver, DriverHandle};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_portal_client::{Backoff, GatewaySide, PortalLink};
 use ember_protocol::SecretToken;

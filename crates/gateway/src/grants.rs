@@ -176,11 +176,8 @@ pub fn encode_key(key: &[u8; 32]) -> String {
 }
 
 fn parse_cidr(text: &str) -> Result<Prefix, GrantError> {
-    let bad = || GrantError::BadCidr(text.to_owned());
-    let (addr, len) = text.split_once('/').ok_or_else(bad)?;
-    let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
-    let len: u8 = len.trim().parse().map_err(|_| bad())?;
-    Prefix::new(addr, len).ok_or_else(bad)
+    text.parse()
+        .map_err(|_: ember_protocol::BadPrefix| GrantError::BadCidr(text.to_owned()))
 }
 
 fn host_prefix(ip: IpAddr) -> Option<Prefix> {

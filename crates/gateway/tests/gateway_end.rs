@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ember_engine::{Engine, EngineConfig, Event, Role};
 use ember_gateway::grants::encode_key;
-use ember_io::driver::{Command as DriverCommand, Driver};
+use ember_io::driver::routed::{Command as DriverCommand, Driver};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ClientSide, connect};

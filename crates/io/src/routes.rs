@@ -7,55 +7,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
 
-/// A destination prefix, host bits cleared so equal networks compare equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Prefix {
-    /// `None` when `len` is longer than the address.
-    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
-        let addr = match addr {
-            IpAddr::V4(v4) if len <= 32 => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                IpAddr::from((u32::from(v4) & mask).to_be_bytes())
-            }
-            IpAddr::V6(v6) if len <= 128 => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                IpAddr::from((u128::from(v6) & mask).to_be_bytes())
-            }
-            _ => return None,
-        };
-        Some(Self { addr, len })
-    }
-
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    pub fn len(&self) -> u8 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether `ip` lies in this prefix.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        Prefix::new(ip, self.len).is_some_and(|p| p == *self)
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+pub use ember_protocol::Prefix;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{failed} of {attempted} route changes failed; first: {first}")]

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 use ember_engine::PeerId;
 use ember_gateway::router::GatewayRouter;
-use ember_io::driver::Router;
+use ember_io::driver::routed::Router;
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ConnectError, GatewaySide, PortalLink, connect};
 use ember_protocol::SecretToken;

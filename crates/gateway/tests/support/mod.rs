@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ember_engine::{Grant, IceCredentials, PeerId, RelayConfig, RelayId};
 use ember_gateway::grants::decode_key;
-use ember_io::driver::{Command as DriverCommand, DriverHandle, Router};
+use ember_io::driver::routed::{Command as DriverCommand, DriverHandle, Router};
 use ember_portal_client::{ClientSide, PortalSender};
 use ember_protocol::portal::relay_host_port;
 use ember_protocol::portal::{ClientMessage, PortalToClient, Relay};
