@@ -14,16 +14,14 @@
 //!
 //! The token is only ever handed to the portal connection; it is never logged or stored.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ember_engine::{ConnectionState, ConnectionStats, Event, PeerId};
-use ember_io::driver::Command;
+use ember_client::{ClientInput, ClientOutput};
 use ember_portal_client::{Backoff, ClientSide, ConnectError, LinkError, PortalLink, connect};
 use ember_protocol::SecretToken;
-use ember_protocol::ipc::{SessionState, ViewState};
+use ember_protocol::ipc::{ResourceView, SessionState, ViewState};
 use ember_protocol::portal::{
     ClientMessage, PORTAL_PROTOCOL_VERSION, PortalToClient, SignOutReason,
 };
@@ -34,13 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::identity::Identity;
 use crate::platform::accounts;
 use crate::platform::dns::DnsMode;
-use crate::router::{AccessGranted, Output};
-use crate::tunnel::{Tunnel, TunnelSetup, lock};
-
-/// How often the per-resource statistics are refreshed while a connection is in use (or being
-/// set up). Idle connections change nothing worth showing, and their state changes arrive as
-/// engine events, so an idle tunnel is not woken for statistics at all.
-pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+use crate::tunnel::{Tunnel, TunnelSetup};
 
 /// What a session needs from the service.
 #[derive(Debug, Clone)]
@@ -104,10 +96,8 @@ enum Happening {
     Connected(Connected),
     RetryNow,
     Portal(Result<PortalToClient, LinkError>),
-    Engine(Event),
-    RouterOutput,
-    DnsAnswer(Vec<u8>),
-    StatsDue,
+    /// What the client state asks for.
+    Output(ClientOutput),
     NetworkChanged,
     InternetSwitched,
     DriverStopped(String),
@@ -123,8 +113,6 @@ struct Session {
     /// Whether an `init` was ever received (then a lost link is "reconnecting").
     signed_in: bool,
     tunnel: Option<Tunnel>,
-    stats: HashMap<PeerId, ConnectionStats>,
-    stats_timer: tokio::time::Interval,
 }
 
 impl Session {
@@ -134,8 +122,6 @@ impl Session {
         cancel: CancellationToken,
     ) -> Self {
         let public_key = config.identity.public_key_base64();
-        let mut stats_timer = tokio::time::interval(STATS_INTERVAL);
-        stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut session = Self {
             config,
             state,
@@ -145,8 +131,6 @@ impl Session {
             backoff: Backoff::default(),
             signed_in: false,
             tunnel: None,
-            stats: HashMap::new(),
-            stats_timer,
         };
         session.link = Link::Connecting(session.connect());
         session
@@ -196,11 +180,9 @@ impl Session {
 
     /// Waits for whatever happens next.
     async fn next(&mut self) -> Happening {
-        let stats_changing = stats_changing(&self.stats);
         let Self {
             link,
             tunnel,
-            stats_timer,
             cancel,
             config,
             ..
@@ -223,13 +205,10 @@ impl Session {
                 return std::future::pending().await;
             };
             tokio::select! {
-                event = tunnel.events.recv() => match event {
-                    Some(event) => Happening::Engine(event),
+                output = tunnel.driver.outputs.recv() => match output {
+                    Some(output) => Happening::Output(output),
                     None => Happening::DriverStopped("the driver stopped".into()),
                 },
-                () = tunnel.router_wake.notified() => Happening::RouterOutput,
-                Some(answer) = tunnel.dns_answers.recv() => Happening::DnsAnswer(answer),
-                _ = stats_timer.tick(), if stats_changing => Happening::StatsDue,
                 Some(()) = tunnel.netwatch.recv() => Happening::NetworkChanged,
                 Ok(()) = config.internet_enabled.changed() => Happening::InternetSwitched,
                 result = &mut tunnel.driver_task => Happening::DriverStopped(match result {
@@ -267,17 +246,10 @@ impl Session {
             Happening::RetryNow => self.link = Link::Connecting(self.connect()),
             Happening::Portal(Ok(message)) => self.handle_portal(message).await?,
             Happening::Portal(Err(e)) => self.retry_later(e.to_string()),
-            Happening::Engine(event) => self.handle_engine(event).await,
-            Happening::RouterOutput => self.carry_out().await,
-            Happening::DnsAnswer(packet) => {
-                if let Some(tunnel) = &self.tunnel {
-                    tunnel.driver.send(Command::WriteTun(packet)).await;
-                }
-            }
-            Happening::StatsDue => self.refresh_stats().await,
+            Happening::Output(output) => self.handle_output(output).await,
             Happening::NetworkChanged => {
                 if let Some(tunnel) = &self.tunnel {
-                    tunnel.driver.send(Command::Reset).await;
+                    tunnel.driver.controls.network_changed().await;
                 }
                 tracing::info!(
                     "The network changed: connections start over, the portal reconnects"
@@ -292,10 +264,9 @@ impl Session {
             }
             Happening::InternetSwitched => {
                 let enabled = *self.config.internet_enabled.borrow_and_update();
-                if let Some(tunnel) = &mut self.tunnel {
-                    tunnel.set_internet_enabled(enabled).await;
+                if let Some(tunnel) = &self.tunnel {
+                    tunnel.send(ClientInput::InternetEnabled(enabled)).await;
                 }
-                self.publish_views();
             }
             Happening::DriverStopped(reason) => return Err(Some(reason)),
         }
@@ -317,23 +288,21 @@ impl Session {
             actor,
             interface,
             resources,
-            relays,
             ..
-        } = init
+        } = &init
         else {
             // `connect` only returns an `init`.
             return Ok(());
         };
+        let (account, actor, interface) = (account.name.clone(), actor.name.clone(), *interface);
+        tracing::info!(resources = resources.len(), "Signed in");
         if let Some(tunnel) = self.tunnel.take_if(|t| t.interface != interface) {
             tracing::info!("The portal assigned new tunnel addresses; rebuilding the tunnel");
             tunnel.stop().await;
         }
         match &mut self.tunnel {
             Some(tunnel) => {
-                tunnel.set_resources(&resources).await;
-                tunnel.set_relays(&relays);
-                lock(&tunnel.router).handle_portal_connected(Instant::now());
-                tunnel.router_wake.notify_one();
+                tunnel.send(ClientInput::Portal(Box::new(init))).await;
             }
             None => {
                 self.set_session(SessionState::RaisingTunnel);
@@ -343,97 +312,24 @@ impl Session {
                     dns_mode: self.config.dns_mode,
                     internet_enabled: *self.config.internet_enabled.borrow_and_update(),
                 };
-                let tunnel = Tunnel::start(setup, interface, &resources, &relays)
+                let tunnel = Tunnel::start(setup, interface, init)
                     .await
                     .map_err(|e| Some(format!("cannot set up the tunnel: {e}")))?;
                 self.tunnel = Some(tunnel);
             }
         }
         self.signed_in = true;
-        tracing::info!(resources = resources.len(), "Signed in");
         let interface = self.tunnel.as_ref().map(|t| t.view.clone());
         self.state.send_modify(|state| {
-            state.session = SessionState::SignedIn {
-                account: account.name,
-                actor: actor.name,
-            };
+            state.session = SessionState::SignedIn { account, actor };
             state.interface = interface;
         });
-        self.publish_views();
         Ok(())
     }
 
     async fn handle_portal(&mut self, message: PortalToClient) -> Result<(), Option<String>> {
-        let Some(tunnel) = self.tunnel.as_mut() else {
-            return Ok(());
-        };
-        let now = Instant::now();
         match message {
             PortalToClient::Init { .. } => tracing::debug!("A second init; ignored"),
-            PortalToClient::ResourcesUpdated { resources } => {
-                tracing::info!(resources = resources.len(), "Resources changed");
-                tunnel.set_resources(&resources).await;
-                self.publish_views();
-            }
-            PortalToClient::RelaysUpdated { relays } => tunnel.set_relays(&relays),
-            PortalToClient::AccessGranted {
-                request_id,
-                resource_id,
-                domain,
-                gateway,
-                preshared_key,
-                local_ice,
-                remote_ice,
-            } => {
-                tracing::debug!(request_id, %resource_id, gateway = %gateway.id, "Access granted");
-                lock(&tunnel.router).handle_access_granted(
-                    AccessGranted {
-                        request_id,
-                        resource_id,
-                        domain,
-                        gateway,
-                        preshared_key,
-                        local_ice,
-                        remote_ice,
-                    },
-                    now,
-                );
-                self.carry_out().await;
-                self.publish_views();
-            }
-            PortalToClient::AccessDenied {
-                request_id,
-                resource_id,
-                reason,
-                message,
-            } => {
-                tracing::info!(%resource_id, ?reason, "Access denied");
-                tracing::debug!(%resource_id, %message, "Why access was denied");
-                lock(&tunnel.router).handle_access_denied(request_id, &resource_id, message, now);
-                self.carry_out().await;
-                self.publish_views();
-            }
-            PortalToClient::IceCandidates {
-                gateway_id,
-                candidates,
-            } => {
-                let Some(peer) = lock(&tunnel.router).peer_of_gateway(&gateway_id) else {
-                    tracing::debug!(%gateway_id, "Candidates for an unknown gateway");
-                    return Ok(());
-                };
-                for candidate in candidates {
-                    tunnel
-                        .driver
-                        .send(Command::RemoteCandidate { peer, candidate })
-                        .await;
-                }
-            }
-            PortalToClient::GatewayOffline { gateway_id, .. } => {
-                tracing::info!(%gateway_id, "A gateway went offline");
-                lock(&tunnel.router).handle_gateway_offline(&gateway_id);
-                self.carry_out().await;
-                self.publish_views();
-            }
             PortalToClient::Heartbeat => {}
             PortalToClient::SignedOut { reason, message } => {
                 return Err(Some(match reason {
@@ -447,119 +343,35 @@ impl Session {
             PortalToClient::Error { code, message } => {
                 tracing::warn!(?code, %message, "The portal reported an error");
             }
+            message => {
+                if let Some(tunnel) = &self.tunnel {
+                    tunnel.send(ClientInput::Portal(Box::new(message))).await;
+                }
+            }
         }
         Ok(())
     }
 
-    async fn handle_engine(&mut self, event: Event) {
+    /// What the client state asked for: portal messages go on the link (without a link they
+    /// are lost; the state asks again after the next `init`), views to the app, the rest to
+    /// the tunnel.
+    async fn handle_output(&mut self, output: ClientOutput) {
         let Some(tunnel) = self.tunnel.as_mut() else {
             return;
         };
-        match event {
-            Event::ConnectionNeeded { peer } => {
-                lock(&tunnel.router).handle_connection_needed(peer);
-                self.carry_out().await;
-            }
-            Event::ConnectionFailed { peer, reason } => {
-                tracing::info!(peer = peer.0, ?reason, "Connection to a gateway failed");
-                lock(&tunnel.router).handle_connection_failed(peer, reason);
-                self.carry_out().await;
-                self.refresh_stats().await;
-            }
-            Event::LocalCandidate { peer, candidate } => {
-                let gateway_id = lock(&tunnel.router).gateway_of(peer).map(str::to_owned);
-                if let (Some(gateway_id), Link::Up(link)) = (gateway_id, &self.link) {
-                    let _ = link
-                        .send(ClientMessage::IceCandidates {
-                            gateway_id,
-                            candidates: vec![candidate],
-                        })
-                        .await;
+        match tunnel.carry_out(output).await {
+            Some(ClientOutput::Portal(message)) => {
+                if let Link::Up(link) = &self.link {
+                    let _ = link.send(message).await;
                 }
             }
-            Event::StateChanged { peer, from, to } => {
-                tracing::debug!(peer = peer.0, ?from, ?to, "Connection state");
-                self.refresh_stats().await;
-            }
-            Event::RelayReady { relay, .. } => tracing::debug!(relay = relay.0, "Relay ready"),
+            Some(ClientOutput::Views(views)) => self.publish_views(views),
+            _ => {}
         }
-    }
-
-    /// Carries out what the router asked for.
-    async fn carry_out(&mut self) {
-        let Some(tunnel) = self.tunnel.as_ref() else {
-            return;
-        };
-        let outputs: Vec<Output> = {
-            let mut router = lock(&tunnel.router);
-            std::iter::from_fn(|| router.poll_output()).collect()
-        };
-        for output in outputs {
-            match output {
-                Output::RequestAccess {
-                    request_id,
-                    resource_id,
-                    domain,
-                    proxy_ips,
-                    new_connection,
-                } => {
-                    // Without a link the request is lost; the router asks again after `init`.
-                    if let Link::Up(link) = &self.link {
-                        tracing::debug!(request_id, %resource_id, new_connection, "Requesting access");
-                        let _ = link
-                            .send(ClientMessage::RequestAccess {
-                                request_id,
-                                resource_id,
-                                domain,
-                                proxy_ips,
-                                new_connection,
-                            })
-                            .await;
-                    }
-                }
-                Output::Grant(grant) => {
-                    tunnel.driver.send(Command::Grant(grant)).await;
-                }
-                Output::SendPackets { peer, packets } => {
-                    tunnel
-                        .driver
-                        .send(Command::SendPackets { peer, packets })
-                        .await;
-                }
-                Output::RemovePeer(peer) => {
-                    tunnel.driver.send(Command::RemovePeer(peer)).await;
-                }
-                Output::WriteTun(packet) => {
-                    tunnel.driver.send(Command::WriteTun(packet)).await;
-                }
-                Output::ForwardDns {
-                    query,
-                    client,
-                    sentinel,
-                } => tunnel.forward_dns(query, client, sentinel),
-            }
-        }
-    }
-
-    async fn refresh_stats(&mut self) {
-        let Some(tunnel) = self.tunnel.as_ref() else {
-            return;
-        };
-        let was_changing = stats_changing(&self.stats);
-        self.stats = tunnel.driver.stats().await.into_iter().collect();
-        if stats_changing(&self.stats) && !was_changing {
-            // The first refresh comes a whole interval after the change that woke us.
-            self.stats_timer.reset();
-        }
-        self.publish_views();
     }
 
     /// Publishes the resources' views when they changed.
-    fn publish_views(&self) {
-        let Some(tunnel) = self.tunnel.as_ref() else {
-            return;
-        };
-        let views = lock(&tunnel.router).resource_views(&self.stats);
+    fn publish_views(&self, views: Vec<ResourceView>) {
         self.state.send_if_modified(|state| {
             if state.resources == views {
                 return false;
@@ -579,14 +391,4 @@ impl Session {
             true
         });
     }
-}
-
-/// A connection is active or connecting: its traffic and RTT change every second.
-fn stats_changing(stats: &HashMap<PeerId, ConnectionStats>) -> bool {
-    stats.values().any(|s| {
-        matches!(
-            s.state,
-            ConnectionState::Active | ConnectionState::Connecting
-        )
-    })
 }

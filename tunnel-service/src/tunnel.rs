@@ -1,29 +1,32 @@
-//! The tunnel of a signed-in session: the TUN device with its routes, the engine's driver with
-//! the client router, the system's DNS pointed at the stub, and the forwarding of other DNS
-//! queries to the upstream resolvers. Built on the first `init`, kept across portal
-//! reconnects, torn down in the reverse order.
+//! The tunnel of a signed-in session: the TUN device with its routes, the system's DNS
+//! pointed at the stub, and the driver running the [`ClientState`] on them. The state makes
+//! every decision; what is here carries out what it asks of the OS (routes, DNS routing
+//! domains), forwards DNS queries for other names to the upstream resolvers and looks up the
+//! relays. Built on the first `init`, kept across portal reconnects, torn down in the reverse
+//! order.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ember_dns::tun_packets::wrap_reply;
-use ember_engine::{Engine, EngineConfig, PeerId, RelayConfig, RelayId, Role};
-use ember_io::driver::{Command, Driver, DriverHandle, Router};
-use ember_io::routes::{Prefix, Routes};
+use ember_client::{
+    ClientConfig, ClientInput, ClientOutput, ClientState, DnsQuery, ResolvedRelay, SystemChange,
+};
+use ember_engine::Transmit;
+use ember_io::driver::{Controls, Driver, DriverHandle, State};
+use ember_io::routes::Routes;
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_protocol::ipc::TunnelInterface;
-use ember_protocol::portal::{Interface, Relay, Resource};
+use ember_protocol::portal::{Interface, PortalToClient, Relay};
 use rand::RngCore as _;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::platform::dns::{DnsMode, SystemDns};
-use crate::router::{ClientRouter, fixed_routes};
 
 pub const INTERFACE_NAME: &str = "ember0";
 /// How long one upstream resolver gets to answer a forwarded query.
@@ -37,21 +40,15 @@ const DNS_PORT: u16 = 53;
 /// The parts the session drives.
 #[derive(Debug)]
 pub struct Tunnel {
-    pub driver: DriverHandle,
-    pub events: mpsc::Receiver<ember_engine::Event>,
+    pub driver: DriverHandle<DrivenClient>,
     pub driver_task: JoinHandle<std::io::Result<()>>,
-    pub router: Arc<Mutex<ClientRouter>>,
-    /// Rung by the driver's router when it has outputs for the session.
-    pub router_wake: Arc<Notify>,
     pub netwatch: mpsc::Receiver<()>,
-    pub dns_answers: mpsc::Receiver<Vec<u8>>,
     pub view: TunnelInterface,
     pub interface: Interface,
     routes: Routes,
-    ipv6: bool,
     dns: Option<SystemDns>,
     forwarder: Forwarder,
-    relays: RelayResolver,
+    relays: RelayLookup,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +78,11 @@ pub struct TunnelSetup<'a> {
 }
 
 impl Tunnel {
+    /// Builds the tunnel for the portal's first `init`.
     pub async fn start(
         setup: TunnelSetup<'_>,
         interface: Interface,
-        resources: &[Resource],
-        relays: &[Relay],
+        init: PortalToClient,
     ) -> Result<Self, TunnelError> {
         // Windows: only the wintun.dll next to the executable, with the pinned hash, and locked
         // until the adapter exists.
@@ -117,13 +114,32 @@ impl Tunnel {
         let index = tun.index();
         tracing::info!(interface = %name, "TUN device up");
 
-        let mut router = ClientRouter::new(ipv6);
-        router.set_internet_enabled(setup.internet_enabled);
-        router.handle_resources(resources);
+        let now = Instant::now();
+        let mut state = ClientState::new(
+            ClientConfig {
+                private_key: setup.private_key,
+                seed: rand::rng().next_u64(),
+                ipv6,
+                internet_enabled: setup.internet_enabled,
+            },
+            now,
+        );
+        state.handle_portal_message(init, now);
+        let mut wanted_routes = BTreeSet::new();
+        let mut patterns = Vec::new();
+        let mut relays = Vec::new();
+        while let Some(change) = state.poll_system_change() {
+            match change {
+                SystemChange::Routes(routes) => wanted_routes = routes,
+                SystemChange::DnsPatterns(found) => patterns = found,
+                SystemChange::ResolveRelays(found) => relays = found,
+            }
+        }
+        let sentinels = state.sentinels().to_vec();
+
         let mut routes = Routes::new(index).map_err(TunnelError::Routes)?;
-        let wanted = wanted_routes(&router, ipv6);
         // "Signed in" must mean the tunnel works: without its routes it would not.
-        if let Err(e) = routes.apply(&wanted).await {
+        if let Err(e) = routes.apply(&wanted_routes).await {
             let _ = routes.clear().await;
             return Err(TunnelError::RoutesApply(e));
         }
@@ -134,22 +150,7 @@ impl Tunnel {
             Ok(socket) => sockets.push(socket),
             Err(e) => tracing::debug!("No IPv6 socket: {e}"),
         }
-        let seed = rand::rng().next_u64();
-        let engine = Engine::new(
-            EngineConfig::new(Role::Client, setup.private_key, seed),
-            Instant::now(),
-        );
-        let router = Arc::new(Mutex::new(router));
-        let router_wake = Arc::new(Notify::new());
-        let (driver, driver_handle, events) = Driver::new(
-            engine,
-            tun,
-            sockets,
-            SharedRouter {
-                inner: Arc::clone(&router),
-                wake: Arc::clone(&router_wake),
-            },
-        );
+        let (driver, driver_handle) = Driver::new(DrivenClient(state), tun, sockets);
         let driver_task = tokio::spawn(driver.run());
         let netwatch = match ember_io::netwatch::watch(index) {
             Ok(changes) => changes,
@@ -159,8 +160,6 @@ impl Tunnel {
             }
         };
 
-        let sentinels = lock(&router).sentinels().to_vec();
-        let patterns = lock(&router).dns_patterns();
         let (dns, upstream) = match SystemDns::activate(
             setup.dns_mode,
             setup.state_dir,
@@ -176,18 +175,21 @@ impl Tunnel {
             }
         };
         tracing::info!(upstream = upstream.len(), "DNS stub ready");
-        let (answers_tx, dns_answers) = mpsc::channel(MAX_FORWARDS);
-        let relays_resolver = RelayResolver::default();
-        relays_resolver.update(relays, driver_handle.clone());
+        let relay_lookup = RelayLookup::default();
+        relay_lookup.update(relays, driver_handle.controls.clone());
 
         Ok(Self {
+            forwarder: Forwarder {
+                upstream: upstream
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, DNS_PORT))
+                    .collect(),
+                answers: driver_handle.controls.clone(),
+                slots: Arc::new(Semaphore::new(MAX_FORWARDS)),
+            },
             driver: driver_handle,
-            events,
             driver_task,
-            router,
-            router_wake,
             netwatch,
-            dns_answers,
             view: TunnelInterface {
                 name,
                 ipv4: Some(interface.ipv4),
@@ -195,61 +197,39 @@ impl Tunnel {
             },
             interface,
             routes,
-            ipv6,
             dns,
-            forwarder: Forwarder {
-                upstream: upstream
-                    .iter()
-                    .map(|ip| SocketAddr::new(*ip, DNS_PORT))
-                    .collect(),
-                answers: answers_tx,
-                slots: Arc::new(Semaphore::new(MAX_FORWARDS)),
-            },
-            relays: relays_resolver,
+            relays: relay_lookup,
         })
     }
 
-    /// New resources: the router, the routes and the DNS routing domains follow.
-    pub async fn set_resources(&mut self, resources: &[Resource]) {
-        let patterns = {
-            let mut router = lock(&self.router);
-            router.handle_resources(resources);
-            router.dns_patterns()
-        };
-        self.router_wake.notify_one();
-        self.follow_router_routes().await;
-        if let Some(dns) = &self.dns
-            && let Err(e) = dns.set_patterns(&patterns)
-        {
-            tracing::warn!("Cannot update the DNS routing domains: {e}");
+    /// Hands `input` to the client state; `false` when the driver has stopped.
+    pub async fn send(&self, input: ClientInput) -> bool {
+        self.driver.controls.send(input).await
+    }
+
+    /// Carries out what the state asks of the OS and of the network around it. Portal
+    /// messages and views are the session's: they are handed back.
+    pub async fn carry_out(&mut self, output: ClientOutput) -> Option<ClientOutput> {
+        match output {
+            ClientOutput::System(SystemChange::Routes(wanted)) => {
+                if let Err(e) = self.routes.apply(&wanted).await {
+                    tracing::warn!("Some routes could not be changed: {e}");
+                }
+            }
+            ClientOutput::System(SystemChange::DnsPatterns(patterns)) => {
+                if let Some(dns) = &self.dns
+                    && let Err(e) = dns.set_patterns(&patterns)
+                {
+                    tracing::warn!("Cannot update the DNS routing domains: {e}");
+                }
+            }
+            ClientOutput::System(SystemChange::ResolveRelays(relays)) => {
+                self.relays.update(relays, self.driver.controls.clone())
+            }
+            ClientOutput::DnsQuery(query) => self.forwarder.forward(query),
+            other @ (ClientOutput::Portal(_) | ClientOutput::Views(_)) => return Some(other),
         }
-    }
-
-    /// The user switched the internet resource: the default routes follow.
-    pub async fn set_internet_enabled(&mut self, enabled: bool) {
-        if !lock(&self.router).set_internet_enabled(enabled) {
-            return;
-        }
-        tracing::info!(enabled, "Internet resource switched");
-        self.follow_router_routes().await;
-    }
-
-    /// Brings the system's routes in line with what the router wants now.
-    async fn follow_router_routes(&mut self) {
-        let wanted = wanted_routes(&lock(&self.router), self.ipv6);
-        if let Err(e) = self.routes.apply(&wanted).await {
-            tracing::warn!("Some routes could not be changed: {e}");
-        }
-    }
-
-    pub fn set_relays(&self, relays: &[Relay]) {
-        self.relays.update(relays, self.driver.clone());
-    }
-
-    /// Sends `query` to the upstream resolvers in the background; the answer (or a SERVFAIL)
-    /// comes back through `dns_answers` as an IP packet for the TUN device.
-    pub fn forward_dns(&self, query: Vec<u8>, client: SocketAddr, sentinel: SocketAddr) {
-        self.forwarder.forward(query, client, sentinel);
+        None
     }
 
     /// DNS first (so nothing asks a stub that is going away), then routes, then the device.
@@ -271,52 +251,72 @@ impl Tunnel {
     }
 }
 
-/// The driver's view of the router: the shared state, and a bell for the session.
-struct SharedRouter {
-    inner: Arc<Mutex<ClientRouter>>,
-    wake: Arc<Notify>,
-}
+/// The [`ClientState`] as the driver runs it.
+#[derive(Debug)]
+pub struct DrivenClient(ClientState);
 
-impl Router for SharedRouter {
-    fn outbound(&mut self, packet: &mut [u8]) -> Option<PeerId> {
-        let mut router = lock(&self.inner);
-        let peer = router.outbound(packet, Instant::now());
-        if router.has_output() {
-            self.wake.notify_one();
-        }
-        peer
+impl State for DrivenClient {
+    type Input = ClientInput;
+    type Output = ClientOutput;
+
+    fn handle_input(&mut self, input: ClientInput, now: Instant) {
+        self.0.handle_input(input, now);
     }
 
-    fn inbound(&mut self, peer: PeerId, packet: &mut [u8]) -> bool {
-        lock(&self.inner).inbound(peer, packet)
+    fn handle_local_addresses(&mut self, addresses: &[SocketAddr], now: Instant) {
+        self.0.handle_local_addresses(addresses, now);
+    }
+
+    fn handle_network_change(&mut self, now: Instant) {
+        self.0.handle_network_change(now);
+    }
+
+    fn handle_tun_packet(&mut self, packet: &mut [u8], now: Instant) {
+        self.0.handle_tun_packet(packet, now);
+    }
+
+    fn handle_network_packet(
+        &mut self,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) {
+        self.0.handle_network_packet(local, from, datagram, now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.0.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.0.poll_transmit()
+    }
+
+    fn poll_tun_packet(&mut self) -> Option<Vec<u8>> {
+        self.0.poll_tun_packet()
+    }
+
+    fn poll_output(&mut self) -> Option<ClientOutput> {
+        self.0.poll_output()
+    }
+
+    fn poll_timeout(&mut self) -> Option<(Instant, &'static str)> {
+        self.0.poll_timeout()
     }
 }
 
-/// A poisoned lock still holds consistent router state (no method leaves it half-changed on
-/// a panic it cannot cause), so it is used rather than taking the service down.
-pub fn lock(router: &Mutex<ClientRouter>) -> MutexGuard<'_, ClientRouter> {
-    router
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn wanted_routes(router: &ClientRouter, ipv6: bool) -> BTreeSet<Prefix> {
-    fixed_routes()
-        .into_iter()
-        .chain(router.resource_routes())
-        .filter(|prefix| ipv6 || prefix.addr().is_ipv4())
-        .collect()
-}
-
+/// Asks the upstream resolvers (the ones the system had before Ember) on tasks of their own;
+/// each answer goes straight back to the state.
 #[derive(Debug)]
 struct Forwarder {
     upstream: Arc<[SocketAddr]>,
-    answers: mpsc::Sender<Vec<u8>>,
+    answers: Controls<DrivenClient>,
     slots: Arc<Semaphore>,
 }
 
 impl Forwarder {
-    fn forward(&self, query: Vec<u8>, client: SocketAddr, sentinel: SocketAddr) {
+    fn forward(&self, query: DnsQuery) {
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             tracing::debug!("Too many DNS queries in flight; one dropped");
             return;
@@ -324,6 +324,11 @@ impl Forwarder {
         let upstream = Arc::clone(&self.upstream);
         let answers = self.answers.clone();
         tokio::spawn(async move {
+            let DnsQuery {
+                query,
+                client,
+                sentinel,
+            } = query;
             let answer = match ask_upstream(&upstream, &query).await {
                 Some(answer) => answer,
                 None => match server_failure(&query) {
@@ -331,9 +336,13 @@ impl Forwarder {
                     None => return,
                 },
             };
-            if let Some(packet) = wrap_reply(sentinel, client, &answer) {
-                let _ = answers.send(packet).await;
-            }
+            answers
+                .send(ClientInput::DnsAnswer {
+                    client,
+                    sentinel,
+                    answer,
+                })
+                .await;
             drop(slot);
         });
     }
@@ -395,109 +404,40 @@ fn server_failure(query: &[u8]) -> Option<Vec<u8>> {
     Some(answer)
 }
 
-/// Turns the portal's relays (`turn:host:port` URLs) into the engine's, in the background: a
-/// host name needs a lookup, which may go through the stub this session serves.
+/// Looks the portal's relays up in the background (a host name may go through the stub this
+/// very tunnel serves) and hands the addresses to the state; a newer list wins over an older
+/// lookup still under way.
 #[derive(Debug, Default)]
-struct RelayResolver {
-    ids: Arc<Mutex<HashMap<String, RelayId>>>,
+struct RelayLookup {
     generation: Arc<AtomicU64>,
 }
 
-impl RelayResolver {
-    fn update(&self, relays: &[Relay], driver: DriverHandle) {
+impl RelayLookup {
+    fn update(&self, relays: Vec<Relay>, state: Controls<DrivenClient>) {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let current = Arc::clone(&self.generation);
-        let ids = Arc::clone(&self.ids);
-        let relays = relays.to_vec();
         tokio::spawn(async move {
-            let configs = relay_configs(&relays, &ids).await;
-            // A newer list arrived meanwhile: it wins.
+            let mut resolved = Vec::new();
+            for relay in relays {
+                for server in ember_io::relays::relay_addresses(&relay.urls).await {
+                    resolved.push(ResolvedRelay {
+                        relay_id: relay.id.clone(),
+                        server,
+                        username: relay.username.clone(),
+                        password: relay.password.expose().to_owned(),
+                    });
+                }
+            }
             if current.load(Ordering::SeqCst) == generation {
-                tracing::debug!(relays = configs.len(), "Relays");
-                driver.send(Command::Relays(configs)).await;
+                state.send(ClientInput::Relays(resolved)).await;
             }
         });
     }
 }
 
-async fn relay_configs(
-    relays: &[Relay],
-    ids: &Mutex<HashMap<String, RelayId>>,
-) -> Vec<RelayConfig> {
-    let mut configs = Vec::new();
-    for relay in relays {
-        for url in &relay.urls {
-            let Some((host, port)) = ember_protocol::portal::relay_host_port(url) else {
-                tracing::debug!(%url, "Relay URL not usable (only turn: over UDP)");
-                continue;
-            };
-            let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-                Ok(ip) => vec![SocketAddr::new(ip, port)],
-                Err(_) => {
-                    let lookup = tokio::net::lookup_host((host.as_str(), port));
-                    match tokio::time::timeout(Duration::from_secs(5), lookup).await {
-                        Ok(Ok(found)) => {
-                            // One address per family is enough.
-                            let found: Vec<SocketAddr> = found.collect();
-                            let v4 = found.iter().find(|a| a.is_ipv4());
-                            let v6 = found.iter().find(|a| a.is_ipv6());
-                            v4.into_iter().chain(v6).copied().collect()
-                        }
-                        _ => {
-                            tracing::warn!(relay = %relay.id, "Cannot resolve the relay's host");
-                            Vec::new()
-                        }
-                    }
-                }
-            };
-            for server in addresses {
-                let key = format!("{}|{server}", relay.id);
-                let id = {
-                    let mut ids = ids
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let next = RelayId(ids.len() as u64 + 1);
-                    *ids.entry(key).or_insert(next)
-                };
-                configs.push(RelayConfig {
-                    id,
-                    server,
-                    username: relay.username.clone(),
-                    password: relay.password.expose().to_owned(),
-                });
-            }
-        }
-    }
-    configs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn relays_keep_their_ids_across_credential_updates() {
-        let ids = Mutex::new(HashMap::new());
-        let relay = |password: &str| Relay {
-            id: "relay-1".into(),
-            urls: vec![
-                "turn:198.51.100.7:3478".into(),
-                "turn:[2001:db8::7]:3478".into(),
-            ],
-            username: "1700000000:client".into(),
-            password: password.into(),
-            expires_at: 1_700_000_000,
-        };
-        let first = relay_configs(&[relay("a")], &ids).await;
-        let second = relay_configs(&[relay("b")], &ids).await;
-        assert_eq!(first.len(), 2);
-        assert_ne!(first[0].id, first[1].id);
-        assert_eq!(
-            first.iter().map(|c| c.id).collect::<Vec<_>>(),
-            second.iter().map(|c| c.id).collect::<Vec<_>>()
-        );
-        assert_eq!(second[0].password, "b");
-    }
 
     #[test]
     fn a_server_failure_keeps_the_id_and_question() {

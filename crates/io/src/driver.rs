@@ -27,8 +27,8 @@ use std::time::Instant;
 use ember_engine::Transmit;
 use tokio::sync::mpsc;
 
-pub(crate) use plane::is_link_local;
 pub use plane::host_candidates;
+pub(crate) use plane::is_link_local;
 use plane::{DataPlane, recv_any};
 
 use crate::clock::SuspendDetector;
@@ -46,9 +46,9 @@ const OUTPUT_QUEUE: usize = 1024;
 /// `poll_timeout` when to call `handle_timeout`.
 pub trait State: Send + 'static {
     /// What the controller sends in (portal messages, switches, answers to queries).
-    type Input: Send + 'static;
+    type Input: Send + std::fmt::Debug + 'static;
     /// What goes out to the controller (portal messages, queries, views, OS changes).
-    type Output: Send + 'static;
+    type Output: Send + std::fmt::Debug + 'static;
 
     fn handle_input(&mut self, input: Self::Input, now: Instant);
     /// The addresses of this host's interfaces, with the port of the socket of their family.
@@ -82,22 +82,34 @@ pub enum Control<I> {
     NetworkChanged,
 }
 
+/// The controller's side of a running driver.
 #[derive(Debug)]
 pub struct DriverHandle<S: State> {
-    controls: mpsc::Sender<Control<S::Input>>,
+    pub controls: Controls<S>,
     /// The state's outputs, in order.
     pub outputs: mpsc::Receiver<S::Output>,
 }
 
-impl<S: State> DriverHandle<S> {
+/// Sends control inputs to a running driver; clones go to helper tasks (lookups, forwarded
+/// DNS queries) that answer the state directly.
+#[derive(Debug)]
+pub struct Controls<S: State>(mpsc::Sender<Control<S::Input>>);
+
+impl<S: State> Clone for Controls<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S: State> Controls<S> {
     /// `false` when the driver has stopped.
     pub async fn send(&self, input: S::Input) -> bool {
-        self.controls.send(Control::Input(input)).await.is_ok()
+        self.0.send(Control::Input(input)).await.is_ok()
     }
 
     /// `false` when the driver has stopped.
     pub async fn network_changed(&self) -> bool {
-        self.controls.send(Control::NetworkChanged).await.is_ok()
+        self.0.send(Control::NetworkChanged).await.is_ok()
     }
 }
 
@@ -108,6 +120,8 @@ pub struct Driver<S: State> {
     controls: mpsc::Receiver<Control<S::Input>>,
     outputs: mpsc::Sender<S::Output>,
     suspend: SuspendDetector,
+    /// Read in [`Self::new`], in the network namespace the caller chose.
+    host_candidates: Vec<std::net::SocketAddr>,
 }
 
 impl<S: State> Driver<S> {
@@ -116,26 +130,28 @@ impl<S: State> Driver<S> {
     pub fn new(state: S, tun: Tun, sockets: Vec<UdpSocket>) -> (Self, DriverHandle<S>) {
         let (controls_tx, controls_rx) = mpsc::channel(CONTROL_BUDGET);
         let (outputs_tx, outputs_rx) = mpsc::channel(OUTPUT_QUEUE);
+        let plane = DataPlane::new(tun, sockets);
         let driver = Self {
             state,
-            plane: DataPlane::new(tun, sockets),
+            host_candidates: plane.host_candidates(),
+            plane,
             controls: controls_rx,
             outputs: outputs_tx,
             suspend: SuspendDetector::new(),
         };
         let handle = DriverHandle {
-            controls: controls_tx,
+            controls: Controls(controls_tx),
             outputs: outputs_rx,
         };
         (driver, handle)
     }
 
-    /// Runs until the [`DriverHandle`] is dropped. Only the TUN device failing is an error.
+    /// Runs until every [`Controls`] or the output receiver is dropped. Only the TUN device
+    /// failing is an error.
     pub async fn run(mut self) -> io::Result<()> {
-        let candidates = self.plane.host_candidates();
-        tracing::debug!(?candidates, "Host candidates");
+        tracing::debug!(candidates = ?self.host_candidates, "Host candidates");
         self.state
-            .handle_local_addresses(&candidates, Instant::now());
+            .handle_local_addresses(&self.host_candidates, Instant::now());
 
         let mut batches: Vec<RecvBatch> = self
             .plane
@@ -209,9 +225,10 @@ impl<S: State> Driver<S> {
     fn start_over(&mut self) {
         let now = Instant::now();
         self.plane.mark_sockets_again();
-        let candidates = self.plane.host_candidates();
-        tracing::debug!(?candidates, "Host candidates");
-        self.state.handle_local_addresses(&candidates, now);
+        self.host_candidates = self.plane.host_candidates();
+        tracing::debug!(candidates = ?self.host_candidates, "Host candidates");
+        self.state
+            .handle_local_addresses(&self.host_candidates, now);
         self.state.handle_network_change(now);
     }
 

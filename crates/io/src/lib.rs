@@ -7,6 +7,7 @@
 //!   [`route_table`] (netlink, the Windows IP helper, the macOS routing socket).
 //! - [`driver`]: the event loop that runs a sans-IO state (the client's; the gateway's through
 //!   [`driver::routed`] until it has one) on all of the above.
+//! - [`relays`]: where the portal's relays are (their host names looked up).
 //! - [`netwatch`]: notices when the network under the tunnel changes.
 //! - [`clock`]: notices when the machine was suspended, so connections can be reset instead
 //!   of waiting out timers that did not run.
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod driver;
 pub mod netwatch;
 pub mod policy;
+pub mod relays;
 pub mod route_table;
 pub mod routes;
 pub mod tun;

@@ -8,34 +8,116 @@ use std::time::{Duration, Instant};
 
 use ember_engine::{
     ConnectionStats, Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, RelayConfig,
-    RelayId, Role,
+    RelayId, Role, Transmit,
 };
-use ember_io::driver::{Command, Driver, DriverHandle, Router};
+use ember_io::driver::{Controls, Driver, State};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_testbed::{Coturn, Error, Nat, Node, Testbed};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 const CLIENT_TUN: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
 const GATEWAY_TUN: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
 const CLIENT_PEER: PeerId = PeerId(1);
 const GATEWAY_PEER: PeerId = PeerId(2);
 
-/// Every packet goes to the one peer there is.
-struct OnePeer(PeerId);
+/// The smallest state: an engine whose every packet goes to the one peer there is; the
+/// engine's events are its outputs.
+#[derive(Debug)]
+struct OnePeer {
+    engine: Engine,
+    peer: PeerId,
+}
 
-impl Router for OnePeer {
-    fn outbound(&mut self, _packet: &mut [u8]) -> Option<PeerId> {
-        Some(self.0)
+#[derive(Debug)]
+enum Input {
+    Grant(Box<Grant>),
+    RemoteCandidate(String),
+    Relays(Vec<RelayConfig>),
+    Stats(oneshot::Sender<Option<ConnectionStats>>),
+}
+
+impl State for OnePeer {
+    type Input = Input;
+    type Output = Event;
+
+    fn handle_input(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Grant(grant) => self.engine.handle_grant(*grant, now).unwrap(),
+            Input::RemoteCandidate(candidate) => {
+                let _ = self
+                    .engine
+                    .handle_remote_candidate(self.peer, &candidate, now);
+            }
+            Input::Relays(relays) => self.engine.handle_relays(relays, now),
+            Input::Stats(reply) => {
+                let _ = reply.send(self.engine.stats(self.peer, now));
+            }
+        }
     }
 
-    fn inbound(&mut self, _peer: PeerId, _packet: &mut [u8]) -> bool {
-        true
+    fn handle_local_addresses(&mut self, addresses: &[SocketAddr], now: Instant) {
+        self.engine.handle_local_addresses(addresses, now);
+    }
+
+    fn handle_network_change(&mut self, now: Instant) {
+        self.engine.reset(now);
+    }
+
+    fn handle_tun_packet(&mut self, packet: &mut [u8], now: Instant) {
+        self.engine.handle_tun_packet(self.peer, packet, now);
+    }
+
+    fn handle_network_packet(
+        &mut self,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) {
+        self.engine
+            .handle_network_packet(local, from, datagram, now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.engine.poll_transmit()
+    }
+
+    fn poll_tun_packet(&mut self) -> Option<Vec<u8>> {
+        self.engine.poll_packet().map(|(_, packet)| packet)
+    }
+
+    fn poll_output(&mut self) -> Option<Event> {
+        self.engine.poll_event()
+    }
+
+    fn poll_timeout(&mut self) -> Option<(Instant, &'static str)> {
+        self.engine.poll_timeout()
+    }
+}
+
+/// A running side's controls; the driver stops when they and its events are dropped.
+#[derive(Clone)]
+struct Handle(Controls<OnePeer>);
+
+impl Handle {
+    async fn send(&self, input: Input) {
+        self.0.send(input).await;
+    }
+
+    async fn stats(&self) -> ConnectionStats {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Stats(reply)).await;
+        answer.await.unwrap().unwrap()
     }
 }
 
 struct Side {
-    handle: DriverHandle,
+    handle: Handle,
     events: mpsc::Receiver<Event>,
     app: StdUdpSocket,
     public_key: [u8; 32],
@@ -61,8 +143,8 @@ fn start_side(testbed: &Testbed, ns: &str, role: Role, tun_addr: Ipv4Addr, peer:
             .unwrap();
             let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0).into()).unwrap();
             let app = StdUdpSocket::bind((tun_addr, 7777)).unwrap();
-            let (driver, handle, events) = Driver::new(engine, tun, vec![socket], OnePeer(peer));
-            (driver, handle, events, app)
+            let (driver, handle) = Driver::new(OnePeer { engine, peer }, tun, vec![socket]);
+            (driver, Handle(handle.controls), handle.outputs, app)
         })
         .unwrap();
     tokio::spawn(async move {
@@ -86,19 +168,11 @@ fn credentials(name: &str) -> IceCredentials {
 }
 
 /// The portal's part: hand each side's candidates to the other.
-fn relay_candidates(
-    mut from: mpsc::Receiver<Event>,
-    to: DriverHandle,
-    sender_as_seen_by_receiver: PeerId,
-) {
+fn relay_candidates(mut from: mpsc::Receiver<Event>, to: Handle) {
     tokio::spawn(async move {
         while let Some(event) = from.recv().await {
             if let Event::LocalCandidate { candidate, .. } = event {
-                to.send(Command::RemoteCandidate {
-                    peer: sender_as_seen_by_receiver,
-                    candidate,
-                })
-                .await;
+                to.send(Input::RemoteCandidate(candidate)).await;
             }
         }
     });
@@ -128,11 +202,7 @@ async fn exchange(
     relays: Vec<RelayConfig>,
 ) -> ConnectionStats {
     let (client_handle, gateway_handle) = connect(testbed, client_ns, gateway_ns, relays).await;
-    let stats = client_handle.stats().await;
-    let (_, connection) = stats
-        .into_iter()
-        .find(|(peer, _)| *peer == GATEWAY_PEER)
-        .unwrap();
+    let connection = client_handle.stats().await;
     assert!(connection.rx_bytes > 0 && connection.tx_bytes > 0);
     drop(gateway_handle);
     connection
@@ -144,12 +214,12 @@ async fn connect(
     client_ns: &str,
     gateway_ns: &str,
     relays: Vec<RelayConfig>,
-) -> (DriverHandle, DriverHandle) {
+) -> (Handle, Handle) {
     let client_side = start_side(testbed, client_ns, Role::Client, CLIENT_TUN, GATEWAY_PEER);
     let gateway_side = start_side(testbed, gateway_ns, Role::Gateway, GATEWAY_TUN, CLIENT_PEER);
     if !relays.is_empty() {
         for side in [&client_side, &gateway_side] {
-            side.handle.send(Command::Relays(relays.clone())).await;
+            side.handle.send(Input::Relays(relays.clone())).await;
         }
     }
 
@@ -171,7 +241,7 @@ async fn connect(
         ),
     ] {
         side.handle
-            .send(Command::Grant(Box::new(Grant {
+            .send(Input::Grant(Box::new(Grant {
                 peer,
                 peer_public_key: peer_key,
                 preshared_key,
@@ -192,8 +262,8 @@ async fn connect(
         app: gateway_app,
         ..
     } = gateway_side;
-    relay_candidates(client_events, gateway_handle.clone(), CLIENT_PEER);
-    relay_candidates(gateway_events, client_handle.clone(), GATEWAY_PEER);
+    relay_candidates(client_events, gateway_handle.clone());
+    relay_candidates(gateway_events, client_handle.clone());
 
     let started = Instant::now();
     let (request, reply) = tokio::task::spawn_blocking(move || {

@@ -95,7 +95,16 @@ mod tests {
 
     #[test]
     fn anything_but_address_slash_length_is_refused() {
-        for bad in ["10.0.0.1", "10.0.0.0/33", "::/129", "10.0.0/8", "x/8", "10.0.0.0/", "/8", ""] {
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "x/8",
+            "10.0.0.0/",
+            "/8",
+            "",
+        ] {
             assert!(bad.parse::<Prefix>().is_err(), "{bad}");
         }
     }

@@ -1,4 +1,3 @@
-
 use ember_dns::tun_packets::wrap_reply;
 use ember_engine::PathInfo;
 use ember_protocol::portal::SiteInfo;
@@ -230,7 +229,7 @@ fn the_internet_resource_takes_only_what_no_other_resource_covers_and_only_while
     router.handle_resources(&resources);
     let now = Instant::now();
     let view_of = |router: &Routing, id: &str| {
-        resource_views(&router, &HashMap::new())
+        resource_views(router, &HashMap::new())
             .into_iter()
             .find(|v| v.id == id)
             .unwrap()

@@ -81,6 +81,8 @@ pub struct Driver<R> {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     suspend: SuspendDetector,
+    /// Read in [`Self::new`], in the network namespace the caller chose.
+    host_candidates: Vec<std::net::SocketAddr>,
 }
 
 impl<R: Router> Driver<R> {
@@ -94,9 +96,11 @@ impl<R: Router> Driver<R> {
     ) -> (Self, DriverHandle, mpsc::Receiver<Event>) {
         let (commands_tx, commands_rx) = mpsc::channel(64);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let plane = DataPlane::new(tun, sockets);
         let driver = Self {
             engine,
-            plane: DataPlane::new(tun, sockets),
+            host_candidates: plane.host_candidates(),
+            plane,
             router,
             commands: commands_rx,
             events: events_tx,
@@ -113,10 +117,9 @@ impl<R: Router> Driver<R> {
 
     /// Runs until every [`DriverHandle`] is dropped or the event receiver is gone.
     pub async fn run(mut self) -> io::Result<()> {
-        let candidates = self.plane.host_candidates();
-        tracing::debug!(?candidates, "Host candidates");
+        tracing::debug!(candidates = ?self.host_candidates, "Host candidates");
         self.engine
-            .handle_local_addresses(&candidates, Instant::now());
+            .handle_local_addresses(&self.host_candidates, Instant::now());
 
         let mut batches: Vec<RecvBatch> = self
             .plane
@@ -211,9 +214,10 @@ impl<R: Router> Driver<R> {
     fn start_over(&mut self) {
         let now = Instant::now();
         self.plane.mark_sockets_again();
-        let candidates = self.plane.host_candidates();
-        tracing::debug!(?candidates, "Host candidates");
-        self.engine.handle_local_addresses(&candidates, now);
+        self.host_candidates = self.plane.host_candidates();
+        tracing::debug!(candidates = ?self.host_candidates, "Host candidates");
+        self.engine
+            .handle_local_addresses(&self.host_candidates, now);
         self.engine.reset(now);
     }
 

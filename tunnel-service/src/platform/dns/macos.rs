@@ -1,7 +1,7 @@
 //! Pointing macOS's DNS at the stub: one `/etc/resolver/<suffix>` file per DNS resource suffix
 //! (`resolver_files`), so only resource names reach the stub and everything else keeps the
 //! system's resolvers. The stub's sentinel addresses are reachable because their networks are
-//! among the tunnel's fixed routes (`router::fixed_routes`), through utun like on Linux.
+//! among the tunnel's fixed routes (`ember_client::resources::fixed_routes`), through utun like on Linux.
 //!
 //! Why files rather than SystemConfiguration (a supplemental `State:/Network/Service/…/DNS`
 //! entry through `scutil` or the framework): files need no Objective-C bridge or child
