@@ -98,8 +98,12 @@ mod tests {
     #[test]
     fn this_process_has_cpu_time_memory_and_switches() {
         let pid = std::process::id();
-        let busy_until = std::time::Instant::now() + std::time::Duration::from_millis(50);
-        while std::time::Instant::now() < busy_until {}
+        // Burn CPU until the kernel has counted a tick of it: on a loaded machine 50 ms of
+        // wall time can be less than one 10 ms tick of CPU (this failed so under load 16).
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while cpu_seconds(pid).unwrap() == 0.0 && std::time::Instant::now() < give_up {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+        }
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(cpu_seconds(pid).unwrap() > 0.0);
         assert!(rss_kib(pid).unwrap() > 100);
