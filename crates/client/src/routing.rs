@@ -17,12 +17,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use ember_dns::tun_packets::{self, Intercepted};
 use ember_dns::{ProxyRanges, StubResolver};
 use ember_engine::{FailureReason, Grant, IceCredentials, PacketBuffer, PeerId};
 use ember_protocol::portal::{self, Resource};
-use ember_protocol::{Prefix, PresharedKey};
+use ember_protocol::{Prefix, PresharedKey, WireGuardKey};
 
 use crate::packet::{addresses, prohibited};
 use crate::peers::Peers;
@@ -628,11 +627,9 @@ impl Routing {
 }
 
 fn decode_key(text: &str) -> Option<[u8; 32]> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .ok()?
-        .try_into()
+    text.parse::<WireGuardKey>()
         .ok()
+        .map(WireGuardKey::to_bytes)
 }
 
 #[cfg(test)]

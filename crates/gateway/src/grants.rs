@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use base64::Engine as _;
 use ember_io::routes::Prefix;
 use ember_protocol::portal::{Filter, FilterProtocol, Resource, ResourceAddress};
 
@@ -165,14 +164,13 @@ pub fn is_proxy_ip(ip: IpAddr) -> bool {
 
 /// Standard base64 of 32 bytes (WireGuard keys, preshared keys).
 pub fn decode_key(text: &str) -> Result<[u8; 32], GrantError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|_| GrantError::BadKey)?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| GrantError::BadKey)
+    text.parse::<ember_protocol::WireGuardKey>()
+        .map(ember_protocol::WireGuardKey::to_bytes)
+        .map_err(|_| GrantError::BadKey)
 }
 
 pub fn encode_key(key: &[u8; 32]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(key)
+    ember_protocol::WireGuardKey::from_bytes(*key).to_base64()
 }
 
 fn parse_cidr(text: &str) -> Result<Prefix, GrantError> {

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use ember_protocol::portal::{
     self, ClientMessage, ErrorBody, ErrorCode, GatewayMessage, MAX_MESSAGE_BYTES,
     PORTAL_PROTOCOL_VERSION, PortalToClient, PortalToGateway,
@@ -250,9 +249,7 @@ fn check_hello(
             ),
         ));
     }
-    let key_ok = base64::engine::general_purpose::STANDARD
-        .decode(public_key)
-        .is_ok_and(|k| k.len() == 32);
+    let key_ok = public_key.parse::<ember_protocol::WireGuardKey>().is_ok();
     if !key_ok {
         return Err((
             ErrorCode::InvalidField,

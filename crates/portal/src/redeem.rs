@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use ember_protocol::SecretToken;
 use ember_protocol::portal::{ErrorBody, ErrorCode};
 use ember_protocol::sign_in::{self, RedeemRequest, RedeemResponse};
@@ -27,9 +26,10 @@ pub const CODE_LIFETIME_SECS: i64 = 120;
 pub async fn redeem(State(state): State<Shared>, Json(request): Json<RedeemRequest>) -> Response {
     let code = request.code.expose();
     let verifier = request.verifier.expose();
-    let key_ok = base64::engine::general_purpose::STANDARD
-        .decode(&request.public_key)
-        .is_ok_and(|k| k.len() == 32);
+    let key_ok = request
+        .public_key
+        .parse::<ember_protocol::WireGuardKey>()
+        .is_ok();
     if !sign_in::is_hex32(code) || !sign_in::is_verifier(verifier) || !key_ok {
         return refuse(
             StatusCode::BAD_REQUEST,
