@@ -8,10 +8,14 @@
 //!
 //! Time only moves when the simulation says so: an hour of idle costs milliseconds.
 //!
+//! [`composed`] runs the product on the same network model: the client's whole
+//! `ClientState`, gateways, relays and a portal model (the end-to-end scenarios' twins).
+//!
 //! NAT model: a mapping is refreshed by every packet through it in either direction (as Linux
 //! conntrack does for UDP) and removed once it has been unused for the NAT's timeout.
 
 pub mod bench;
+pub mod composed;
 mod host;
 pub mod logging;
 mod nat;

@@ -1,0 +1,784 @@
+//! The product in simulated time: the client's whole [`ClientState`] (routing, access
+//! requests, held packets, views — not just its engine), gateways, TURN relays and a portal
+//! model that answers access requests and relays ICE candidates, on the same network model as
+//! [`crate::Sim`] (NATs, links with latency, loss and cuts).
+//!
+//! The gateways run an engine each (their own state machine is next); each one's TUN side is
+//! the test: what it decrypted is recorded, and the test answers with
+//! [`World::gateway_reply`].
+//!
+//! The portal model keeps the promises the real portal makes: a request for a listed resource
+//! that the policy allows is granted through an online gateway of its site (both sides get
+//! fresh credentials and a preshared key), anything else is denied with the reason; while the
+//! portal is down its messages are lost and nothing is granted; when it comes back the client
+//! gets a new `init`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ember_client::{ClientConfig, ClientOutput, ClientState, ResolvedRelay};
+use ember_engine::{Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, Role, Transmit};
+use ember_protocol::WireGuardKey;
+use ember_protocol::ipc::ResourceView;
+use ember_protocol::portal::{
+    self, AccountInfo, ActorInfo, ClientMessage, DenialReason, Interface, PeerInfo, PortalToClient,
+    Relay, Resource,
+};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use crate::host::Link;
+use crate::nat::{Nat, NatConfig};
+use crate::relay::TurnServer;
+
+/// The client's tunnel address.
+pub const CLIENT_TUN: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 7);
+/// What every gateway's engine calls the one client.
+pub const CLIENT_PEER: PeerId = PeerId(1);
+const RELAY_USER: &str = "sim-user";
+const RELAY_PASSWORD: &str = "sim-password";
+
+/// Where a node is on the network: its socket, its NAT, its access link.
+#[derive(Debug)]
+struct Attachment {
+    socket: SocketAddr,
+    nat: Option<Nat>,
+    link: Link,
+}
+
+impl Attachment {
+    fn public_ip(&self) -> IpAddr {
+        self.nat.as_ref().map_or(self.socket.ip(), Nat::public_ip)
+    }
+}
+
+#[derive(Debug)]
+pub struct ClientNode {
+    pub state: ClientState,
+    net: Attachment,
+    /// Packets the client wrote to its TUN device, with when.
+    pub tun: Vec<(Instant, Vec<u8>)>,
+    /// What the app would show now.
+    pub views: Vec<ResourceView>,
+    next_timeout: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct GatewayNode {
+    pub id: String,
+    pub site_id: String,
+    pub engine: Engine,
+    net: Attachment,
+    /// Packets from the client the gateway decrypted, with when.
+    pub received: Vec<(Instant, Vec<u8>)>,
+    pub online: bool,
+    next_timeout: Option<Instant>,
+}
+
+/// The portal's part.
+#[derive(Debug)]
+pub struct PortalModel {
+    pub up: bool,
+    pub resources: Vec<Resource>,
+    /// Resources listed to the client that no policy grants.
+    pub forbidden: HashSet<String>,
+    /// Requests granted so far.
+    pub grants: u64,
+}
+
+#[derive(Debug)]
+enum Message {
+    ToClient(Box<PortalToClient>),
+    FromClient(ClientMessage),
+    GrantToGateway(usize, Box<Grant>),
+    CandidateToGateway(usize, String),
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Node {
+    Client,
+    Gateway(usize),
+}
+
+pub struct World {
+    pub now: Instant,
+    pub start: Instant,
+    rng: ChaCha20Rng,
+    pub client: ClientNode,
+    pub gateways: Vec<GatewayNode>,
+    pub relays: Vec<TurnServer>,
+    pub portal: PortalModel,
+    /// One way, portal ⇄ either side.
+    pub signal_latency: Duration,
+    network: BinaryHeap<Reverse<InFlight>>,
+    messages: BinaryHeap<Reverse<(Instant, u64)>>,
+    payloads: BTreeMap<u64, Message>,
+    next_seq: u64,
+    next_public: u8,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("elapsed", &self.elapsed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// A signed-in client (behind `nat`, or on a public address) that lists `resources`.
+    #[must_use]
+    pub fn new(seed: u64, resources: Vec<Resource>, nat: Option<NatConfig>) -> Self {
+        // The only clock reading of the simulation: an arbitrary origin for simulated time.
+        let start = Instant::now();
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut private_key = [0u8; 32];
+        rng.fill_bytes(&mut private_key);
+        let state = ClientState::new(
+            ClientConfig {
+                private_key,
+                seed: rng.next_u64(),
+                ipv6: false,
+                internet_enabled: false,
+            },
+            start,
+        );
+        let public = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+        let net = attach(
+            public,
+            Ipv4Addr::new(10, 1, 0, 2),
+            nat,
+            Duration::from_millis(10),
+        );
+        let mut world = Self {
+            now: start,
+            start,
+            rng,
+            client: ClientNode {
+                state,
+                net,
+                tun: Vec::new(),
+                views: Vec::new(),
+                next_timeout: None,
+            },
+            gateways: Vec::new(),
+            relays: Vec::new(),
+            portal: PortalModel {
+                up: true,
+                resources,
+                forbidden: HashSet::new(),
+                grants: 0,
+            },
+            signal_latency: Duration::from_millis(20),
+            network: BinaryHeap::new(),
+            messages: BinaryHeap::new(),
+            payloads: BTreeMap::new(),
+            next_seq: 0,
+            next_public: 2,
+        };
+        let socket = world.client.net.socket;
+        world.client.state.handle_local_addresses(&[socket], start);
+        let init = world.init();
+        world.client.state.handle_portal_message(init, start);
+        world.drain(Node::Client);
+        world
+    }
+
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Adds an online gateway of `site_id` (behind `nat`, or on a public address).
+    pub fn add_gateway(&mut self, site_id: &str, nat: Option<NatConfig>) -> usize {
+        let index = self.gateways.len();
+        let public = self.fresh_public_ip();
+        let lan = Ipv4Addr::new(10, 2, u8::try_from(index).unwrap_or(u8::MAX), 2);
+        let net = attach(public, lan, nat, Duration::from_millis(10));
+        let engine = self.gateway_engine(net.socket);
+        self.gateways.push(GatewayNode {
+            id: format!("gw-{index}"),
+            site_id: site_id.to_owned(),
+            engine,
+            net,
+            received: Vec::new(),
+            online: true,
+            next_timeout: None,
+        });
+        self.drain(Node::Gateway(index));
+        index
+    }
+
+    /// Adds a TURN relay on the public internet and tells everyone.
+    pub fn add_relay(&mut self) -> usize {
+        let index = self.relays.len();
+        let ip = IpAddr::V4(Ipv4Addr::new(
+            203,
+            0,
+            113,
+            10 + u8::try_from(index).unwrap_or(0),
+        ));
+        let mut relay = TurnServer::new(SocketAddr::new(ip, 3478), "ember");
+        relay.add_credentials(RELAY_USER, RELAY_PASSWORD);
+        self.relays.push(relay);
+        let now = self.now;
+        let resolved = self.resolved_relays();
+        self.client.state.handle_relays(resolved, now);
+        self.drain(Node::Client);
+        for index in 0..self.gateways.len() {
+            let configs = self.relay_configs();
+            self.gateways[index].engine.handle_relays(configs, now);
+            self.drain(Node::Gateway(index));
+        }
+        index
+    }
+
+    /// A packet from an application on the client towards `dst`.
+    pub fn client_sends(&mut self, dst: Ipv4Addr, seq: u64) {
+        let mut packet = udp_packet(CLIENT_TUN, dst, seq);
+        let now = self.now;
+        self.client.state.handle_tun_packet(&mut packet, now);
+        self.drain(Node::Client);
+    }
+
+    /// The resource host `src` behind gateway `gateway` answers the client.
+    pub fn gateway_reply(&mut self, gateway: usize, src: Ipv4Addr, seq: u64) {
+        let packet = udp_packet(src, CLIENT_TUN, seq);
+        let now = self.now;
+        self.gateways[gateway]
+            .engine
+            .handle_tun_packet(CLIENT_PEER, &packet, now);
+        self.drain(Node::Gateway(gateway));
+    }
+
+    /// The sequence numbers the gateway received from the client, in order.
+    #[must_use]
+    pub fn received_at(&self, gateway: usize) -> Vec<u64> {
+        self.gateways[gateway]
+            .received
+            .iter()
+            .filter_map(|(_, p)| packet_seq(p))
+            .collect()
+    }
+
+    /// The portal goes away (its messages are lost) or comes back (the client gets `init`).
+    pub fn set_portal_up(&mut self, up: bool) {
+        self.portal.up = up;
+        if up {
+            let init = self.init();
+            let at = self.now + self.signal_latency;
+            self.schedule(at, Message::ToClient(Box::new(init)));
+        }
+    }
+
+    /// The gateway restarts: a new engine with a new key (the portal knows the new key at
+    /// once; the client finds out when its connection fails).
+    pub fn restart_gateway(&mut self, gateway: usize) {
+        let socket = self.gateways[gateway].net.socket;
+        self.gateways[gateway].engine = self.gateway_engine(socket);
+        self.gateways[gateway].next_timeout = None;
+        self.drain(Node::Gateway(gateway));
+    }
+
+    /// The NAT in front of the client or a gateway forgets every mapping.
+    pub fn flush_client_nat(&mut self) {
+        if let Some(nat) = self.client.net.nat.as_mut() {
+            nat.forget_all();
+        }
+    }
+
+    pub fn flush_gateway_nat(&mut self, gateway: usize) {
+        if let Some(nat) = self.gateways[gateway].net.nat.as_mut() {
+            nat.forget_all();
+        }
+    }
+
+    pub fn client_link(&mut self) -> &mut Link {
+        &mut self.client.net.link
+    }
+
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        self.run_until(until);
+    }
+
+    /// Runs until `cond` holds or `limit` passes; whether it held.
+    pub fn run_until_cond(
+        &mut self,
+        limit: Duration,
+        mut cond: impl FnMut(&World) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if cond(self) {
+                return true;
+            }
+            let next = (self.now + Duration::from_millis(5)).min(end);
+            self.run_until(next);
+        }
+        cond(self)
+    }
+
+    pub fn run_until(&mut self, until: Instant) {
+        loop {
+            let packet = self.network.peek().map(|Reverse(p)| (p.at, 0, 0));
+            let message = self.messages.peek().map(|Reverse((at, _))| (*at, 1, 0));
+            let client = self.client.next_timeout.map(|at| (at, 2, 0));
+            let gateway = self
+                .gateways
+                .iter()
+                .enumerate()
+                .filter_map(|(i, g)| g.next_timeout.map(|at| (at, 3, i)))
+                .min();
+            let relay = self
+                .relays
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.next_timeout().map(|at| (at, 4, i)))
+                .min();
+            let Some((at, kind, index)) = [packet, message, client, gateway, relay]
+                .into_iter()
+                .flatten()
+                .min()
+            else {
+                self.now = until;
+                return;
+            };
+            if at > until {
+                self.now = until;
+                return;
+            }
+            self.now = at.max(self.now);
+            let now = self.now;
+            match kind {
+                0 => {
+                    if let Some(Reverse(p)) = self.network.pop() {
+                        self.arrive(p);
+                    }
+                }
+                1 => {
+                    if let Some(Reverse((_, seq))) = self.messages.pop()
+                        && let Some(message) = self.payloads.remove(&seq)
+                    {
+                        self.deliver(message);
+                    }
+                }
+                2 => {
+                    self.client.state.handle_timeout(now);
+                    self.drain(Node::Client);
+                }
+                3 => {
+                    self.gateways[index].engine.handle_timeout(now);
+                    self.drain(Node::Gateway(index));
+                }
+                _ => {
+                    let _ = self.relays[index].handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    // --- inside ----------------------------------------------------------------------------
+
+    fn init(&self) -> PortalToClient {
+        PortalToClient::Init {
+            account: AccountInfo {
+                id: "acc".into(),
+                slug: "acme".into(),
+                name: "Acme".into(),
+            },
+            actor: ActorInfo {
+                id: "ada".into(),
+                name: "Ada".into(),
+                email: "ada@acme.example".into(),
+            },
+            interface: Interface {
+                ipv4: CLIENT_TUN,
+                ipv6: Ipv6Addr::LOCALHOST,
+            },
+            resources: self.portal.resources.clone(),
+            relays: self
+                .relays
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Relay {
+                    id: format!("relay-{i}"),
+                    urls: vec![format!("turn:{}", r.addr())],
+                    username: RELAY_USER.into(),
+                    password: RELAY_PASSWORD.into(),
+                    expires_at: u64::MAX,
+                })
+                .collect(),
+            heartbeat_interval_ms: 10_000,
+        }
+    }
+
+    fn gateway_engine(&mut self, socket: SocketAddr) -> Engine {
+        let mut private_key = [0u8; 32];
+        self.rng.fill_bytes(&mut private_key);
+        let seed = self.rng.next_u64();
+        let mut engine = Engine::new(
+            EngineConfig::new(Role::Gateway, private_key, seed),
+            self.now,
+        );
+        engine.handle_local_addresses(&[socket], self.now);
+        engine.handle_relays(self.relay_configs(), self.now);
+        engine
+    }
+
+    fn resolved_relays(&self) -> Vec<ResolvedRelay> {
+        self.relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ResolvedRelay {
+                relay_id: format!("relay-{i}"),
+                server: r.addr(),
+                username: RELAY_USER.into(),
+                password: RELAY_PASSWORD.into(),
+            })
+            .collect()
+    }
+
+    fn relay_configs(&self) -> Vec<ember_engine::RelayConfig> {
+        self.relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ember_engine::RelayConfig {
+                id: ember_engine::RelayId(i as u64 + 1),
+                server: r.addr(),
+                username: RELAY_USER.into(),
+                password: RELAY_PASSWORD.into(),
+            })
+            .collect()
+    }
+
+    fn fresh_public_ip(&mut self) -> IpAddr {
+        let n = self.next_public;
+        self.next_public = self.next_public.wrapping_add(1);
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, n))
+    }
+
+    fn schedule(&mut self, at: Instant, message: Message) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.payloads.insert(seq, message);
+        self.messages.push(Reverse((at, seq)));
+    }
+
+    /// Drains a node's outputs after an input.
+    fn drain(&mut self, node: Node) {
+        let now = self.now;
+        let at = now + self.signal_latency;
+        match node {
+            Node::Client => {
+                while let Some(transmit) = self.client.state.poll_transmit() {
+                    self.send(Node::Client, transmit);
+                }
+                while let Some(packet) = self.client.state.poll_tun_packet() {
+                    self.client.tun.push((now, packet));
+                }
+                while let Some(message) = self.client.state.poll_portal_message() {
+                    if self.portal.up {
+                        self.schedule(at, Message::FromClient(message));
+                    }
+                }
+                while let Some(output) = self.client.state.poll_output() {
+                    if let ClientOutput::Views(views) = output {
+                        self.client.views = views;
+                    }
+                }
+                self.client.next_timeout =
+                    self.client.state.poll_timeout().map(|(at, _)| at.max(now));
+            }
+            Node::Gateway(index) => {
+                while let Some(transmit) = self.gateways[index].engine.poll_transmit() {
+                    self.send(node, transmit);
+                }
+                let gateway = &mut self.gateways[index];
+                while let Some((_, packet)) = gateway.engine.poll_packet() {
+                    gateway.received.push((now, packet));
+                }
+                let mut candidates = Vec::new();
+                while let Some(event) = gateway.engine.poll_event() {
+                    if let Event::LocalCandidate { candidate, .. } = event {
+                        candidates.push(candidate);
+                    }
+                }
+                gateway.next_timeout = gateway.engine.poll_timeout().map(|(at, _)| at.max(now));
+                let gateway_id = gateway.id.clone();
+                if self.portal.up && !candidates.is_empty() {
+                    let message = PortalToClient::IceCandidates {
+                        gateway_id,
+                        candidates,
+                    };
+                    self.schedule(at, Message::ToClient(Box::new(message)));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, message: Message) {
+        let now = self.now;
+        match message {
+            Message::ToClient(message) => {
+                if self.portal.up {
+                    self.client.state.handle_portal_message(*message, now);
+                    self.drain(Node::Client);
+                }
+            }
+            Message::FromClient(message) => self.portal_handles(message),
+            Message::GrantToGateway(index, grant) => {
+                if let Err(e) = self.gateways[index].engine.handle_grant(*grant, now) {
+                    tracing::warn!(%e, "The gateway refused a grant");
+                }
+                self.drain(Node::Gateway(index));
+            }
+            Message::CandidateToGateway(index, candidate) => {
+                let _ = self.gateways[index].engine.handle_remote_candidate(
+                    CLIENT_PEER,
+                    &candidate,
+                    now,
+                );
+                self.drain(Node::Gateway(index));
+            }
+        }
+    }
+
+    fn portal_handles(&mut self, message: ClientMessage) {
+        if !self.portal.up {
+            return;
+        }
+        let at = self.now + self.signal_latency;
+        match message {
+            ClientMessage::RequestAccess {
+                request_id,
+                resource_id,
+                domain,
+                ..
+            } => {
+                let deny = |reason, message: &str| PortalToClient::AccessDenied {
+                    request_id,
+                    resource_id: resource_id.clone(),
+                    reason,
+                    message: message.into(),
+                };
+                let Some(resource) = self.portal.resources.iter().find(|r| r.id == resource_id)
+                else {
+                    let answer = deny(DenialReason::NotFound, "no such resource");
+                    self.schedule(at, Message::ToClient(Box::new(answer)));
+                    return;
+                };
+                if self.portal.forbidden.contains(&resource_id) {
+                    let answer = deny(DenialReason::Forbidden, "no policy grants it");
+                    self.schedule(at, Message::ToClient(Box::new(answer)));
+                    return;
+                }
+                let site = resource.site.id.clone();
+                let Some(index) = self
+                    .gateways
+                    .iter()
+                    .position(|g| g.online && g.site_id == site)
+                else {
+                    let answer = deny(DenialReason::Offline, "every gateway is offline");
+                    self.schedule(at, Message::ToClient(Box::new(answer)));
+                    return;
+                };
+                self.grant(index, request_id, resource_id, domain, at);
+            }
+            ClientMessage::IceCandidates {
+                gateway_id,
+                candidates,
+            } => {
+                if let Some(index) = self.gateways.iter().position(|g| g.id == gateway_id) {
+                    for candidate in candidates {
+                        self.schedule(at, Message::CandidateToGateway(index, candidate));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn grant(
+        &mut self,
+        index: usize,
+        request_id: u64,
+        resource_id: String,
+        domain: Option<String>,
+        at: Instant,
+    ) {
+        let mut preshared_key = [0u8; 32];
+        self.rng.fill_bytes(&mut preshared_key);
+        let client_ice = self.credentials();
+        let gateway_ice = self.credentials();
+        let gateway = &self.gateways[index];
+        let to_gateway = Grant {
+            peer: CLIENT_PEER,
+            peer_public_key: self.client.state.engine().public_key(),
+            preshared_key,
+            local_ice: gateway_ice.clone(),
+            remote_ice: client_ice.clone(),
+        };
+        let to_client = PortalToClient::AccessGranted {
+            request_id,
+            resource_id,
+            domain,
+            gateway: PeerInfo {
+                id: gateway.id.clone(),
+                public_key: WireGuardKey::from_bytes(gateway.engine.public_key()).to_base64(),
+                ipv4: Ipv4Addr::new(100, 64, 0, 1),
+                ipv6: Ipv6Addr::LOCALHOST,
+            },
+            preshared_key: WireGuardKey::from_bytes(preshared_key).to_base64().into(),
+            local_ice: portal::IceCredentials {
+                ufrag: client_ice.ufrag,
+                pwd: client_ice.pwd.into(),
+            },
+            remote_ice: portal::IceCredentials {
+                ufrag: gateway_ice.ufrag,
+                pwd: gateway_ice.pwd.into(),
+            },
+        };
+        self.portal.grants += 1;
+        self.schedule(at, Message::GrantToGateway(index, Box::new(to_gateway)));
+        self.schedule(at, Message::ToClient(Box::new(to_client)));
+    }
+
+    fn credentials(&mut self) -> IceCredentials {
+        IceCredentials {
+            ufrag: format!("{:08x}", self.rng.next_u32()),
+            pwd: format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64()),
+        }
+    }
+
+    fn attachment(&mut self, node: Node) -> &mut Attachment {
+        match node {
+            Node::Client => &mut self.client.net,
+            Node::Gateway(index) => &mut self.gateways[index].net,
+        }
+    }
+
+    fn send(&mut self, node: Node, transmit: Transmit) {
+        let now = self.now;
+        let lost = {
+            let loss = self.attachment(node).link.loss;
+            loss > 0.0 && f64::from(self.rng.next_u32()) / f64::from(u32::MAX) < loss
+        };
+        let net = self.attachment(node);
+        if transmit.src != net.socket || net.link.cut || lost {
+            return;
+        }
+        let src = match net.nat.as_mut() {
+            Some(nat) => nat.outbound(transmit.src, transmit.dst, now),
+            None => transmit.src,
+        };
+        let latency = net.link.latency;
+        self.enqueue(src, transmit.dst, transmit.payload, latency);
+    }
+
+    fn enqueue(&mut self, src: SocketAddr, dst: SocketAddr, payload: Vec<u8>, latency: Duration) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.network.push(Reverse(InFlight {
+            at: self.now + latency,
+            seq,
+            src,
+            dst,
+            payload,
+        }));
+    }
+
+    fn arrive(&mut self, p: InFlight) {
+        let now = self.now;
+        if let Some(relay) = self.relays.iter().position(|r| r.owns(p.dst.ip())) {
+            for (src, dst, payload) in
+                self.relays[relay].handle_packet(p.src, p.dst, &p.payload, now)
+            {
+                self.enqueue(src, dst, payload, Duration::ZERO);
+            }
+            return;
+        }
+        let node = if self.client.net.public_ip() == p.dst.ip() {
+            Node::Client
+        } else if let Some(index) = self
+            .gateways
+            .iter()
+            .position(|g| g.net.public_ip() == p.dst.ip())
+        {
+            Node::Gateway(index)
+        } else {
+            return;
+        };
+        // The receiver's link: its latency once more, then its NAT.
+        let net = self.attachment(node);
+        if net.link.cut {
+            return;
+        }
+        let dst = match net.nat.as_mut() {
+            Some(nat) => match nat.inbound(p.src, p.dst.port(), now) {
+                Some(internal) => internal,
+                None => return,
+            },
+            None => p.dst,
+        };
+        if dst != net.socket {
+            return;
+        }
+        match node {
+            Node::Client => self
+                .client
+                .state
+                .handle_network_packet(dst, p.src, &p.payload, now),
+            Node::Gateway(index) => self.gateways[index]
+                .engine
+                .handle_network_packet(dst, p.src, &p.payload, now),
+        }
+        self.drain(node);
+    }
+}
+
+fn attach(public: IpAddr, lan: Ipv4Addr, nat: Option<NatConfig>, latency: Duration) -> Attachment {
+    let (socket, nat) = match nat {
+        Some(config) => (
+            SocketAddr::new(IpAddr::V4(lan), 51820),
+            Some(Nat::new(public, config)),
+        ),
+        None => (SocketAddr::new(public, 51820), None),
+    };
+    Attachment {
+        socket,
+        nat,
+        link: Link::with_latency(latency),
+    }
+}
+
+/// An IPv4/UDP packet from `src` to `dst` carrying `seq` (36 bytes).
+#[must_use]
+pub fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, seq: u64) -> Vec<u8> {
+    let mut p = vec![0u8; 36];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&36u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[28..36].copy_from_slice(&seq.to_be_bytes());
+    p
+}
+
+/// The sequence number of a packet made by [`udp_packet`].
+#[must_use]
+pub fn packet_seq(packet: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(packet.get(28..36)?.try_into().ok()?))
+}

@@ -1,0 +1,166 @@
+//! Simulated twins of the end-to-end scenarios: the client's whole state, gateways, relays and
+//! the portal model in simulated time (`ember_sim::composed`). Each runs in milliseconds.
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ember_protocol::ipc::{ConnectionPath, ResourceState};
+use ember_protocol::portal::{Resource, ResourceAddress, SiteInfo};
+use ember_sim::NatConfig;
+use ember_sim::composed::{CLIENT_TUN, World};
+
+const LAN_HOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
+const DB_HOST: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 5);
+
+fn cidr(id: &str, cidr: &str) -> Resource {
+    Resource {
+        id: id.into(),
+        name: id.into(),
+        address: ResourceAddress::Cidr { cidr: cidr.into() },
+        address_description: None,
+        site: SiteInfo {
+            id: "site_berlin".into(),
+            name: "Berlin".into(),
+        },
+        filters: Vec::new(),
+    }
+}
+
+fn resources() -> Vec<Resource> {
+    vec![cidr("lan", "10.0.0.0/24"), cidr("db", "10.9.0.0/24")]
+}
+
+/// A client and one gateway of site Berlin, both on public addresses, with one relay.
+fn world(seed: u64) -> World {
+    let mut world = World::new(seed, resources(), None);
+    world.add_gateway("site_berlin", None);
+    world.add_relay();
+    world
+}
+
+/// Sends one packet to the LAN host and waits for it at the gateway.
+fn connect(world: &mut World) {
+    world.client_sends(LAN_HOST, 0);
+    assert!(
+        world.run_until_cond(Duration::from_secs(10), |w| w.received_at(0) == [0]),
+        "the first packet arrives"
+    );
+}
+
+fn view_state(world: &World, id: &str) -> Option<ResourceState> {
+    world
+        .client
+        .views
+        .iter()
+        .find(|v| v.id == id)
+        .map(|v| v.state)
+}
+
+#[test]
+fn the_first_packets_to_a_resource_arrive_in_order_after_one_grant() {
+    let mut world = world(1);
+    let sent_at = world.now;
+    for seq in 1..=3 {
+        world.client_sends(LAN_HOST, seq);
+    }
+    assert!(world.run_until_cond(Duration::from_secs(5), |w| w.received_at(0).len() == 3));
+    assert_eq!(world.received_at(0), [1, 2, 3], "none lost, none twice");
+    assert_eq!(world.portal.grants, 1, "one request for all three");
+    let first_byte = world.gateways[0].received[0].0 - sent_at;
+    eprintln!("first packet at the gateway after {first_byte:?} (simulated)");
+    assert!(first_byte < Duration::from_millis(500), "{first_byte:?}");
+
+    world.gateway_reply(0, LAN_HOST, 42);
+    assert!(world.run_until_cond(Duration::from_secs(1), |w| !w.client.tun.is_empty()));
+    world.run_for(Duration::from_secs(2));
+    assert_eq!(view_state(&world, "lan"), Some(ResourceState::Active));
+}
+
+#[test]
+fn a_resource_no_policy_grants_gets_an_icmp_error_and_nothing_reaches_the_gateway() {
+    let mut world = world(2);
+    world.portal.forbidden.insert("db".into());
+    world.client_sends(DB_HOST, 1);
+    world.run_for(Duration::from_secs(1));
+    assert!(world.received_at(0).is_empty());
+    let (_, icmp) = world.client.tun.first().expect("an ICMP error");
+    assert_eq!(icmp[9], 1, "ICMP");
+    assert_eq!((icmp[20], icmp[21]), (3, 13), "administratively prohibited");
+    assert_eq!(&icmp[16..20], &CLIENT_TUN.octets(), "back to the client");
+    assert_eq!(view_state(&world, "db"), Some(ResourceState::Unreachable));
+}
+
+#[test]
+fn traffic_flows_while_the_portal_is_down_and_new_resources_are_asked_for_when_it_returns() {
+    let mut world = world(3);
+    connect(&mut world);
+    world.set_portal_up(false);
+    world.client_sends(LAN_HOST, 1);
+    world.client_sends(DB_HOST, 2);
+    world.run_for(Duration::from_secs(3));
+    assert_eq!(
+        world.received_at(0),
+        [0, 1],
+        "the granted resource keeps working"
+    );
+
+    world.set_portal_up(true);
+    assert!(
+        world.run_until_cond(Duration::from_secs(5), |w| w.received_at(0).contains(&2)),
+        "the held packet goes out once the portal is back"
+    );
+}
+
+#[test]
+fn a_restarted_gateway_is_reached_again_through_a_fresh_grant() {
+    let mut world = world(4);
+    connect(&mut world);
+    world.restart_gateway(0);
+    let restarted = world.now;
+    // The application keeps talking, one packet every 100 ms.
+    let mut seq = 1;
+    while world.received_at(0).len() < 2 && world.now - restarted < Duration::from_secs(60) {
+        world.client_sends(LAN_HOST, seq);
+        seq += 1;
+        world.run_for(Duration::from_millis(100));
+    }
+    let took = world.now - restarted;
+    eprintln!("traffic resumed {took:?} after the gateway restarted (simulated)");
+    assert!(world.received_at(0).len() >= 2, "traffic resumes");
+    assert_eq!(world.portal.grants, 2, "through one fresh grant");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+}
+
+#[test]
+fn between_two_endpoint_independent_nats_the_path_is_direct() {
+    let nat = NatConfig::friendly(Duration::from_secs(30));
+    let mut world = World::new(6, resources(), Some(nat));
+    world.add_gateway("site_berlin", Some(nat));
+    world.add_relay();
+    connect(&mut world);
+    world.run_for(Duration::from_secs(5));
+    let lan = world.client.views.iter().find(|v| v.id == "lan").unwrap();
+    assert_eq!(lan.path, Some(ConnectionPath::Direct), "{lan:?}");
+}
+
+#[test]
+fn after_both_nats_forgot_an_idle_mapping_traffic_resumes_within_seconds() {
+    let nat = NatConfig::friendly(Duration::from_secs(30));
+    let mut world = World::new(7, resources(), Some(nat));
+    world.add_gateway("site_berlin", Some(nat));
+    world.add_relay();
+    connect(&mut world);
+    world.run_for(Duration::from_secs(600));
+    world.flush_client_nat();
+    world.flush_gateway_nat(0);
+    let sent = world.now;
+    world.client_sends(LAN_HOST, 1);
+    assert!(world.run_until_cond(Duration::from_secs(30), |w| w.received_at(0).contains(&1)));
+    let resumed = world.gateways[0].received.last().unwrap().0 - sent;
+    eprintln!("resumed {resumed:?} after the NATs forgot the idle mapping (simulated)");
+    assert!(
+        resumed < Duration::from_millis(1500),
+        "the goal: {resumed:?}"
+    );
+}
