@@ -130,8 +130,8 @@ fn has_device(ns: &str) -> bool {
 
 /// `getent ahostsv4 NAME` in the namespace: the system resolver, through `/etc/resolv.conf`.
 fn resolve(ns: &str, name: &str) -> Vec<Ipv4Addr> {
-    let output = Command::new("ip")
-        .args(["netns", "exec", ns, "getent", "ahostsv4", name])
+    let output = ember_testbed::netns_command(ns, "getent")
+        .args(["ahostsv4", name])
         .output()
         .unwrap();
     let mut ips: Vec<Ipv4Addr> = String::from_utf8_lossy(&output.stdout)

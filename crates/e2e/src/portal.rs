@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
 use ember_protocol::SecretToken;
 use ember_protocol::sign_in::{self, Verifier};
@@ -280,8 +279,8 @@ pub fn redeem(
 /// `/api/gateway`) with this bearer token: 101 when it accepts the token, 401/403 when not.
 pub fn upgrade_status(ns: &str, portal_url: &str, path: &str, token: &str) -> Result<u16> {
     let key = base64_of_16_random_bytes();
-    let output = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sS", "--max-time", "3"])
+    let output = ember_testbed::netns_command(ns, "curl")
+        .args(["-sS", "--max-time", "3"])
         .args(["-o", "/dev/null", "-w", "%{http_code}"])
         .args(["-H", "Connection: Upgrade", "-H", "Upgrade: websocket"])
         .args(["-H", "Sec-WebSocket-Version: 13"])
@@ -306,8 +305,7 @@ fn base64_of_16_random_bytes() -> String {
 }
 
 fn curl_text(ns: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new("ip")
-        .args(["netns", "exec", ns, "curl"])
+    let output = ember_testbed::netns_command(ns, "curl")
         .args(args)
         .output()
         .map_err(io_error("run curl"))?;

@@ -631,8 +631,8 @@ fn run_curl(
     extra: &[&str],
     out: &Path,
 ) -> Result<(u16, [f64; 3])> {
-    let output = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sS", "--max-time"])
+    let output = ember_testbed::netns_command(ns, "curl")
+        .args(["-sS", "--max-time"])
         .arg(format!("{:.3}", max_time.as_secs_f64()))
         .arg("-o")
         .arg(out)
@@ -730,18 +730,8 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// Whether namespace `ns` holds an established TCP connection to `peer` (`IP:PORT`).
 fn connected_to(ns: &str, peer: &str) -> Result<bool> {
-    let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "ss",
-            "-Htn",
-            "state",
-            "established",
-            "dst",
-            peer,
-        ])
+    let output = ember_testbed::netns_command(ns, "ss")
+        .args(["-Htn", "state", "established", "dst", peer])
         .output()
         .map_err(io_error("run ss"))?;
     Ok(!String::from_utf8_lossy(&output.stdout).trim().is_empty())

@@ -1,13 +1,13 @@
 //! The real coturn relay with shared-secret REST credentials, and a STUN binding probe.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
 
-use crate::{Error, Node, Result, Testbed};
+use crate::{Error, Node, Result, Testbed, netns_command};
 
 pub const TURN_PORT: u16 = 3478;
 const REALM: &str = "ember.test";
@@ -40,8 +40,8 @@ impl Coturn {
             command: format!("create {}", log.display()),
             source,
         })?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &node.ns, "turnserver", "-n"])
+        let child = netns_command(&node.ns, "turnserver")
+            .args(["-n"])
             .args([
                 &format!("--listening-ip={addr}"),
                 &format!("--relay-ip={addr}"),

@@ -403,15 +403,14 @@ impl Testbed {
 
     /// Runs a command in a namespace and waits for it.
     pub fn exec(&self, ns: &str, program: &str, args: &[&str]) -> Result<Output> {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", ns, program]).args(args);
+        let mut command = netns_command(ns, program);
+        command.args(args);
         checked(command)
     }
 
     /// Starts a command in a namespace; it is killed when the testbed is dropped.
     pub fn spawn(&mut self, ns: &str, program: &str, args: &[&str]) -> Result<u32> {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
+        let child = netns_command(ns, program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -552,8 +551,7 @@ pub fn spawn_in(
             })
     };
     let (stdout, stderr) = (open_log()?, open_log()?);
-    Command::new("ip")
-        .args(["netns", "exec", ns, program])
+    netns_command(ns, program)
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -564,6 +562,14 @@ pub fn spawn_in(
             command: program.to_owned(),
             source,
         })
+}
+
+/// `ip netns exec NS PROGRAM`, arguments to follow: the one place a command is put into a
+/// network namespace, for the testbed, the end-to-end world and the tests.
+pub fn netns_command(ns: &str, program: &str) -> Command {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns, program]);
+    command
 }
 
 /// Sends `signal`, waits up to `grace` for the exit, then kills.
@@ -589,8 +595,8 @@ pub fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal, grace: st
 fn nft_in(ns: &str, ruleset: &str) -> Result<()> {
     use std::io::Write as _;
     let command = format!("nft -f - in {ns}");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
+    let mut child = netns_command(ns, "nft")
+        .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -1,7 +1,7 @@
 //! `ember-tunnel run` inside a network namespace, its folders in a temporary directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ember_ipc::Endpoint;
@@ -18,8 +18,8 @@ impl NsService {
     /// Starts the service in `ns` and waits for its socket. `dns_mode` as on the command
     /// line; `log_filter` becomes `EMBER_LOG`.
     pub fn start(ns: &str, dir: &Path, dns_mode: &str, log_filter: &str) -> Self {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "run", "--dns-mode", dns_mode])
+        let child = ember_testbed::netns_command(ns, BIN)
+            .args(["run", "--dns-mode", dns_mode])
             .arg("--runtime-dir")
             .arg(dir.join("run"))
             .arg("--state-dir")

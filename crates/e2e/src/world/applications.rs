@@ -45,8 +45,8 @@ impl World {
     /// Starts a download in the background (e.g. `--limit-rate 2M` to make it last).
     pub fn start_download(&self, ns: &str, url: &str, extra: &[&str]) -> Result<PendingDownload> {
         let out = self.scratch("download");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "curl", "-sS", "--fail", "-o"])
+        let child = ember_testbed::netns_command(ns, "curl")
+            .args(["-sS", "--fail", "-o"])
             .arg(&out)
             .args(extra)
             .arg(url)
@@ -65,8 +65,8 @@ impl World {
     /// The IPv4 addresses `name` resolves to in `ns` (`getent ahostsv4`, i.e. through that
     /// namespace's resolv.conf); empty when the name does not resolve.
     pub fn resolve(&self, ns: &str, name: &str) -> Result<Vec<Ipv4Addr>> {
-        let output = Command::new("ip")
-            .args(["netns", "exec", ns, "getent", "ahostsv4", name])
+        let output = ember_testbed::netns_command(ns, "getent")
+            .args(["ahostsv4", name])
             .output()
             .map_err(io_error("run getent"))?;
         // getent exits 2 when the name does not resolve.
