@@ -9,9 +9,10 @@ use is::stun::{StunMessage, StunMessageBuilder, TransId};
 use is::{Candidate, DefaultSha1HmacProvider, IceAgent, Sha1HmacProvider};
 use tracing::{debug, trace};
 
+use ember_turn::{RelayId, TurnClient};
+
 use crate::buffer::PacketBuffer;
 use crate::policy::{KeepaliveSender, LivenessPolicy};
-use crate::turn::{RelayId, TurnClient};
 use crate::types::*;
 
 /// Largest datagram the engine produces or accepts.

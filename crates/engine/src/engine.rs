@@ -3,12 +3,12 @@
 use crate::buffer::PacketBuffer;
 use crate::connection::*;
 use crate::policy::LivenessPolicy;
-use crate::turn::{RelayConfig, RelayId, TurnClient};
 use crate::types::*;
 use crate::wire::{Datagram, classify};
 use crate::{clock, error::EngineError};
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
+use ember_turn::{RelayConfig, RelayId, TurnClient};
 use is::{Candidate, IceAgent, IceCreds};
 use rand::{RngCore as _, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
@@ -200,7 +200,7 @@ impl Engine {
             // One best-effort release: the allocation expires on its own if it is lost.
             relay.release(now);
             while let Some(t) = relay.poll_transmit() {
-                self.out.transmits.push_back(t);
+                self.out.transmits.push_back(t.into());
             }
         }
         for config in relays {
@@ -310,7 +310,7 @@ impl Engine {
             }
         }
         for relay in self.relays.values() {
-            candidates.extend(relay.candidates());
+            candidates.extend(relays::relay_candidates(relay));
         }
         for c in candidates {
             add_local_candidate(&mut conn, c, &mut self.out);
@@ -510,8 +510,9 @@ impl Engine {
             }
         };
         for relay in self.relays.values() {
-            let (t, reason) = relay.poll_timeout();
-            consider(t.map(|t| self.align_idle(t)), reason);
+            if let Some((t, timer)) = relay.poll_timeout() {
+                consider(Some(self.align_idle(t)), timer.as_str());
+            }
         }
         for conn in self.connections.values_mut() {
             for (t, reason) in conn_deadlines(conn, &self.policy, self.role) {

@@ -1,5 +1,6 @@
 //! Ember's connection engine: ICE (str0m's agent, crate `is`) + WireGuard
-//! (`boringtun::noise::Tunn`) + a TURN client + a liveness policy, **sans-IO**.
+//! (`boringtun::noise::Tunn`) + a TURN client (crate `ember-turn`) + a liveness policy,
+//! **sans-IO**.
 //!
 //! # The contract
 //!
@@ -58,16 +59,14 @@ mod connection;
 mod engine;
 mod error;
 mod policy;
-pub mod stun_msg;
-mod turn;
 mod types;
 mod wire;
 
 pub use buffer::PacketBuffer;
+pub use ember_turn::{RelayConfig, RelayId, RelayTimer, stun_msg};
 pub use engine::Engine;
 pub use error::EngineError;
 pub use policy::{KeepaliveSender, LivenessPolicy, ProbeRto};
-pub use turn::{RelayConfig, RelayId};
 pub use types::{
     ConnectionState, ConnectionStats, EngineConfig, Event, FailureReason, Grant, IceCredentials,
     PathInfo, PeerId, Role, Transmit,

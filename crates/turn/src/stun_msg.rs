@@ -6,7 +6,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use is::{DefaultSha1HmacProvider, Sha1HmacProvider};
 use md5::{Digest, Md5};
 
-use crate::wire::MAGIC_COOKIE;
+/// The STUN magic cookie (bytes 4..8 of every STUN message).
+pub const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+
+/// Whether a datagram looks like STUN: top two bits of byte 0 clear and the magic cookie at
+/// bytes 4..8 (RFC 5389 §6). Checks the header only.
+#[must_use]
+pub fn is_stun(data: &[u8]) -> bool {
+    data.len() >= 20 && data[0] & 0xC0 == 0 && data.get(4..8) == Some(&MAGIC_COOKIE[..])
+}
+
+/// Whether a datagram looks like TURN ChannelData: byte 0 in 0x40..=0x7F (RFC 8656 §12).
+#[must_use]
+pub fn is_channel_data(data: &[u8]) -> bool {
+    data.len() >= 4 && (0x40..=0x7F).contains(&data[0])
+}
 
 pub const BINDING: u16 = 0x001;
 pub const ALLOCATE: u16 = 0x003;
