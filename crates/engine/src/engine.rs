@@ -3,6 +3,7 @@
 use crate::buffer::PacketBuffer;
 use crate::connection::*;
 use crate::policy::LivenessPolicy;
+use crate::timers::{TimerKind, TimerTable};
 use crate::types::*;
 use crate::wire::{Datagram, classify};
 use crate::{clock, error::EngineError};
@@ -14,6 +15,7 @@ use rand::{RngCore as _, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::time::Instant;
 use tracing::{debug, info, trace};
 
@@ -180,6 +182,7 @@ impl Engine {
             }
         }
         self.drain_relays(now);
+        self.rearm_all();
     }
 
     /// The relays the portal gives. Known relays keep their allocation and take the new
@@ -214,6 +217,7 @@ impl Engine {
             }
         }
         self.drain_relays(now);
+        self.rearm_all();
     }
 
     /// A grant for `peer`: starts a connection (replacing any existing one).
@@ -301,6 +305,7 @@ impl Engine {
             next_wg_tick: now + WG_TICK,
             rtt: None,
             stats: Counters::default(),
+            timers: TimerTable::default(),
         };
         let mut candidates = Vec::new();
         for &socket in &self.sockets {
@@ -322,6 +327,7 @@ impl Engine {
         self.index_to_peer.insert(index, grant.peer);
         self.connections.insert(grant.peer, conn);
         self.drain_ice(grant.peer, now);
+        self.rearm_all();
         Ok(())
     }
 
@@ -349,6 +355,7 @@ impl Engine {
         }
         self.drain_ice(peer, now);
         self.drain_relays(now);
+        self.rearm_all();
         Ok(())
     }
 
@@ -429,6 +436,7 @@ impl Engine {
                 self.encapsulate(peer, packet, now);
             }
         }
+        self.rearm(peer);
     }
 
     /// A datagram that arrived on local socket `local` from `from`.
@@ -474,9 +482,15 @@ impl Engine {
             relay.handle_timeout(now);
         }
         self.drain_relays(now);
-        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
-        for peer in peers {
+        // Walks the peers in order without a list of them: a timeout may remove its connection.
+        let mut next = self.connections.keys().next().copied();
+        while let Some(peer) = next {
             self.connection_timeout(peer, now);
+            next = self
+                .connections
+                .range((Excluded(peer), Unbounded))
+                .next()
+                .map(|(&p, _)| p);
         }
     }
 
@@ -498,30 +512,33 @@ impl Engine {
         self.out.events.pop_front()
     }
 
-    /// When to call `handle_timeout` next, and why.
+    /// When to call `handle_timeout` next, and the timer that is due then.
     #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<(Instant, &'static str)> {
-        let mut best: Option<(Instant, &'static str)> = None;
-        let mut consider = |t: Option<Instant>, reason: &'static str| {
-            if let Some(t) = t
-                && best.is_none_or(|(b, _)| t < b)
-            {
-                best = Some((t, reason));
+    pub fn poll_timeout(&mut self) -> Option<(Instant, TimerKind)> {
+        let mut best: Option<(Instant, TimerKind)> = None;
+        let mut consider = |t: Instant, timer: TimerKind| {
+            if best.is_none_or(|(b, _)| t < b) {
+                best = Some((t, timer));
             }
         };
         for relay in self.relays.values() {
             if let Some((t, timer)) = relay.poll_timeout() {
-                consider(Some(self.align_idle(t)), timer.as_str());
+                consider(align(self.epoch, &self.policy, t), TimerKind::Relay(timer));
             }
         }
         for conn in self.connections.values_mut() {
-            for (t, reason) in conn_deadlines(conn, &self.policy, self.role) {
-                let t = if is_idle_timer(reason) {
-                    align(self.epoch, &self.policy, t)
-                } else {
-                    t
-                };
-                consider(Some(t), reason);
+            #[cfg(debug_assertions)]
+            {
+                let armed = conn.timers;
+                conn.rearm_timers(&self.policy, self.role, self.epoch);
+                debug_assert_eq!(
+                    armed, conn.timers,
+                    "peer {}: an input changed the connection without rearming its timers",
+                    conn.peer.0
+                );
+            }
+            if let Some((t, timer)) = conn.timers.next() {
+                consider(t, TimerKind::Connection(timer));
             }
         }
         best
@@ -542,8 +559,18 @@ impl Engine {
         ips
     }
 
-    fn align_idle(&self, t: Instant) -> Instant {
-        align(self.epoch, &self.policy, t)
+    /// Sets the timers of `peer`'s connection after an input changed it.
+    pub(super) fn rearm(&mut self, peer: PeerId) {
+        if let Some(conn) = self.connections.get_mut(&peer) {
+            conn.rearm_timers(&self.policy, self.role, self.epoch);
+        }
+    }
+
+    /// Sets the timers of every connection, after an input that may have changed any.
+    fn rearm_all(&mut self) {
+        for conn in self.connections.values_mut() {
+            conn.rearm_timers(&self.policy, self.role, self.epoch);
+        }
     }
 
     fn allocate_index(&mut self) -> u32 {

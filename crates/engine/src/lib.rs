@@ -15,7 +15,7 @@
 //! - outputs: [`Engine::poll_transmit`] (datagrams, with source and destination),
 //!   [`Engine::poll_packet`] (decrypted packets for the TUN side), [`Engine::poll_event`]
 //!   (candidates to signal, state changes, failures), and last [`Engine::poll_timeout`] (the
-//!   next instant to call `handle_timeout`, with the reason as a `&'static str`).
+//!   next instant to call `handle_timeout`, with the timer that is due as a [`TimerKind`]).
 //!
 //! **After every input, drain the outputs until they are empty, then ask for the timeout.**
 //! The canonical driving loop:
@@ -25,7 +25,7 @@
 //!     while let Some(t) = engine.poll_transmit() { socket(t.src).send_to(&t.payload, t.dst) }
 //!     while let Some((peer, p)) = engine.poll_packet() { tun.write(&p) }
 //!     while let Some(e) = engine.poll_event() { signal_or_report(e) }
-//!     let (deadline, _why) = engine.poll_timeout().unwrap_or((now + 1h, "nothing to do"));
+//!     let deadline = engine.poll_timeout().map_or(now + 1h, |(at, _why)| at);
 //!     match wait_for(socket, tun, signalling, deadline) {
 //!         Datagram(local, from, bytes) => engine.handle_network_packet(local, from, &bytes, now()),
 //!         TunPacket(peer, bytes) => engine.handle_tun_packet(peer, &bytes, now()),
@@ -59,6 +59,7 @@ mod connection;
 mod engine;
 mod error;
 mod policy;
+mod timers;
 mod types;
 mod wire;
 
@@ -67,6 +68,7 @@ pub use ember_turn::{RelayConfig, RelayId, RelayTimer, stun_msg};
 pub use engine::Engine;
 pub use error::EngineError;
 pub use policy::{KeepaliveSender, LivenessPolicy, ProbeRto};
+pub use timers::{ConnectionTimer, TimerKind};
 pub use types::{
     ConnectionState, ConnectionStats, EngineConfig, Event, FailureReason, Grant, IceCredentials,
     PathInfo, PeerId, Role, Transmit,

@@ -195,7 +195,7 @@ impl<R: Router> Driver<R> {
                 }
                 () = sleep => {
                     if let Some((_, why)) = deadline {
-                        tracing::trace!(why, "Engine timeout");
+                        tracing::trace!(why = why.as_str(), "Engine timeout");
                     }
                     self.engine.handle_timeout(Instant::now());
                 }

@@ -109,7 +109,7 @@ struct Allocation {
 }
 
 /// The timers of a relay's client, for `poll_timeout`'s reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RelayTimer {
     RequestRetransmit,
     AllocationRetry,

@@ -64,7 +64,19 @@ impl Engine {
         }
     }
 
-    pub(super) fn stun_for_connection(
+    fn stun_for_connection(
+        &mut self,
+        peer: PeerId,
+        local: SocketAddr,
+        from: SocketAddr,
+        message: StunMessage<'_>,
+        now: Instant,
+    ) {
+        self.receive_stun(peer, local, from, message, now);
+        self.rearm(peer);
+    }
+
+    fn receive_stun(
         &mut self,
         peer: PeerId,
         local: SocketAddr,

@@ -73,6 +73,7 @@ impl Engine {
                 }
             }
             self.drain_ice(peer, now);
+            self.rearm(peer);
         }
     }
 

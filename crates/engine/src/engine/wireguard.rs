@@ -105,6 +105,18 @@ impl Engine {
             trace!(%from, "WireGuard packet for no known session; dropped");
             return;
         };
+        self.receive_wireguard(peer, local, from, data, now);
+        self.rearm(peer);
+    }
+
+    fn receive_wireguard(
+        &mut self,
+        peer: PeerId,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) {
         self.prepare_tunnel(peer, now);
         let Some(conn) = self.connections.get_mut(&peer) else {
             return;
