@@ -224,7 +224,7 @@ pub(crate) fn send_on(
             .values_mut()
             .find(|r| r.relayed_address() == Some(path.local))
         {
-            relay.send_to_peer(path.remote, &payload, now);
+            relay.send_to_peer(path.remote, payload, now);
         }
         return;
     }

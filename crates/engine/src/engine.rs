@@ -3,6 +3,7 @@
 use crate::buffer::PacketBuffer;
 use crate::connection::*;
 use crate::policy::LivenessPolicy;
+use crate::pool::BufferPool;
 use crate::timers::{TimerKind, TimerTable};
 use crate::types::*;
 use crate::wire::{Datagram, classify};
@@ -45,6 +46,8 @@ pub struct Engine {
     relays: BTreeMap<RelayId, TurnClient>,
     out: Outputs,
     scratch: Vec<u8>,
+    /// Buffers for `out`'s datagrams and packets, given back by `recycle`.
+    pool: BufferPool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -82,6 +85,7 @@ impl Engine {
             relays: BTreeMap::new(),
             out: Outputs::default(),
             scratch: vec![0; MAX_DATAGRAM + 256],
+            pool: BufferPool::default(),
         }
     }
 
@@ -421,7 +425,7 @@ impl Engine {
                         now,
                     );
                 }
-                conn.resume_copies.push_back(packet.to_vec());
+                conn.resume_copies.push_back(self.pool.copy_of(packet));
                 self.encapsulate(peer, packet, now);
             }
             ConnectionState::Active => {
@@ -431,7 +435,7 @@ impl Engine {
                 let quiet_after = conn.rtt.map_or(QUIET_MIN, |rtt| (rtt * 2).max(QUIET_MIN));
                 let quiet = now.saturating_duration_since(conn.last_rx) >= quiet_after;
                 if (conn.probe.is_some() || quiet) && conn.resume_copies.len() < MAX_RESUME_COPIES {
-                    conn.resume_copies.push_back(packet.to_vec());
+                    conn.resume_copies.push_back(self.pool.copy_of(packet));
                 }
                 self.encapsulate(peer, packet, now);
             }
@@ -504,6 +508,14 @@ impl Engine {
     #[must_use]
     pub fn poll_packet(&mut self) -> Option<(PeerId, Vec<u8>)> {
         self.out.packets.pop_front()
+    }
+
+    /// Gives a buffer back for reuse: a payload from [`Engine::poll_transmit`] or a packet
+    /// from [`Engine::poll_packet`], once the driver has sent or written it. A driver that
+    /// gives back every buffer moves packets on an established connection without allocating;
+    /// one that does not only pays an allocation per packet.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.pool.give_back(buffer);
     }
 
     /// The next event.

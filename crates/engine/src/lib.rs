@@ -17,13 +17,19 @@
 //!   (candidates to signal, state changes, failures), and last [`Engine::poll_timeout`] (the
 //!   next instant to call `handle_timeout`, with the timer that is due as a [`TimerKind`]).
 //!
+//! Buffers go back with [`Engine::recycle`] once a datagram is sent or a packet written: then an
+//! established connection moves packets without allocating (`tests/no_alloc.rs` shows it).
+//!
 //! **After every input, drain the outputs until they are empty, then ask for the timeout.**
 //! The canonical driving loop:
 //!
 //! ```text
 //! loop {
-//!     while let Some(t) = engine.poll_transmit() { socket(t.src).send_to(&t.payload, t.dst) }
-//!     while let Some((peer, p)) = engine.poll_packet() { tun.write(&p) }
+//!     while let Some(t) = engine.poll_transmit() {
+//!         socket(t.src).send_to(&t.payload, t.dst);
+//!         engine.recycle(t.payload);
+//!     }
+//!     while let Some((peer, p)) = engine.poll_packet() { tun.write(&p); engine.recycle(p) }
 //!     while let Some(e) = engine.poll_event() { signal_or_report(e) }
 //!     let deadline = engine.poll_timeout().map_or(now + 1h, |(at, _why)| at);
 //!     match wait_for(socket, tun, signalling, deadline) {
@@ -59,6 +65,7 @@ mod connection;
 mod engine;
 mod error;
 mod policy;
+mod pool;
 mod timers;
 mod types;
 mod wire;

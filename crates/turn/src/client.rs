@@ -314,8 +314,9 @@ impl TurnClient {
         }
     }
 
-    /// Sends `payload` to `peer` from our relayed address.
-    pub fn send_to_peer(&mut self, peer: SocketAddr, payload: &[u8], now: Instant) {
+    /// Sends `payload` to `peer` from our relayed address. Once the peer's channel is bound,
+    /// the payload's own buffer becomes the datagram (framed in place).
+    pub fn send_to_peer(&mut self, peer: SocketAddr, mut payload: Vec<u8>, now: Instant) {
         let Some(local) = self.local else {
             return;
         };
@@ -323,7 +324,10 @@ impl TurnClient {
             return;
         }
         let wrapped = match self.channels.get(&peer) {
-            Some((channel, Some(_))) => m::channel_data(*channel, payload),
+            Some((channel, Some(_))) => {
+                m::frame_channel_data(*channel, &mut payload);
+                payload
+            }
             _ => {
                 if !self.channels.contains_key(&peer)
                     && let Some(channel) = self.channel_number(peer)
@@ -333,7 +337,7 @@ impl TurnClient {
                 }
                 Message::new(m::SEND, m::INDICATION, self.tid())
                     .with_addr(m::ATTR_XOR_PEER_ADDRESS, peer)
-                    .with(m::ATTR_DATA, payload.to_vec())
+                    .with(m::ATTR_DATA, payload)
                     .encode(None)
             }
         };

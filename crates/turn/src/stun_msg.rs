@@ -232,14 +232,24 @@ pub fn long_term_key(username: &str, realm: &str, password: &str) -> Vec<u8> {
 #[must_use]
 pub fn channel_data(channel: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + payload.len());
-    out.extend_from_slice(&channel.to_be_bytes());
-    out.extend_from_slice(
-        &u16::try_from(payload.len())
-            .unwrap_or(u16::MAX)
-            .to_be_bytes(),
-    );
+    out.extend_from_slice(&channel_data_header(channel, payload.len()));
     out.extend_from_slice(payload);
     out
+}
+
+/// TURN ChannelData framing in place: the header goes in front of `payload`, which allocates
+/// nothing when the buffer has four bytes of capacity to spare.
+pub fn frame_channel_data(channel: u16, payload: &mut Vec<u8>) {
+    let len = payload.len();
+    payload.resize(len + 4, 0);
+    payload.copy_within(..len, 4);
+    payload[..4].copy_from_slice(&channel_data_header(channel, len));
+}
+
+fn channel_data_header(channel: u16, len: usize) -> [u8; 4] {
+    let [c0, c1] = channel.to_be_bytes();
+    let [l0, l1] = u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes();
+    [c0, c1, l0, l1]
 }
 
 /// Splits a ChannelData datagram into channel number and payload.
@@ -335,5 +345,17 @@ mod tests {
         }
         assert!(Message::decode(&bytes[..bytes.len() - 1]).is_none());
         assert_eq!(parse_channel_data(&[0x40, 0, 0, 9, 1]), None);
+    }
+
+    #[test]
+    fn channel_data_framed_in_place_matches_the_copying_framing() {
+        let payload: Vec<u8> = (0..=255).collect();
+        let mut framed = Vec::with_capacity(payload.len() + 4);
+        framed.extend_from_slice(&payload);
+        let address = framed.as_ptr();
+        frame_channel_data(0x4001, &mut framed);
+        assert_eq!(framed, channel_data(0x4001, &payload));
+        assert_eq!(framed.as_ptr(), address, "framed without a new buffer");
+        assert_eq!(parse_channel_data(&framed), Some((0x4001, &payload[..])));
     }
 }

@@ -233,7 +233,7 @@ impl Engine {
                     .tunn
                     .format_handshake_initiation(&mut self.scratch, false)
                 {
-                    let bytes = bytes.to_vec();
+                    let bytes = self.pool.copy_of(bytes);
                     send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
                 }
                 conn.wg_hot_until = now + WG_HOT;
