@@ -34,8 +34,9 @@ impl Engine {
             self.fail(peer, FailureReason::ConnectTimeout, now);
             return;
         }
-        // WireGuard timers. The tick advances on every timeout that finds it passed, also
-        // while boringtun is not ticked (cold), so it stays on the shared grid.
+        // WireGuard timers. Checked against the tick itself rather than the table: the tick
+        // advances whenever it has passed, also while the connection is cold and the timer
+        // is not armed.
         if now >= conn.next_wg_tick {
             conn.next_wg_tick = next_tick(self.epoch, now);
             if now < conn.wg_hot_until || conn.state == ConnectionState::Connecting {
