@@ -297,6 +297,10 @@ impl State for DrivenClient {
         self.0.poll_tun_packet()
     }
 
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        self.0.recycle(buffer);
+    }
+
     fn poll_output(&mut self) -> Option<ClientOutput> {
         self.0.poll_output()
     }

@@ -337,6 +337,12 @@ impl ClientState {
         self.engine.poll_transmit()
     }
 
+    /// A buffer from a transmit or a TUN packet the caller is done with, for reuse (no
+    /// allocation per packet in steady state).
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.engine.recycle(buffer);
+    }
+
     /// A packet for the TUN device: an answer made here, or one from a gateway whose source
     /// belongs to a resource granted through that gateway (others are dropped).
     pub fn poll_tun_packet(&mut self) -> Option<Vec<u8>> {
@@ -389,7 +395,11 @@ impl ClientState {
     /// When to call [`Self::handle_timeout`], and why.
     pub fn poll_timeout(&mut self) -> Option<(Instant, &'static str)> {
         let own = self.timers.next().map(|(at, timer)| (at, timer.as_str()));
-        match (self.engine.poll_timeout(), own) {
+        let engine = self
+            .engine
+            .poll_timeout()
+            .map(|(at, timer)| (at, timer.as_str()));
+        match (engine, own) {
             (Some(engine), Some(own)) => Some(if own.0 < engine.0 { own } else { engine }),
             (engine, own) => engine.or(own),
         }

@@ -117,6 +117,7 @@ fn side(role: Role, id: u64, now: Instant) -> std::io::Result<Side> {
 fn drive(this: &mut Side, other: &mut Side) -> std::io::Result<()> {
     while let Some(t) = this.engine.poll_transmit() {
         this.socket.send_to(&t.payload, t.dst)?;
+        this.engine.recycle(t.payload);
     }
     while let Some((_, packet)) = this.engine.poll_packet() {
         this.received.push(packet);

@@ -9,9 +9,11 @@ use is::stun::{StunMessage, StunMessageBuilder, TransId};
 use is::{Candidate, DefaultSha1HmacProvider, IceAgent, Sha1HmacProvider};
 use tracing::{debug, trace};
 
+use ember_turn::{RelayId, TurnClient};
+
 use crate::buffer::PacketBuffer;
 use crate::policy::{KeepaliveSender, LivenessPolicy};
-use crate::turn::{RelayId, TurnClient};
+use crate::timers::{ConnectionTimer, TimerTable};
 use crate::types::*;
 
 /// Largest datagram the engine produces or accepts.
@@ -93,6 +95,8 @@ pub(crate) struct Connection {
     pub(crate) next_wg_tick: Instant,
     pub(crate) rtt: Option<Duration>,
     pub(crate) stats: Counters,
+    /// Every timer's deadline, set by `rearm_timers` from the fields above.
+    pub(crate) timers: TimerTable,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -220,7 +224,7 @@ pub(crate) fn send_on(
             .values_mut()
             .find(|r| r.relayed_address() == Some(path.local))
         {
-            relay.send_to_peer(path.remote, &payload, now);
+            relay.send_to_peer(path.remote, payload, now);
         }
         return;
     }
@@ -368,62 +372,64 @@ pub(crate) fn align(epoch: Instant, policy: &LivenessPolicy, t: Instant) -> Inst
     epoch + Duration::from_millis(u64::try_from(slots * grid_ms).unwrap_or(u64::MAX))
 }
 
-pub(crate) fn is_idle_timer(reason: &str) -> bool {
-    matches!(reason, "idle probe" | "idle keepalive" | "idle peer silent")
-}
-
-/// Every deadline of one connection, with its reason.
-pub(crate) fn conn_deadlines(
-    conn: &mut Connection,
-    policy: &LivenessPolicy,
-    role: Role,
-) -> Vec<(Instant, &'static str)> {
-    let mut d = Vec::with_capacity(6);
-    if let Some(ice) = conn.ice.as_mut()
-        && let Some(t) = ice.poll_timeout()
-    {
-        d.push((t, "ice"));
-    }
-    match conn.state {
-        ConnectionState::Connecting => {
-            d.push((conn.created + policy.connect_timeout, "connect timeout"));
-            d.push((conn.next_wg_tick, "wireguard timers"));
+impl Connection {
+    /// Sets every timer from the connection's state. Called after every input that touched
+    /// the connection, so the table always holds its deadlines; coalesced (idle) timers are
+    /// rounded up to the policy's grid here, counted from `epoch`.
+    pub(crate) fn rearm_timers(&mut self, policy: &LivenessPolicy, role: Role, epoch: Instant) {
+        use ConnectionTimer as T;
+        let mut table = TimerTable::default();
+        if let Some(ice) = self.ice.as_mut()
+            && let Some(t) = ice.poll_timeout()
+        {
+            table.set(T::Ice, t);
         }
-        ConnectionState::Active => {
-            d.push((conn.last_app + policy.idle_after, "idle threshold"));
-            if let Some(p) = &conn.probe {
-                d.push((p.deadline, "probe retransmit"));
-            } else {
-                if let Some(i) = policy.active_probe_interval {
-                    d.push((conn.last_probe + i, "active probe"));
-                }
-                if let Some(t) = silence_deadline(conn, policy) {
-                    d.push((t, "path silent"));
+        match self.state {
+            ConnectionState::Connecting => {
+                table.set(T::ConnectTimeout, self.created + policy.connect_timeout);
+                table.set(T::WireguardTimers, self.next_wg_tick);
+            }
+            ConnectionState::Active => {
+                table.set(T::IdleThreshold, self.last_app + policy.idle_after);
+                if let Some(p) = &self.probe {
+                    table.set(T::ProbeRetransmit, p.deadline);
+                } else {
+                    if let Some(i) = policy.active_probe_interval {
+                        table.set(T::ActiveProbe, self.last_probe + i);
+                    }
+                    if let Some(t) = silence_deadline(self, policy) {
+                        table.set(T::PathSilent, t);
+                    }
                 }
             }
+            ConnectionState::Idle => {
+                if let Some(p) = &self.probe {
+                    table.set(T::ProbeRetransmit, p.deadline);
+                } else if let Some(t) = idle_probe_deadline(self, policy) {
+                    table.set(T::IdleProbe, t);
+                }
+                if let Some(t) = idle_keepalive_deadline(self, policy, role) {
+                    table.set(T::IdleKeepalive, t);
+                }
+                if let Some(t) = peer_silent_deadline(self, policy, role) {
+                    table.set(T::IdlePeerSilent, t);
+                }
+            }
+            ConnectionState::Broken => {}
         }
-        ConnectionState::Idle => {
-            if let Some(p) = &conn.probe {
-                d.push((p.deadline, "probe retransmit"));
-            } else if let Some(t) = idle_probe_deadline(conn, policy) {
-                d.push((t, "idle probe"));
+        if matches!(self.state, ConnectionState::Active | ConnectionState::Idle) {
+            if let Some(t) = wg_keepalive_deadline(self, policy) {
+                table.set(T::WireguardKeepalive, t);
             }
-            if let Some(t) = idle_keepalive_deadline(conn, policy, role) {
-                d.push((t, "idle keepalive"));
-            }
-            if let Some(t) = peer_silent_deadline(conn, policy, role) {
-                d.push((t, "idle peer silent"));
+            if self.next_wg_tick < self.wg_hot_until {
+                table.set(T::WireguardTimers, self.next_wg_tick);
             }
         }
-        ConnectionState::Broken => {}
+        for timer in T::ALL.into_iter().filter(|t| t.is_coalesced()) {
+            if let Some(t) = table.get(timer) {
+                table.set(timer, align(epoch, policy, t));
+            }
+        }
+        self.timers = table;
     }
-    if matches!(conn.state, ConnectionState::Active | ConnectionState::Idle) {
-        if let Some(t) = wg_keepalive_deadline(conn, policy) {
-            d.push((t, "wireguard keepalive"));
-        }
-        if conn.next_wg_tick < conn.wg_hot_until {
-            d.push((conn.next_wg_tick, "wireguard timers"));
-        }
-    }
-    d
 }

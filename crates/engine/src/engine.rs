@@ -3,17 +3,20 @@
 use crate::buffer::PacketBuffer;
 use crate::connection::*;
 use crate::policy::LivenessPolicy;
-use crate::turn::{RelayConfig, RelayId, TurnClient};
+use crate::pool::BufferPool;
+use crate::timers::{TimerKind, TimerTable};
 use crate::types::*;
 use crate::wire::{Datagram, classify};
 use crate::{clock, error::EngineError};
 use boringtun::noise::Tunn;
 use boringtun::x25519::{PublicKey, StaticSecret};
+use ember_turn::{RelayConfig, RelayId, TurnClient};
 use is::{Candidate, IceAgent, IceCreds};
 use rand::{RngCore as _, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::time::Instant;
 use tracing::{debug, info, trace};
 
@@ -43,6 +46,8 @@ pub struct Engine {
     relays: BTreeMap<RelayId, TurnClient>,
     out: Outputs,
     scratch: Vec<u8>,
+    /// Buffers for `out`'s datagrams and packets, given back by `recycle`.
+    pool: BufferPool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,6 +85,7 @@ impl Engine {
             relays: BTreeMap::new(),
             out: Outputs::default(),
             scratch: vec![0; MAX_DATAGRAM + 256],
+            pool: BufferPool::default(),
         }
     }
 
@@ -180,6 +186,7 @@ impl Engine {
             }
         }
         self.drain_relays(now);
+        self.rearm_all();
     }
 
     /// The relays the portal gives. Known relays keep their allocation and take the new
@@ -200,7 +207,7 @@ impl Engine {
             // One best-effort release: the allocation expires on its own if it is lost.
             relay.release(now);
             while let Some(t) = relay.poll_transmit() {
-                self.out.transmits.push_back(t);
+                self.out.transmits.push_back(t.into());
             }
         }
         for config in relays {
@@ -214,6 +221,7 @@ impl Engine {
             }
         }
         self.drain_relays(now);
+        self.rearm_all();
     }
 
     /// A grant for `peer`: starts a connection (replacing any existing one).
@@ -301,6 +309,7 @@ impl Engine {
             next_wg_tick: now + WG_TICK,
             rtt: None,
             stats: Counters::default(),
+            timers: TimerTable::default(),
         };
         let mut candidates = Vec::new();
         for &socket in &self.sockets {
@@ -310,7 +319,7 @@ impl Engine {
             }
         }
         for relay in self.relays.values() {
-            candidates.extend(relay.candidates());
+            candidates.extend(relays::relay_candidates(relay));
         }
         for c in candidates {
             add_local_candidate(&mut conn, c, &mut self.out);
@@ -322,6 +331,7 @@ impl Engine {
         self.index_to_peer.insert(index, grant.peer);
         self.connections.insert(grant.peer, conn);
         self.drain_ice(grant.peer, now);
+        self.rearm_all();
         Ok(())
     }
 
@@ -349,6 +359,7 @@ impl Engine {
         }
         self.drain_ice(peer, now);
         self.drain_relays(now);
+        self.rearm_all();
         Ok(())
     }
 
@@ -414,7 +425,7 @@ impl Engine {
                         now,
                     );
                 }
-                conn.resume_copies.push_back(packet.to_vec());
+                conn.resume_copies.push_back(self.pool.copy_of(packet));
                 self.encapsulate(peer, packet, now);
             }
             ConnectionState::Active => {
@@ -424,11 +435,12 @@ impl Engine {
                 let quiet_after = conn.rtt.map_or(QUIET_MIN, |rtt| (rtt * 2).max(QUIET_MIN));
                 let quiet = now.saturating_duration_since(conn.last_rx) >= quiet_after;
                 if (conn.probe.is_some() || quiet) && conn.resume_copies.len() < MAX_RESUME_COPIES {
-                    conn.resume_copies.push_back(packet.to_vec());
+                    conn.resume_copies.push_back(self.pool.copy_of(packet));
                 }
                 self.encapsulate(peer, packet, now);
             }
         }
+        self.rearm(peer);
     }
 
     /// A datagram that arrived on local socket `local` from `from`.
@@ -474,9 +486,15 @@ impl Engine {
             relay.handle_timeout(now);
         }
         self.drain_relays(now);
-        let peers: Vec<PeerId> = self.connections.keys().copied().collect();
-        for peer in peers {
+        // Walks the peers in order without a list of them: a timeout may remove its connection.
+        let mut next = self.connections.keys().next().copied();
+        while let Some(peer) = next {
             self.connection_timeout(peer, now);
+            next = self
+                .connections
+                .range((Excluded(peer), Unbounded))
+                .next()
+                .map(|(&p, _)| p);
         }
     }
 
@@ -492,35 +510,47 @@ impl Engine {
         self.out.packets.pop_front()
     }
 
+    /// Gives a buffer back for reuse: a payload from [`Engine::poll_transmit`] or a packet
+    /// from [`Engine::poll_packet`], once the driver has sent or written it. A driver that
+    /// gives back every buffer moves packets on an established connection without allocating;
+    /// one that does not only pays an allocation per packet.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.pool.give_back(buffer);
+    }
+
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.out.events.pop_front()
     }
 
-    /// When to call `handle_timeout` next, and why.
+    /// When to call `handle_timeout` next, and the timer that is due then.
     #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<(Instant, &'static str)> {
-        let mut best: Option<(Instant, &'static str)> = None;
-        let mut consider = |t: Option<Instant>, reason: &'static str| {
-            if let Some(t) = t
-                && best.is_none_or(|(b, _)| t < b)
-            {
-                best = Some((t, reason));
+    pub fn poll_timeout(&mut self) -> Option<(Instant, TimerKind)> {
+        let mut best: Option<(Instant, TimerKind)> = None;
+        let mut consider = |t: Instant, timer: TimerKind| {
+            if best.is_none_or(|(b, _)| t < b) {
+                best = Some((t, timer));
             }
         };
         for relay in self.relays.values() {
-            let (t, reason) = relay.poll_timeout();
-            consider(t.map(|t| self.align_idle(t)), reason);
+            if let Some((t, timer)) = relay.poll_timeout() {
+                consider(align(self.epoch, &self.policy, t), TimerKind::Relay(timer));
+            }
         }
         for conn in self.connections.values_mut() {
-            for (t, reason) in conn_deadlines(conn, &self.policy, self.role) {
-                let t = if is_idle_timer(reason) {
-                    align(self.epoch, &self.policy, t)
-                } else {
-                    t
-                };
-                consider(Some(t), reason);
+            #[cfg(debug_assertions)]
+            {
+                let armed = conn.timers;
+                conn.rearm_timers(&self.policy, self.role, self.epoch);
+                debug_assert_eq!(
+                    armed, conn.timers,
+                    "peer {}: an input changed the connection without rearming its timers",
+                    conn.peer.0
+                );
+            }
+            if let Some((t, timer)) = conn.timers.next() {
+                consider(t, TimerKind::Connection(timer));
             }
         }
         best
@@ -541,8 +571,18 @@ impl Engine {
         ips
     }
 
-    fn align_idle(&self, t: Instant) -> Instant {
-        align(self.epoch, &self.policy, t)
+    /// Sets the timers of `peer`'s connection after an input changed it.
+    pub(super) fn rearm(&mut self, peer: PeerId) {
+        if let Some(conn) = self.connections.get_mut(&peer) {
+            conn.rearm_timers(&self.policy, self.role, self.epoch);
+        }
+    }
+
+    /// Sets the timers of every connection, after an input that may have changed any.
+    fn rearm_all(&mut self) {
+        for conn in self.connections.values_mut() {
+            conn.rearm_timers(&self.policy, self.role, self.epoch);
+        }
     }
 
     fn allocate_index(&mut self) -> u32 {

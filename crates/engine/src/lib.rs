@@ -1,5 +1,6 @@
 //! Ember's connection engine: ICE (str0m's agent, crate `is`) + WireGuard
-//! (`boringtun::noise::Tunn`) + a TURN client + a liveness policy, **sans-IO**.
+//! (`boringtun::noise::Tunn`) + a TURN client (crate `ember-turn`) + a liveness policy,
+//! **sans-IO**.
 //!
 //! # The contract
 //!
@@ -14,17 +15,23 @@
 //! - outputs: [`Engine::poll_transmit`] (datagrams, with source and destination),
 //!   [`Engine::poll_packet`] (decrypted packets for the TUN side), [`Engine::poll_event`]
 //!   (candidates to signal, state changes, failures), and last [`Engine::poll_timeout`] (the
-//!   next instant to call `handle_timeout`, with the reason as a `&'static str`).
+//!   next instant to call `handle_timeout`, with the timer that is due as a [`TimerKind`]).
+//!
+//! Buffers go back with [`Engine::recycle`] once a datagram is sent or a packet written: then an
+//! established connection moves packets without allocating (`tests/no_alloc.rs` shows it).
 //!
 //! **After every input, drain the outputs until they are empty, then ask for the timeout.**
 //! The canonical driving loop:
 //!
 //! ```text
 //! loop {
-//!     while let Some(t) = engine.poll_transmit() { socket(t.src).send_to(&t.payload, t.dst) }
-//!     while let Some((peer, p)) = engine.poll_packet() { tun.write(&p) }
+//!     while let Some(t) = engine.poll_transmit() {
+//!         socket(t.src).send_to(&t.payload, t.dst);
+//!         engine.recycle(t.payload);
+//!     }
+//!     while let Some((peer, p)) = engine.poll_packet() { tun.write(&p); engine.recycle(p) }
 //!     while let Some(e) = engine.poll_event() { signal_or_report(e) }
-//!     let (deadline, _why) = engine.poll_timeout().unwrap_or((now + 1h, "nothing to do"));
+//!     let deadline = engine.poll_timeout().map_or(now + 1h, |(at, _why)| at);
 //!     match wait_for(socket, tun, signalling, deadline) {
 //!         Datagram(local, from, bytes) => engine.handle_network_packet(local, from, &bytes, now()),
 //!         TunPacket(peer, bytes) => engine.handle_tun_packet(peer, &bytes, now()),
@@ -58,16 +65,17 @@ mod connection;
 mod engine;
 mod error;
 mod policy;
-pub mod stun_msg;
-mod turn;
+mod pool;
+mod timers;
 mod types;
 mod wire;
 
 pub use buffer::PacketBuffer;
+pub use ember_turn::{RelayConfig, RelayId, RelayTimer, stun_msg};
 pub use engine::Engine;
 pub use error::EngineError;
 pub use policy::{KeepaliveSender, LivenessPolicy, ProbeRto};
-pub use turn::{RelayConfig, RelayId};
+pub use timers::{ConnectionTimer, TimerKind};
 pub use types::{
     ConnectionState, ConnectionStats, EngineConfig, Event, FailureReason, Grant, IceCredentials,
     PathInfo, PeerId, Role, Transmit,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::buffer::PacketBuffer;
 use crate::policy::LivenessPolicy;
-use crate::turn::RelayId;
+use ember_turn::RelayId;
 
 /// A peer: the gateway (on a client) or the client device (on a gateway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -169,6 +169,18 @@ pub struct Transmit {
     pub relayed: bool,
 }
 
+impl From<ember_turn::Transmit> for Transmit {
+    /// A datagram for one of our relays.
+    fn from(t: ember_turn::Transmit) -> Self {
+        Self {
+            src: t.src,
+            dst: t.dst,
+            payload: t.payload,
+            relayed: true,
+        }
+    }
+}
+
 /// Which way a connection's packets go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathInfo {
@@ -198,7 +210,7 @@ pub struct ConnectionStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::RelayConfig;
+    use ember_turn::RelayConfig;
 
     #[test]
     fn debug_output_of_grants_configs_and_relays_leaves_out_every_secret() {

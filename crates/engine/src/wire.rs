@@ -1,5 +1,7 @@
 //! Demultiplexing one UDP socket: STUN, TURN ChannelData and WireGuard.
 
+use ember_turn::stun_msg;
+
 /// What a datagram on the shared socket is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Datagram {
@@ -12,19 +14,16 @@ pub enum Datagram {
     Unknown,
 }
 
-/// The STUN magic cookie.
-pub const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
-
 /// Classifies a datagram without parsing it.
 #[must_use]
 pub fn classify(data: &[u8]) -> Datagram {
     let Some(&first) = data.first() else {
         return Datagram::Unknown;
     };
-    if first & 0xC0 == 0 && data.len() >= 20 && data.get(4..8) == Some(&MAGIC_COOKIE[..]) {
+    if stun_msg::is_stun(data) {
         return Datagram::Stun;
     }
-    if (0x40..=0x7F).contains(&first) && data.len() >= 4 {
+    if stun_msg::is_channel_data(data) {
         return Datagram::ChannelData;
     }
     if (1..=4).contains(&first) && data.get(1..4) == Some(&[0, 0, 0][..]) {
@@ -36,6 +35,7 @@ pub fn classify(data: &[u8]) -> Datagram {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ember_turn::stun_msg::MAGIC_COOKIE;
 
     #[test]
     fn each_protocol_is_recognised_by_its_header() {

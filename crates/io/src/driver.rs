@@ -69,6 +69,10 @@ pub trait State: Send + 'static {
     fn poll_transmit(&mut self) -> Option<Transmit>;
     /// A packet for the TUN device.
     fn poll_tun_packet(&mut self) -> Option<Vec<u8>>;
+    /// A transmit's payload or a TUN packet the driver is done with, for reuse.
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        drop(buffer);
+    }
     fn poll_output(&mut self) -> Option<Self::Output>;
     /// When to call `handle_timeout` next, and why (for the logs).
     fn poll_timeout(&mut self) -> Option<(Instant, &'static str)>;
@@ -236,10 +240,12 @@ impl<S: State> Driver<S> {
     async fn flush(&mut self) -> bool {
         while let Some(transmit) = self.state.poll_transmit() {
             self.plane.send(&transmit).await;
+            self.state.recycle(transmit.payload);
         }
         self.plane.send_queued().await;
         while let Some(packet) = self.state.poll_tun_packet() {
             self.plane.write_tun(&packet).await;
+            self.state.recycle(packet);
         }
         self.plane.write_tun_queued().await;
         while let Some(output) = self.state.poll_output() {

@@ -96,7 +96,13 @@ impl State for OnePeer {
     }
 
     fn poll_timeout(&mut self) -> Option<(Instant, &'static str)> {
-        self.engine.poll_timeout()
+        self.engine
+            .poll_timeout()
+            .map(|(at, timer)| (at, timer.as_str()))
+    }
+
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        self.engine.recycle(buffer);
     }
 }
 

@@ -86,7 +86,7 @@ pub fn tunn_round(
 }
 
 /// One packet through two engines: `handle_tun_packet` at `a`, the datagram into `b`, the
-/// packet out of `b`.
+/// packet out of `b`; both buffers go back to their engine, as a driver gives them back.
 ///
 /// # Panics
 /// If the engines do not move the packet (a broken fixture).
@@ -100,6 +100,9 @@ pub fn engine_round(sim: &mut Sim, a: HostId, b: HostId, packet: &[u8]) -> usize
     let t = ea.engine.poll_transmit().expect("a datagram");
     eb.engine
         .handle_network_packet(t.dst, t.src, &t.payload, now);
+    ea.engine.recycle(t.payload);
     let (_, p) = eb.engine.poll_packet().expect("a packet");
-    p.len()
+    let len = p.len();
+    eb.engine.recycle(p);
+    len
 }

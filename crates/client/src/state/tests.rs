@@ -211,12 +211,9 @@ impl World {
                 break;
             }
             if !moved {
-                let next = [self.client.poll_timeout(), self.gateway.poll_timeout()]
-                    .into_iter()
-                    .flatten()
-                    .map(|(at, _)| at)
-                    .min()
-                    .unwrap_or(end);
+                let client = self.client.poll_timeout().map(|(at, _)| at);
+                let gateway = self.gateway.poll_timeout().map(|(at, _)| at);
+                let next = client.into_iter().chain(gateway).min().unwrap_or(end);
                 self.now = next.clamp(self.now + Duration::from_millis(1), end);
                 self.client.handle_timeout(self.now);
                 self.gateway.handle_timeout(self.now);

@@ -64,7 +64,19 @@ impl Engine {
         }
     }
 
-    pub(super) fn stun_for_connection(
+    fn stun_for_connection(
+        &mut self,
+        peer: PeerId,
+        local: SocketAddr,
+        from: SocketAddr,
+        message: StunMessage<'_>,
+        now: Instant,
+    ) {
+        self.receive_stun(peer, local, from, message, now);
+        self.rearm(peer);
+    }
+
+    fn receive_stun(
         &mut self,
         peer: PeerId,
         local: SocketAddr,
@@ -221,7 +233,7 @@ impl Engine {
                     .tunn
                     .format_handshake_initiation(&mut self.scratch, false)
                 {
-                    let bytes = bytes.to_vec();
+                    let bytes = self.pool.copy_of(bytes);
                     send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
                 }
                 conn.wg_hot_until = now + WG_HOT;

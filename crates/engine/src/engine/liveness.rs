@@ -7,17 +7,22 @@ use tracing::{info, trace};
 use super::Engine;
 use crate::buffer::PacketBuffer;
 use crate::connection::*;
+use crate::timers::ConnectionTimer as T;
 use crate::types::*;
 
 impl Engine {
+    /// Runs the timers of `peer`'s connection that are due at `now`, each step on a table
+    /// rearmed after the steps before it changed the connection.
     pub(super) fn connection_timeout(&mut self, peer: PeerId, now: Instant) {
         let policy = self.policy.clone();
+        // The driver may call `handle_timeout` without polling first.
+        self.rearm(peer);
         let Some(conn) = self.connections.get_mut(&peer) else {
             return;
         };
         // ICE while connecting.
-        if let Some(ice) = conn.ice.as_mut()
-            && ice.poll_timeout().is_some_and(|t| t <= now)
+        if conn.timers.is_expired(T::Ice, now)
+            && let Some(ice) = conn.ice.as_mut()
         {
             ice.handle_timeout(now);
             self.drain_ice(peer, now);
@@ -25,18 +30,20 @@ impl Engine {
         let Some(conn) = self.connections.get_mut(&peer) else {
             return;
         };
-        if conn.state == ConnectionState::Connecting && now >= conn.created + policy.connect_timeout
-        {
+        if conn.timers.is_expired(T::ConnectTimeout, now) {
             self.fail(peer, FailureReason::ConnectTimeout, now);
             return;
         }
-        // WireGuard timers.
+        // WireGuard timers. Checked against the tick itself rather than the table: the tick
+        // advances whenever it has passed, also while the connection is cold and the timer
+        // is not armed.
         if now >= conn.next_wg_tick {
             conn.next_wg_tick = next_tick(self.epoch, now);
             if now < conn.wg_hot_until || conn.state == ConnectionState::Connecting {
                 self.prepare_tunnel(peer, now);
             }
         }
+        self.rearm(peer);
         let Some(conn) = self.connections.get_mut(&peer) else {
             return;
         };
@@ -44,8 +51,8 @@ impl Engine {
             return;
         }
         // Probe retransmissions and misses.
-        if let Some(probe) = conn.probe.as_mut()
-            && now >= probe.deadline
+        if conn.timers.is_expired(T::ProbeRetransmit, now)
+            && let Some(probe) = conn.probe.as_mut()
         {
             probe.attempt += 1;
             if probe.attempt >= probe.misses_allowed {
@@ -56,34 +63,28 @@ impl Engine {
             probe.deadline = now + policy.probe_timeout(probe.attempt, conn.rtt);
             let trans_id = probe.trans_id;
             send_probe(conn, trans_id, &mut self.relays, &mut self.out, now);
+            conn.rearm_timers(&policy, self.role, self.epoch);
         }
         match conn.state {
             ConnectionState::Active => {
-                if now >= conn.last_app + policy.idle_after {
+                if conn.timers.is_expired(T::IdleThreshold, now) {
                     set_state(conn, ConnectionState::Idle, &mut self.out);
                     conn.resume_copies.clear();
-                } else if conn.probe.is_none() {
-                    let periodic = policy
-                        .active_probe_interval
-                        .is_some_and(|i| now >= conn.last_probe + i);
-                    let silent = silence_deadline(conn, &policy).is_some_and(|t| now >= t);
-                    if periodic || silent {
-                        start_probe(
-                            conn,
-                            &policy,
-                            policy.active_misses,
-                            &mut self.relays,
-                            &mut self.out,
-                            now,
-                        );
-                    }
+                } else if conn.timers.is_expired(T::ActiveProbe, now)
+                    || conn.timers.is_expired(T::PathSilent, now)
+                {
+                    start_probe(
+                        conn,
+                        &policy,
+                        policy.active_misses,
+                        &mut self.relays,
+                        &mut self.out,
+                        now,
+                    );
                 }
             }
             ConnectionState::Idle => {
-                if conn.probe.is_none()
-                    && let Some(t) = idle_probe_deadline(conn, &policy)
-                    && now >= align(self.epoch, &policy, t)
-                {
+                if conn.timers.is_expired(T::IdleProbe, now) {
                     start_probe(
                         conn,
                         &policy,
@@ -93,14 +94,10 @@ impl Engine {
                         now,
                     );
                 }
-                if let Some(t) = idle_keepalive_deadline(conn, &policy, self.role)
-                    && now >= align(self.epoch, &policy, t)
-                {
+                if conn.timers.is_expired(T::IdleKeepalive, now) {
                     send_keepalive(conn, &mut self.relays, &mut self.out, now);
                 }
-                if let Some(t) = peer_silent_deadline(conn, &policy, self.role)
-                    && now >= align(self.epoch, &policy, t)
-                {
+                if conn.timers.is_expired(T::IdlePeerSilent, now) {
                     info!(peer = peer.0, "Idle peer went silent");
                     self.fail(peer, FailureReason::PeerSilent, now);
                     return;
@@ -108,16 +105,13 @@ impl Engine {
             }
             ConnectionState::Connecting | ConnectionState::Broken => {}
         }
-        let Some(conn) = self.connections.get_mut(&peer) else {
-            return;
-        };
-        if let Some(t) = wg_keepalive_deadline(conn, &policy)
-            && now >= t
-        {
+        conn.rearm_timers(&policy, self.role, self.epoch);
+        if conn.timers.is_expired(T::WireguardKeepalive, now) {
             trace!(peer = peer.0, "WireGuard keepalive");
             self.encapsulate(peer, &[], now);
         }
         self.drain_relays(now);
+        self.rearm(peer);
     }
 
     /// Reports a connection broken and removes it, keeping its unsent packets.

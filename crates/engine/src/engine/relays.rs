@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use tracing::trace;
 
+use ember_turn::{RelayId, TurnClient, TurnOutput};
+use is::Candidate;
+
 use super::Engine;
 use crate::connection::*;
-use crate::turn::{RelayId, TurnOutput};
 use crate::types::*;
 use crate::wire::{Datagram, classify};
 
@@ -42,7 +44,7 @@ impl Engine {
         for relay in self.relays.values_mut() {
             while let Some(output) = relay.poll_output() {
                 match output {
-                    TurnOutput::Transmit(t) => self.out.transmits.push_back(t),
+                    TurnOutput::Transmit(t) => self.out.transmits.push_back(t.into()),
                     TurnOutput::Allocated {
                         relayed,
                         server_reflexive,
@@ -52,7 +54,7 @@ impl Engine {
                             relayed,
                             server_reflexive,
                         });
-                        new_candidates.extend(relay.candidates());
+                        new_candidates.extend(relay_candidates(relay));
                     }
                 }
             }
@@ -71,6 +73,7 @@ impl Engine {
                 }
             }
             self.drain_ice(peer, now);
+            self.rearm(peer);
         }
     }
 
@@ -79,8 +82,29 @@ impl Engine {
     pub(super) fn drain_relays_transmits_only(&mut self) {
         for relay in self.relays.values_mut() {
             while let Some(t) = relay.poll_transmit() {
-                self.out.transmits.push_back(t);
+                self.out.transmits.push_back(t.into());
             }
         }
     }
+}
+
+/// A relay's server-reflexive and relayed candidates, once it has an allocation.
+pub(super) fn relay_candidates(relay: &TurnClient) -> Vec<Candidate> {
+    let (Some(relayed), Some(server_reflexive), Some(local)) = (
+        relay.relayed_address(),
+        relay.server_reflexive_address(),
+        relay.local_address(),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if server_reflexive != local
+        && let Ok(c) = Candidate::server_reflexive(server_reflexive, local, "udp")
+    {
+        out.push(c);
+    }
+    if let Ok(c) = Candidate::relayed(relayed, local, "udp") {
+        out.push(c);
+    }
+    out
 }

@@ -46,7 +46,7 @@ impl Engine {
         conn.last_wg_tick = now;
         match conn.tunn.update_timers(&mut self.scratch) {
             TunnResult::WriteToNetwork(bytes) => {
-                let bytes = bytes.to_vec();
+                let bytes = self.pool.copy_of(bytes);
                 send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
             }
             TunnResult::Err(e) => debug!(peer = peer.0, ?e, "WireGuard timer"),
@@ -64,7 +64,7 @@ impl Engine {
             .tunn
             .format_handshake_initiation(&mut self.scratch, true)
         {
-            let bytes = bytes.to_vec();
+            let bytes = self.pool.copy_of(bytes);
             send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
         }
         conn.wg_hot_until = now + WG_HOT;
@@ -83,7 +83,7 @@ impl Engine {
                     conn.stats.tx_bytes += packet.len() as u64;
                     conn.last_wg_data_tx = Some(now);
                 }
-                let bytes = bytes.to_vec();
+                let bytes = self.pool.copy_of(bytes);
                 send_on_path(conn, bytes, &mut self.relays, &mut self.out, now);
             }
             TunnResult::Done => {}
@@ -105,6 +105,18 @@ impl Engine {
             trace!(%from, "WireGuard packet for no known session; dropped");
             return;
         };
+        self.receive_wireguard(peer, local, from, data, now);
+        self.rearm(peer);
+    }
+
+    fn receive_wireguard(
+        &mut self,
+        peer: PeerId,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) {
         self.prepare_tunnel(peer, now);
         let Some(conn) = self.connections.get_mut(&peer) else {
             return;
@@ -131,12 +143,12 @@ impl Engine {
                     // A cookie reply (type 3) is what boringtun sends under load to an
                     // unverified sender: it proves nothing about the sender's address.
                     authenticated |= bytes.first() != Some(&3);
-                    replies.push(bytes.to_vec());
+                    replies.push(self.pool.copy_of(bytes));
                 }
                 TunnResult::WriteToTunnelV4(bytes, _) | TunnResult::WriteToTunnelV6(bytes, _) => {
                     authenticated = true;
                     if !bytes.is_empty() {
-                        delivered = Some(bytes.to_vec());
+                        delivered = Some(self.pool.copy_of(bytes));
                     }
                     break;
                 }

@@ -179,7 +179,7 @@ impl<R: Router> Driver<R> {
                 }
                 () = sleep => {
                     if let Some((_, why)) = deadline {
-                        tracing::trace!(why, "Engine timeout");
+                        tracing::trace!(why = why.as_str(), "Engine timeout");
                     }
                     self.engine.handle_timeout(Instant::now());
                 }
@@ -225,6 +225,7 @@ impl<R: Router> Driver<R> {
     async fn flush(&mut self) -> bool {
         while let Some(transmit) = self.engine.poll_transmit() {
             self.plane.send(&transmit).await;
+            self.engine.recycle(transmit.payload);
         }
         self.plane.send_queued().await;
         while let Some((peer, mut packet)) = self.engine.poll_packet() {
@@ -233,6 +234,7 @@ impl<R: Router> Driver<R> {
                 continue;
             }
             self.plane.write_tun(&packet).await;
+            self.engine.recycle(packet);
         }
         self.plane.write_tun_queued().await;
         while let Some(event) = self.engine.poll_event() {

@@ -1,18 +1,16 @@
 //! A sans-IO TURN client (RFC 5766): allocation, refresh, permissions, channel bindings and
 //! the server-reflexive address, for one relay.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use is::Candidate;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tracing::{debug, info, trace, warn};
 
 use crate::stun_msg::{self as m, Message};
-use crate::types::Transmit;
-use crate::wire::{Datagram, classify};
 
 /// A relay as the portal names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,14 +31,22 @@ impl std::fmt::Debug for RelayConfig {
             .field("id", &self.id)
             .field("server", &self.server)
             .field("username", &self.username)
-            .field("password", &crate::types::REDACTED)
+            .field("password", &format_args!("<redacted>"))
             .finish()
     }
 }
 
-/// What a TURN client asks the engine to do.
+/// A datagram for the relay server, from our local socket of its address family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// What a TURN client asks its driver to do.
 #[derive(Debug)]
-pub(crate) enum TurnOutput {
+pub enum TurnOutput {
     Transmit(Transmit),
     Allocated {
         relayed: SocketAddr,
@@ -102,9 +108,45 @@ struct Allocation {
     refresh_at: Instant,
 }
 
+/// The timers of a relay's client, for `poll_timeout`'s reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayTimer {
+    RequestRetransmit,
+    AllocationRetry,
+    AllocationRefresh,
+    PermissionRefresh,
+    ChannelRefresh,
+    /// Our NAT binding to the relay needs traffic.
+    Keepalive,
+    /// The allocation has been unused long enough to be released.
+    Release,
+}
+
+impl RelayTimer {
+    /// For logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayTimer::RequestRetransmit => "relay request retransmit",
+            RelayTimer::AllocationRetry => "relay allocation retry",
+            RelayTimer::AllocationRefresh => "relay allocation refresh",
+            RelayTimer::PermissionRefresh => "relay permission refresh",
+            RelayTimer::ChannelRefresh => "relay channel refresh",
+            RelayTimer::Keepalive => "relay keepalive",
+            RelayTimer::Release => "relay release",
+        }
+    }
+}
+
+impl std::fmt::Display for RelayTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One relay's client state.
 #[derive(Debug)]
-pub(crate) struct TurnClient {
+pub struct TurnClient {
     config: RelayConfig,
     local: Option<SocketAddr>,
     rng: ChaCha20Rng,
@@ -132,12 +174,7 @@ pub(crate) struct TurnClient {
 }
 
 impl TurnClient {
-    pub(crate) fn new(
-        config: RelayConfig,
-        sockets: &[SocketAddr],
-        seed: u64,
-        now: Instant,
-    ) -> Self {
+    pub fn new(config: RelayConfig, sockets: &[SocketAddr], seed: u64, now: Instant) -> Self {
         let local = sockets
             .iter()
             .copied()
@@ -164,24 +201,24 @@ impl TurnClient {
         client
     }
 
-    pub(crate) fn id(&self) -> RelayId {
+    pub fn id(&self) -> RelayId {
         self.config.id
     }
 
-    pub(crate) fn config(&self) -> &RelayConfig {
+    pub fn config(&self) -> &RelayConfig {
         &self.config
     }
 
-    pub(crate) fn server(&self) -> SocketAddr {
+    pub fn server(&self) -> SocketAddr {
         self.config.server
     }
 
-    pub(crate) fn relayed_address(&self) -> Option<SocketAddr> {
+    pub fn relayed_address(&self) -> Option<SocketAddr> {
         self.allocation.as_ref().map(|a| a.relayed)
     }
 
     /// New credentials: kept for every later request; the allocation stays.
-    pub(crate) fn update_credentials(&mut self, config: RelayConfig) {
+    pub fn update_credentials(&mut self, config: RelayConfig) {
         if config.username != self.config.username || config.password != self.config.password {
             debug!(relay = ?config.id, "Relay credentials replaced");
         }
@@ -189,7 +226,7 @@ impl TurnClient {
     }
 
     /// The local sockets changed (network change): allocate again from the new one.
-    pub(crate) fn rebase(&mut self, sockets: &[SocketAddr], now: Instant) {
+    pub fn rebase(&mut self, sockets: &[SocketAddr], now: Instant) {
         let local = sockets
             .iter()
             .copied()
@@ -206,31 +243,27 @@ impl TurnClient {
     }
 
     /// Releases the allocation (lifetime 0).
-    pub(crate) fn release(&mut self, now: Instant) {
+    pub fn release(&mut self, now: Instant) {
         if self.allocation.is_some() {
             self.request(Kind::Refresh { lifetime: 0 }, now);
         }
     }
 
-    /// Server-reflexive and relayed candidates, once allocated.
-    pub(crate) fn candidates(&self) -> Vec<Candidate> {
-        let (Some(a), Some(local)) = (&self.allocation, self.local) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        if a.server_reflexive != local
-            && let Ok(c) = Candidate::server_reflexive(a.server_reflexive, local, "udp")
-        {
-            out.push(c);
-        }
-        if let Ok(c) = Candidate::relayed(a.relayed, local, "udp") {
-            out.push(c);
-        }
-        out
+    /// Our local socket towards the relay (the base of its candidates), if we have one of the
+    /// relay's address family.
+    #[must_use]
+    pub fn local_address(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// Our address as the relay sees it, once allocated.
+    #[must_use]
+    pub fn server_reflexive_address(&self) -> Option<SocketAddr> {
+        self.allocation.as_ref().map(|a| a.server_reflexive)
     }
 
     /// Whether a connection currently needs this relay (keeps our NAT binding to it alive).
-    pub(crate) fn set_in_use(&mut self, in_use: bool, now: Instant) {
+    pub fn set_in_use(&mut self, in_use: bool, now: Instant) {
         if in_use {
             self.unused_since = None;
         } else if self.in_use || self.unused_since.is_none() {
@@ -263,13 +296,13 @@ impl TurnClient {
 
     /// Forgets permissions and channels for peers no connection needs any more, so that the
     /// relay's idle cost does not grow with every peer ever contacted.
-    pub(crate) fn retain_peers(&mut self, needed: &BTreeSet<IpAddr>) {
+    pub fn retain_peers(&mut self, needed: &BTreeSet<IpAddr>) {
         self.permissions.retain(|ip, _| needed.contains(ip));
         self.channels.retain(|peer, _| needed.contains(&peer.ip()));
     }
 
     /// Lets `peer`'s IP send to our relayed address.
-    pub(crate) fn create_permission(&mut self, peer: SocketAddr, now: Instant) {
+    pub fn create_permission(&mut self, peer: SocketAddr, now: Instant) {
         if peer.is_ipv4() != self.config.server.is_ipv4()
             || self.permissions.contains_key(&peer.ip())
         {
@@ -281,8 +314,9 @@ impl TurnClient {
         }
     }
 
-    /// Sends `payload` to `peer` from our relayed address.
-    pub(crate) fn send_to_peer(&mut self, peer: SocketAddr, payload: &[u8], now: Instant) {
+    /// Sends `payload` to `peer` from our relayed address. Once the peer's channel is bound,
+    /// the payload's own buffer becomes the datagram (framed in place).
+    pub fn send_to_peer(&mut self, peer: SocketAddr, mut payload: Vec<u8>, now: Instant) {
         let Some(local) = self.local else {
             return;
         };
@@ -290,7 +324,10 @@ impl TurnClient {
             return;
         }
         let wrapped = match self.channels.get(&peer) {
-            Some((channel, Some(_))) => m::channel_data(*channel, payload),
+            Some((channel, Some(_))) => {
+                m::frame_channel_data(*channel, &mut payload);
+                payload
+            }
             _ => {
                 if !self.channels.contains_key(&peer)
                     && let Some(channel) = self.channel_number(peer)
@@ -300,7 +337,7 @@ impl TurnClient {
                 }
                 Message::new(m::SEND, m::INDICATION, self.tid())
                     .with_addr(m::ATTR_XOR_PEER_ADDRESS, peer)
-                    .with(m::ATTR_DATA, payload.to_vec())
+                    .with(m::ATTR_DATA, payload)
                     .encode(None)
             }
         };
@@ -310,46 +347,44 @@ impl TurnClient {
             src: local,
             dst: self.config.server,
             payload: wrapped,
-            relayed: true,
         }));
     }
 
     /// A datagram from the relay server. Returns a payload relayed from a peer as
-    /// (our relayed address, peer address, payload).
-    pub(crate) fn handle_packet(
+    /// (our relayed address, peer address, payload); ChannelData payloads are borrowed from
+    /// `data`.
+    pub fn handle_packet<'a>(
         &mut self,
         _local: SocketAddr,
         _from: SocketAddr,
-        data: &[u8],
+        data: &'a [u8],
         now: Instant,
-    ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    ) -> Option<(SocketAddr, SocketAddr, Cow<'a, [u8]>)> {
         let relayed = self.relayed_address();
         self.last_activity = now;
-        match classify(data) {
-            Datagram::ChannelData => {
-                let (channel, payload) = m::parse_channel_data(data)?;
-                let peer = self
-                    .channels
-                    .iter()
-                    .find(|(_, (c, _))| *c == channel)
-                    .map(|(p, _)| *p)?;
-                Some((relayed?, peer, payload.to_vec()))
-            }
-            Datagram::Stun => {
-                let msg = Message::decode(data)?;
-                if msg.method == m::DATA && msg.class == m::INDICATION {
-                    let peer = msg.addr_attr(m::ATTR_XOR_PEER_ADDRESS)?;
-                    let payload = msg.attr(m::ATTR_DATA)?.to_vec();
-                    return Some((relayed?, peer, payload));
-                }
-                self.handle_response(&msg, data, now);
-                None
-            }
-            Datagram::WireGuard | Datagram::Unknown => None,
+        if m::is_channel_data(data) {
+            let (channel, payload) = m::parse_channel_data(data)?;
+            let peer = self
+                .channels
+                .iter()
+                .find(|(_, (c, _))| *c == channel)
+                .map(|(p, _)| *p)?;
+            return Some((relayed?, peer, Cow::Borrowed(payload)));
         }
+        if !m::is_stun(data) {
+            return None;
+        }
+        let msg = Message::decode(data)?;
+        if msg.method == m::DATA && msg.class == m::INDICATION {
+            let peer = msg.addr_attr(m::ATTR_XOR_PEER_ADDRESS)?;
+            let payload = msg.attr(m::ATTR_DATA)?.to_vec();
+            return Some((relayed?, peer, Cow::Owned(payload)));
+        }
+        self.handle_response(&msg, data, now);
+        None
     }
 
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<[u8; 12]> = self
             .in_flight
             .iter()
@@ -431,53 +466,55 @@ impl TurnClient {
         }
     }
 
-    pub(crate) fn poll_timeout(&self) -> (Option<Instant>, &'static str) {
-        let mut best: (Option<Instant>, &'static str) = (None, "");
-        let mut consider = |t: Option<Instant>, reason: &'static str| {
+    /// When to call `handle_timeout` next, and why.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<(Instant, RelayTimer)> {
+        let mut best: Option<(Instant, RelayTimer)> = None;
+        let mut consider = |t: Option<Instant>, timer: RelayTimer| {
             if let Some(t) = t
-                && best.0.is_none_or(|b| t < b)
+                && best.is_none_or(|(b, _)| t < b)
             {
-                best = (Some(t), reason);
+                best = Some((t, timer));
             }
         };
         consider(
             self.in_flight.values().map(|f| f.deadline).min(),
-            "relay request retransmit",
+            RelayTimer::RequestRetransmit,
         );
-        consider(self.retry_at, "relay allocation retry");
+        consider(self.retry_at, RelayTimer::AllocationRetry);
         consider(
             self.allocation.as_ref().map(|a| a.refresh_at),
-            "relay allocation refresh",
+            RelayTimer::AllocationRefresh,
         );
         consider(
             self.permissions.values().flatten().min().copied(),
-            "relay permission refresh",
+            RelayTimer::PermissionRefresh,
         );
         consider(
             self.channels.values().filter_map(|(_, t)| *t).min(),
-            "relay channel refresh",
+            RelayTimer::ChannelRefresh,
         );
         if self.allocation.is_some() && self.in_use {
             consider(
                 Some(self.last_activity + BINDING_KEEPALIVE),
-                "relay keepalive",
+                RelayTimer::Keepalive,
             );
         }
         if self.allocation.is_some() && !self.in_use {
             consider(
                 self.unused_since.map(|t| t + RELEASE_UNUSED_AFTER),
-                "relay release",
+                RelayTimer::Release,
             );
         }
         best
     }
 
-    pub(crate) fn poll_output(&mut self) -> Option<TurnOutput> {
+    pub fn poll_output(&mut self) -> Option<TurnOutput> {
         self.out.pop_front()
     }
 
     /// The next datagram to send, leaving other outputs queued for `poll_output`.
-    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let i = self
             .out
             .iter()
@@ -570,7 +607,6 @@ impl TurnClient {
             src: local,
             dst: self.config.server,
             payload,
-            relayed: true,
         }));
     }
 
@@ -683,7 +719,7 @@ impl TurnClient {
     /// Checks our server-reflexive address now (before a connection gathers candidates, or
     /// when a path died): a changed address means a new allocation.
     /// Allocates if we have no allocation (it is released while unused).
-    pub(crate) fn check_binding(&mut self, now: Instant) {
+    pub fn check_binding(&mut self, now: Instant) {
         if self.pending(|k| matches!(k, Kind::Binding | Kind::Allocate)) || self.retry_at.is_some()
         {
             return;

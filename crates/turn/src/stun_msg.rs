@@ -6,7 +6,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use is::{DefaultSha1HmacProvider, Sha1HmacProvider};
 use md5::{Digest, Md5};
 
-use crate::wire::MAGIC_COOKIE;
+/// The STUN magic cookie (bytes 4..8 of every STUN message).
+pub const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+
+/// Whether a datagram looks like STUN: top two bits of byte 0 clear and the magic cookie at
+/// bytes 4..8 (RFC 5389 §6). Checks the header only.
+#[must_use]
+pub fn is_stun(data: &[u8]) -> bool {
+    data.len() >= 20 && data[0] & 0xC0 == 0 && data.get(4..8) == Some(&MAGIC_COOKIE[..])
+}
+
+/// Whether a datagram looks like TURN ChannelData: byte 0 in 0x40..=0x7F (RFC 8656 §12).
+#[must_use]
+pub fn is_channel_data(data: &[u8]) -> bool {
+    data.len() >= 4 && (0x40..=0x7F).contains(&data[0])
+}
 
 pub const BINDING: u16 = 0x001;
 pub const ALLOCATE: u16 = 0x003;
@@ -218,14 +232,24 @@ pub fn long_term_key(username: &str, realm: &str, password: &str) -> Vec<u8> {
 #[must_use]
 pub fn channel_data(channel: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + payload.len());
-    out.extend_from_slice(&channel.to_be_bytes());
-    out.extend_from_slice(
-        &u16::try_from(payload.len())
-            .unwrap_or(u16::MAX)
-            .to_be_bytes(),
-    );
+    out.extend_from_slice(&channel_data_header(channel, payload.len()));
     out.extend_from_slice(payload);
     out
+}
+
+/// TURN ChannelData framing in place: the header goes in front of `payload`, which allocates
+/// nothing when the buffer has four bytes of capacity to spare.
+pub fn frame_channel_data(channel: u16, payload: &mut Vec<u8>) {
+    let len = payload.len();
+    payload.resize(len + 4, 0);
+    payload.copy_within(..len, 4);
+    payload[..4].copy_from_slice(&channel_data_header(channel, len));
+}
+
+fn channel_data_header(channel: u16, len: usize) -> [u8; 4] {
+    let [c0, c1] = channel.to_be_bytes();
+    let [l0, l1] = u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes();
+    [c0, c1, l0, l1]
 }
 
 /// Splits a ChannelData datagram into channel number and payload.
@@ -321,5 +345,17 @@ mod tests {
         }
         assert!(Message::decode(&bytes[..bytes.len() - 1]).is_none());
         assert_eq!(parse_channel_data(&[0x40, 0, 0, 9, 1]), None);
+    }
+
+    #[test]
+    fn channel_data_framed_in_place_matches_the_copying_framing() {
+        let payload: Vec<u8> = (0..=255).collect();
+        let mut framed = Vec::with_capacity(payload.len() + 4);
+        framed.extend_from_slice(&payload);
+        let address = framed.as_ptr();
+        frame_channel_data(0x4001, &mut framed);
+        assert_eq!(framed, channel_data(0x4001, &payload));
+        assert_eq!(framed.as_ptr(), address, "framed without a new buffer");
+        assert_eq!(parse_channel_data(&framed), Some((0x4001, &payload[..])));
     }
 }
