@@ -1,16 +1,12 @@
-//! The control loop's plumbing: the shared router, the portal connection, signals, relay
-//! addresses and small async helpers for `select!`.
+//! The control loop's plumbing: the portal connection, signals, relay addresses and small
+//! async helpers for `select!`.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
-use ember_engine::PeerId;
-use ember_gateway::router::GatewayRouter;
-use ember_io::driver::routed::Router;
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ConnectError, GatewaySide, PortalLink, connect};
 use ember_protocol::SecretToken;
@@ -32,30 +28,6 @@ pub(super) fn bind_sockets() -> Result<Vec<UdpSocket>> {
         Err(e) => tracing::info!("No IPv6 UDP socket ({e}); IPv4 paths only"),
     }
     Ok(sockets)
-}
-
-/// The router, shared between the driver (every packet) and the control loop (grants).
-#[derive(Debug, Clone, Default)]
-pub(super) struct SharedRouter(Arc<Mutex<GatewayRouter>>);
-
-impl SharedRouter {
-    pub(super) fn lock(&self) -> MutexGuard<'_, GatewayRouter> {
-        // The router's state stays consistent between calls; a panic elsewhere cannot leave
-        // it half-changed in a way that matters more than stopping the data plane would.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Router for SharedRouter {
-    fn outbound(&mut self, packet: &mut [u8]) -> Option<PeerId> {
-        self.lock().outbound(packet)
-    }
-
-    fn inbound(&mut self, peer: PeerId, packet: &mut [u8]) -> bool {
-        self.lock().inbound(peer, packet)
-    }
 }
 
 pub(super) struct Portal {
@@ -130,13 +102,6 @@ pub(super) async fn recv(
 ) -> Result<PortalToGateway, ember_portal_client::LinkError> {
     match link {
         Some(link) => link.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
