@@ -4,9 +4,9 @@
 //! - the real `ember-gateway` binary behind a NAT router, with a site LAN behind it: a resource
 //!   host with an HTTP server (10.77.0.10), a neighbour (10.77.0.11) nobody is granted, and a
 //!   DNS server for `web.corp.example` (10.77.0.53, given with `--resolver`);
-//! - a client behind another NAT, built here from `ember_io::Driver` and
-//!   `ember_portal_client` (client role) with its own TUN device, signed in through the
-//!   portal's password flow.
+//! - a client behind another NAT, built here from `ember_io`'s driver running a small engine
+//!   state (`support/client.rs`) and `ember_portal_client` (client role) with its own TUN
+//!   device, signed in through the portal's password flow.
 //!
 //! The client reaches the web server through the tunnel by address and by name (proxy IP,
 //! translated at the gateway); a non-granted port, the neighbour and an unpoliced resource are
@@ -21,9 +21,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ember_engine::{Engine, EngineConfig, Event, Role};
+use ember_engine::{Engine, EngineConfig, Role};
 use ember_gateway::grants::encode_key;
-use ember_io::driver::routed::{Command as DriverCommand, Driver};
+use ember_io::driver::Driver;
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ClientSide, connect};
@@ -278,22 +278,23 @@ async fn client_scenario(
         );
     }
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0).into()).map_err(|e| e.to_string())?;
-    let (driver, handle, mut events) = Driver::new(engine, tun, vec![socket], ClientRouter);
+    let (driver, mut handle) = Driver::new(ClientState { engine }, tun, vec![socket]);
     tokio::spawn(async move {
         if let Err(e) = driver.run().await {
             eprintln!("client driver failed: {e}");
         }
     });
     handle
-        .send(DriverCommand::Relays(relay_configs(&relays)))
+        .send(ClientInput::Relays(relay_configs(&relays)))
         .await;
 
-    // The portal link: candidates both ways, everything else to the scenario.
+    // The portal link and the driver's handle: candidates both ways, the scenario's inputs to
+    // the driver, everything else from the portal to the scenario.
     let sender = link.sender();
     let gateway_id: Arc<Mutex<Option<String>>> = Arc::default();
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
+    let (inputs, mut inputs_rx) = mpsc::unbounded_channel();
     {
-        let handle = handle.clone();
         let sender = sender.clone();
         let gateway_id = gateway_id.clone();
         tokio::spawn(async move {
@@ -302,18 +303,18 @@ async fn client_scenario(
                     message = link.recv() => match message {
                         Ok(PortalToClient::IceCandidates { candidates, .. }) => {
                             for candidate in candidates {
-                                handle.send(DriverCommand::RemoteCandidate { peer: GATEWAY_PEER, candidate }).await;
+                                handle.send(ClientInput::RemoteCandidate(candidate)).await;
                             }
                         }
                         Ok(other) => { let _ = messages_tx.send(other); }
                         Err(e) => { eprintln!("client's portal link ended: {e}"); return; }
                     },
-                    Some(event) = events.recv() => {
-                        if let Event::LocalCandidate { candidate, .. } = event {
-                            let id = gateway_id.lock().unwrap().clone();
-                            if let Some(gateway_id) = id {
-                                let _ = sender.send(ClientMessage::IceCandidates { gateway_id, candidates: vec![candidate] }).await;
-                            }
+                    Some(input) = inputs_rx.recv() => { handle.send(input).await; }
+                    Some(output) = handle.outputs.recv() => {
+                        let ClientOutput::LocalCandidate(candidate) = output;
+                        let id = gateway_id.lock().unwrap().clone();
+                        if let Some(gateway_id) = id {
+                            let _ = sender.send(ClientMessage::IceCandidates { gateway_id, candidates: vec![candidate] }).await;
                         }
                     }
                 }
@@ -323,7 +324,7 @@ async fn client_scenario(
     let mut client = TestClient {
         sender,
         messages: &mut messages,
-        driver: handle,
+        inputs,
         gateway_id,
         next_request: 1,
     };
@@ -334,8 +335,7 @@ async fn client_scenario(
     let web = SocketAddr::from((WEB, 80));
     let body = http_get(web, Duration::from_secs(15)).await?;
     check(body.contains(MARKER), "the web page came back")?;
-    let stats = client.driver.stats().await;
-    let path = stats.first().and_then(|(_, s)| s.path);
+    let path = client.stats().await.and_then(|s| s.path);
     step(&format!("web page by address; path {path:?}"));
 
     // 2. A port outside the filter, and an address behind the gateway nobody granted: dropped.

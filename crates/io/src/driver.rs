@@ -18,7 +18,6 @@
 //! one turn go to the TUN device together, coalesced per flow where the OS can.
 
 mod plane;
-pub mod routed;
 
 use std::io;
 use std::net::SocketAddr;
