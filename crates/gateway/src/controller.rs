@@ -122,7 +122,7 @@ pub async fn run(options: Options) -> Result<()> {
         bail!("the portal's first message was not `init`");
     };
     tracing::info!(%gateway_id, site = %site.name, ipv4 = %interface.ipv4, ipv6 = %interface.ipv6, "Connected to the portal");
-    let interface = interface.clone();
+    let interface = *interface;
 
     let tun = Tun::create(&TunConfig {
         name: options.tun_name,
@@ -154,7 +154,7 @@ pub async fn run(options: Options) -> Result<()> {
     let driver_task = tokio::spawn(driver.run());
 
     let mut controller = Controller::new(handle, options.resolver, link);
-    controller.to_state(Input::Portal(init)).await;
+    controller.to_state(Input::Portal(Box::new(init))).await;
     let result = controller
         .serve(portal, backoff, driver_task, &mut shutdown)
         .await;
@@ -201,7 +201,7 @@ impl Controller {
         loop {
             tokio::select! {
                 message = recv(&mut self.link) => match message {
-                    Ok(message) => self.to_state(Input::Portal(message)).await,
+                    Ok(message) => self.to_state(Input::Portal(Box::new(message))).await,
                     Err(e) => {
                         self.link = None;
                         let wait = backoff.next_delay();
@@ -214,7 +214,7 @@ impl Controller {
                         reconnect = None;
                         backoff.reset();
                         self.link = Some(link);
-                        self.to_state(Input::Portal(init)).await;
+                        self.to_state(Input::Portal(Box::new(init))).await;
                         tracing::info!("Connected to the portal again");
                     }
                     Err(e) if e.is_permanent() => return Err(permanent(e)),

@@ -18,6 +18,8 @@
 //! jumps is followed at the next [`Input::WallClock`].
 
 mod portal;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -52,7 +54,7 @@ pub struct GatewayConfig {
 #[derive(Debug)]
 pub enum Input {
     /// A message from the portal, the first `init` and every later one included.
-    Portal(PortalToGateway),
+    Portal(Box<PortalToGateway>),
     /// The answer to [`Output::Resolve`]: the name's addresses, or why there are none.
     Resolved {
         lookup: LookupId,
@@ -233,7 +235,7 @@ impl State for GatewayState {
 
     fn handle_input(&mut self, input: Input, now: Instant) {
         match input {
-            Input::Portal(message) => self.handle_portal_message(message, now),
+            Input::Portal(message) => self.handle_portal_message(*message, now),
             Input::Resolved { lookup, addresses } => self.handle_resolved(lookup, addresses, now),
             Input::RelaysResolved { query, relays } => {
                 self.handle_relays_resolved(query, relays, now);
