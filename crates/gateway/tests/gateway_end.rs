@@ -26,7 +26,7 @@ use ember_gateway::grants::encode_key;
 use ember_io::driver::Driver;
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
-use ember_portal_client::{ClientSide, connect};
+use ember_portal_client::{ClientSide, PortalLink, connect};
 use ember_protocol::SecretToken;
 use ember_protocol::portal::{ClientMessage, PORTAL_PROTOCOL_VERSION, PortalToClient, Resource};
 use ember_testbed::{Coturn, Error, Nat, Testbed};
@@ -240,7 +240,7 @@ async fn client_scenario(
         os: "linux".into(),
         version: "0.0.0".into(),
     };
-    let (mut link, init) = connect::<ClientSide>(portal_url, &SecretToken::new(token), hello)
+    let (link, init) = connect::<ClientSide>(portal_url, &SecretToken::new(token), hello)
         .await
         .map_err(|e| format!("client cannot connect to the portal: {e}"))?;
     let PortalToClient::Init {
@@ -297,19 +297,28 @@ async fn client_scenario(
     {
         let sender = sender.clone();
         let gateway_id = gateway_id.clone();
+        // The task holds the driver's handle until the scenario ends (the driver stops when the
+        // handle is dropped), with or without the portal.
         tokio::spawn(async move {
+            let mut link = Some(link);
             loop {
                 tokio::select! {
-                    message = link.recv() => match message {
+                    message = recv_from(&mut link) => match message {
                         Ok(PortalToClient::IceCandidates { candidates, .. }) => {
                             for candidate in candidates {
                                 handle.send(ClientInput::RemoteCandidate(candidate)).await;
                             }
                         }
                         Ok(other) => { let _ = messages_tx.send(other); }
-                        Err(e) => { eprintln!("client's portal link ended: {e}"); return; }
+                        Err(e) => {
+                            eprintln!("client's portal link ended: {e}");
+                            link = None;
+                        }
                     },
-                    Some(input) = inputs_rx.recv() => { handle.send(input).await; }
+                    input = inputs_rx.recv() => match input {
+                        Some(input) => { handle.send(input).await; }
+                        None => return,
+                    },
                     Some(output) = handle.outputs.recv() => {
                         let ClientOutput::LocalCandidate(candidate) = output;
                         let id = gateway_id.lock().unwrap().clone();
@@ -408,4 +417,14 @@ async fn client_scenario(
     )?;
     step("web page with the portal down");
     Ok(())
+}
+
+/// The next message on the portal link; never, without one.
+async fn recv_from(
+    link: &mut Option<PortalLink<ClientSide>>,
+) -> Result<PortalToClient, ember_portal_client::LinkError> {
+    match link {
+        Some(link) => link.recv().await,
+        None => std::future::pending().await,
+    }
 }
