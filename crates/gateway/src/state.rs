@@ -83,7 +83,7 @@ pub enum Output {
 
 /// One DNS lookup the state asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LookupId(pub u64);
+pub struct LookupId(u64);
 
 #[derive(Debug)]
 pub struct GatewayState {
