@@ -22,7 +22,6 @@ use ember_portal_client::{Backoff, GatewaySide, PortalLink};
 use ember_protocol::SecretToken;
 use ember_protocol::portal::{GatewayMessage, PORTAL_PROTOCOL_VERSION, PortalToGateway, Relay};
 use rand::TryRngCore as _;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::resolve::Resolver;
@@ -30,9 +29,7 @@ use crate::system::{self, NftTable};
 
 mod plumbing;
 
-use plumbing::{
-    Portal, Shutdown, bind_sockets, permanent, recv, relay_address, unix_now, wait_for,
-};
+use plumbing::{Portal, Shutdown, bind_sockets, permanent, recv, unix_now, wait_for};
 
 /// How often the state is told the wall clock, so grants end on time even when it jumps.
 const WALL_CLOCK_INTERVAL: Duration = Duration::from_secs(60);
@@ -167,9 +164,6 @@ struct Controller {
     state: DriverHandle<GatewayState>,
     resolver: Resolver,
     link: Option<PortalLink<GatewaySide>>,
-    /// Answers to the state's queries, from the tasks that look them up.
-    answers_tx: mpsc::Sender<Input>,
-    answers_rx: mpsc::Receiver<Input>,
 }
 
 impl Controller {
@@ -178,13 +172,10 @@ impl Controller {
         resolver: Resolver,
         link: PortalLink<GatewaySide>,
     ) -> Self {
-        let (answers_tx, answers_rx) = mpsc::channel(64);
         Self {
             state,
             resolver,
             link: Some(link),
-            answers_tx,
-            answers_rx,
         }
     }
 
@@ -228,7 +219,6 @@ impl Controller {
                     Some(output) => self.carry_out(output).await,
                     None => return Err(stopped((&mut driver_task).await)),
                 },
-                Some(answer) = self.answers_rx.recv() => self.to_state(answer).await,
                 _ = wall_clock.tick() => {
                     self.to_state(Input::WallClock { unix_secs: unix_now() }).await;
                 }
@@ -240,7 +230,7 @@ impl Controller {
 
     async fn to_state(&self, input: Input) {
         // A stopped driver shows up in `serve` next, with the reason.
-        let _ = self.state.send(input).await;
+        let _ = self.state.controls.send(input).await;
     }
 
     async fn carry_out(&self, output: Output) {
@@ -251,33 +241,36 @@ impl Controller {
                     let _ = link.send(message).await;
                 }
             }
+            // The lookups answer the state directly, in the background: a slow name server
+            // holds up neither the portal link nor the other lookups.
             Output::Resolve { lookup, domain } => {
                 let resolver = self.resolver.clone();
-                let answers = self.answers_tx.clone();
+                let state = self.state.controls.clone();
                 tokio::spawn(async move {
                     let addresses = resolver
                         .resolve(&domain)
                         .await
                         .map_err(|e| format!("{e:#}"));
-                    let _ = answers.send(Input::Resolved { lookup, addresses }).await;
+                    state.send(Input::Resolved { lookup, addresses }).await;
                 });
             }
             Output::ResolveRelays { query, relays } => {
-                let answers = self.answers_tx.clone();
+                let state = self.state.controls.clone();
                 tokio::spawn(async move {
                     let relays = resolve_relays(relays).await;
-                    let _ = answers.send(Input::RelaysResolved { query, relays }).await;
+                    state.send(Input::RelaysResolved { query, relays }).await;
                 });
             }
         }
     }
 }
 
-async fn resolve_relays(relays: Vec<Relay>) -> Vec<(Relay, Option<SocketAddr>)> {
+/// Each relay with the addresses of its usable URLs (none when nothing resolves).
+async fn resolve_relays(relays: Vec<Relay>) -> Vec<(Relay, Vec<SocketAddr>)> {
     let mut resolved = Vec::with_capacity(relays.len());
     for relay in relays {
-        let server = relay_address(&relay.urls).await;
-        resolved.push((relay, server));
+        let servers = ember_io::relays::relay_addresses(&relay.urls).await;
+        resolved.push((relay, servers));
     }
     resolved
 }

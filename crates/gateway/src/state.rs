@@ -60,10 +60,11 @@ pub enum Input {
         lookup: LookupId,
         addresses: Result<Vec<IpAddr>, String>,
     },
-    /// The answer to [`Output::ResolveRelays`]: each relay with the address to use, if any.
+    /// The answer to [`Output::ResolveRelays`]: each relay with the addresses of its usable
+    /// URLs (`ember_io::relays::relay_addresses`).
     RelaysResolved {
         query: u64,
-        relays: Vec<(Relay, Option<SocketAddr>)>,
+        relays: Vec<(Relay, Vec<SocketAddr>)>,
     },
     /// The wall clock now, in Unix seconds.
     WallClock { unix_secs: u64 },
@@ -105,7 +106,8 @@ pub struct GatewayState {
     expiries: BTreeSet<(u64, PeerId, GrantKey)>,
     /// Grants from before the last reconnect that the portal has not sent again yet.
     unconfirmed: BTreeSet<(PeerId, GrantKey)>,
-    relay_ids: HashMap<String, RelayId>,
+    /// (portal relay id, server) → the engine's id, stable across credential updates.
+    relay_ids: HashMap<(String, SocketAddr), RelayId>,
     /// The newest [`Output::ResolveRelays`] query.
     relays_query: u64,
     wall: WallClock,

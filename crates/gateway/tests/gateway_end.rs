@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ember_engine::{Engine, EngineConfig, Role};
 use ember_gateway::grants::encode_key;
-use ember_io::driver::Driver;
+use ember_io::driver::{Driver, DriverHandle};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ClientSide, PortalLink, connect};
@@ -278,27 +278,29 @@ async fn client_scenario(
         );
     }
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0).into()).map_err(|e| e.to_string())?;
-    let (driver, mut handle) = Driver::new(ClientState { engine }, tun, vec![socket]);
+    let (driver, handle) = Driver::new(ClientState { engine }, tun, vec![socket]);
+    let DriverHandle {
+        controls,
+        mut outputs,
+    } = handle;
     tokio::spawn(async move {
         if let Err(e) = driver.run().await {
             eprintln!("client driver failed: {e}");
         }
     });
-    handle
+    controls
         .send(ClientInput::Relays(relay_configs(&relays)))
         .await;
 
-    // The portal link and the driver's handle: candidates both ways, the scenario's inputs to
-    // the driver, everything else from the portal to the scenario.
+    // The portal link: candidates both ways, everything else to the scenario.
     let sender = link.sender();
     let gateway_id: Arc<Mutex<Option<String>>> = Arc::default();
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
-    let (inputs, mut inputs_rx) = mpsc::unbounded_channel();
     {
+        let controls = controls.clone();
         let sender = sender.clone();
         let gateway_id = gateway_id.clone();
-        // The task holds the driver's handle until the scenario ends (the driver stops when the
-        // handle is dropped), with or without the portal.
+        // The task outlives the portal link: the driver stops when its outputs are dropped.
         tokio::spawn(async move {
             let mut link = Some(link);
             loop {
@@ -306,7 +308,7 @@ async fn client_scenario(
                     message = recv_from(&mut link) => match message {
                         Ok(PortalToClient::IceCandidates { candidates, .. }) => {
                             for candidate in candidates {
-                                handle.send(ClientInput::RemoteCandidate(candidate)).await;
+                                controls.send(ClientInput::RemoteCandidate(candidate)).await;
                             }
                         }
                         Ok(other) => { let _ = messages_tx.send(other); }
@@ -315,11 +317,8 @@ async fn client_scenario(
                             link = None;
                         }
                     },
-                    input = inputs_rx.recv() => match input {
-                        Some(input) => { handle.send(input).await; }
-                        None => return,
-                    },
-                    Some(output) = handle.outputs.recv() => {
+                    output = outputs.recv() => {
+                        let Some(output) = output else { return };
                         let ClientOutput::LocalCandidate(candidate) = output;
                         let id = gateway_id.lock().unwrap().clone();
                         if let Some(gateway_id) = id {
@@ -333,7 +332,7 @@ async fn client_scenario(
     let mut client = TestClient {
         sender,
         messages: &mut messages,
-        inputs,
+        controls,
         gateway_id,
         next_request: 1,
     };

@@ -1,8 +1,8 @@
-//! The control loop's plumbing: the portal connection, signals, relay addresses and small
-//! async helpers for `select!`.
+//! The control loop's plumbing: the portal connection, signals and small async helpers for
+//! `select!`.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ConnectError, GatewaySide, PortalLink, connect};
 use ember_protocol::SecretToken;
-use ember_protocol::portal::{GatewayMessage, PortalToGateway, relay_host_port};
+use ember_protocol::portal::{GatewayMessage, PortalToGateway};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub(super) fn permanent(e: ConnectError) -> anyhow::Error {
@@ -75,26 +75,6 @@ impl Shutdown {
         }
         tracing::info!("Stopping");
     }
-}
-
-/// The first address of the first usable `turn:` URL (IPv4 preferred).
-pub(super) async fn relay_address(urls: &[String]) -> Option<SocketAddr> {
-    for url in urls {
-        let Some((host, port)) = relay_host_port(url) else {
-            continue;
-        };
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Some(SocketAddr::new(ip, port));
-        }
-        let Ok(found) = tokio::net::lookup_host((host.as_str(), port)).await else {
-            continue;
-        };
-        let found: Vec<SocketAddr> = found.collect();
-        if let Some(addr) = found.iter().find(|a| a.is_ipv4()).or(found.first()) {
-            return Some(*addr);
-        }
-    }
-    None
 }
 
 pub(super) async fn recv(

@@ -365,7 +365,7 @@ impl GatewayState {
     pub(super) fn handle_relays_resolved(
         &mut self,
         query: u64,
-        relays: Vec<(Relay, Option<SocketAddr>)>,
+        relays: Vec<(Relay, Vec<SocketAddr>)>,
         now: Instant,
     ) {
         if query != self.relays_query {
@@ -373,19 +373,24 @@ impl GatewayState {
             return;
         }
         let mut configs = Vec::new();
-        for (relay, server) in relays {
-            let next = RelayId(u64::try_from(self.relay_ids.len()).unwrap_or(u64::MAX) + 1);
-            let id = *self.relay_ids.entry(relay.id.clone()).or_insert(next);
-            let Some(server) = server else {
+        for (relay, servers) in relays {
+            if servers.is_empty() {
                 tracing::warn!(relay = %relay.id, "No usable address for a relay");
-                continue;
-            };
-            configs.push(RelayConfig {
-                id,
-                server,
-                username: relay.username,
-                password: relay.password.expose().to_owned(),
-            });
+            }
+            // One allocation per address, as the client does: each family gets its relay.
+            for server in servers {
+                let next = RelayId(u64::try_from(self.relay_ids.len()).unwrap_or(u64::MAX) + 1);
+                let id = *self
+                    .relay_ids
+                    .entry((relay.id.clone(), server))
+                    .or_insert(next);
+                configs.push(RelayConfig {
+                    id,
+                    server,
+                    username: relay.username.clone(),
+                    password: relay.password.expose().to_owned(),
+                });
+            }
         }
         tracing::debug!(relays = configs.len(), "Relays updated");
         self.engine.handle_relays(configs, now);

@@ -578,11 +578,11 @@ fn only_the_answer_for_the_newest_relay_list_is_used() {
     let new_server: SocketAddr = "203.0.113.2:3478".parse().unwrap();
     pair.input(Input::RelaysResolved {
         query: old_query,
-        relays: old.into_iter().map(|r| (r, Some(old_server))).collect(),
+        relays: old.into_iter().map(|r| (r, vec![old_server])).collect(),
     });
     pair.input(Input::RelaysResolved {
         query: new_query,
-        relays: new.into_iter().map(|r| (r, Some(new_server))).collect(),
+        relays: new.into_iter().map(|r| (r, vec![new_server])).collect(),
     });
     assert!(pair.elsewhere.contains(&new_server));
     assert!(!pair.elsewhere.contains(&old_server));

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use ember_engine::{ConnectionStats, Grant, IceCredentials, PeerId, RelayConfig, RelayId};
 use ember_gateway::grants::decode_key;
+use ember_io::driver::Controls;
 use ember_portal_client::{ClientSide, PortalSender};
 use ember_protocol::portal::relay_host_port;
 use ember_protocol::portal::{ClientMessage, PortalToClient, Relay};
@@ -50,8 +51,7 @@ pub fn check(condition: bool, what: &str) -> Result<(), String> {
 pub struct TestClient<'a> {
     pub sender: PortalSender<ClientSide>,
     pub messages: &'a mut mpsc::UnboundedReceiver<PortalToClient>,
-    /// To the client's driver.
-    pub inputs: mpsc::UnboundedSender<ClientInput>,
+    pub controls: Controls<ClientState>,
     pub gateway_id: Arc<Mutex<Option<String>>>,
     pub next_request: u64,
 }
@@ -60,7 +60,9 @@ impl TestClient<'_> {
     /// The connection to the gateway, if there is one.
     pub async fn stats(&self) -> Option<ConnectionStats> {
         let (reply, answer) = oneshot::channel();
-        self.inputs.send(ClientInput::Stats(reply)).ok()?;
+        if !self.controls.send(ClientInput::Stats(reply)).await {
+            return None;
+        }
         answer.await.ok().flatten()
     }
 
@@ -114,9 +116,13 @@ impl TestClient<'_> {
                             pwd: remote_ice.pwd.expose().to_owned(),
                         },
                     };
-                    self.inputs
+                    if !self
+                        .controls
                         .send(ClientInput::Grant(Box::new(grant)))
-                        .map_err(|_| "the client's driver stopped")?;
+                        .await
+                    {
+                        return Err("the client's driver stopped".into());
+                    }
                     return Ok(());
                 }
                 PortalToClient::AccessDenied {
