@@ -357,6 +357,7 @@ impl ClientState {
                 peer = peer.0,
                 "Packet from a gateway outside its grants; dropped"
             );
+            self.engine.recycle(packet);
         }
         None
     }

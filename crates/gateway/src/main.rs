@@ -2,8 +2,9 @@
 //!
 //! It connects to the portal with its gateway token, owns a TUN device with the tunnel address
 //! the portal assigns, runs the connection engine in the gateway role, checks every packet
-//! against the grants the portal pushes (the library's router) and forwards what passes to the
-//! resources, masqueraded behind this host's address (nftables).
+//! against the grants the portal pushes (the library's `GatewayState`, run by `ember_io`'s
+//! driver) and forwards what passes to the resources, masqueraded behind this host's address
+//! (nftables).
 
 mod controller;
 mod key;

@@ -4,7 +4,7 @@
 //! it, and each one makes the gateway look the name up and install a grant. So:
 //!
 //! - a client holds at most [`MAX_NAMES_PER_CLIENT`] names (the router refuses more, and the
-//!   controller asks it before starting a lookup);
+//!   gateway's state asks it before starting a lookup);
 //! - at most [`MAX_CONCURRENT_LOOKUPS`] lookups run at once, for all clients together; the
 //!   others wait their turn in [`Lookups`], in order;
 //! - a lookup that failed, or found no address, grants nothing ([`addresses_to_grant`]);

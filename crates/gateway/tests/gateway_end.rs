@@ -4,9 +4,9 @@
 //! - the real `ember-gateway` binary behind a NAT router, with a site LAN behind it: a resource
 //!   host with an HTTP server (10.77.0.10), a neighbour (10.77.0.11) nobody is granted, and a
 //!   DNS server for `web.corp.example` (10.77.0.53, given with `--resolver`);
-//! - a client behind another NAT, built here from `ember_io::Driver` and
-//!   `ember_portal_client` (client role) with its own TUN device, signed in through the
-//!   portal's password flow.
+//! - a client behind another NAT, built here from `ember_io`'s driver running a small engine
+//!   state (`support/client.rs`) and `ember_portal_client` (client role) with its own TUN
+//!   device, signed in through the portal's password flow.
 //!
 //! The client reaches the web server through the tunnel by address and by name (proxy IP,
 //! translated at the gateway); a non-granted port, the neighbour and an unpoliced resource are
@@ -21,12 +21,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ember_engine::{Engine, EngineConfig, Event, Role};
+use ember_engine::{Engine, EngineConfig, Role};
 use ember_gateway::grants::encode_key;
-use ember_io::driver::routed::{Command as DriverCommand, Driver};
+use ember_io::driver::{Driver, DriverHandle};
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_io::udp::UdpSocket;
-use ember_portal_client::{ClientSide, connect};
+use ember_portal_client::{ClientSide, PortalLink, connect};
 use ember_protocol::SecretToken;
 use ember_protocol::portal::{ClientMessage, PORTAL_PROTOCOL_VERSION, PortalToClient, Resource};
 use ember_testbed::{Coturn, Error, Nat, Testbed};
@@ -240,7 +240,7 @@ async fn client_scenario(
         os: "linux".into(),
         version: "0.0.0".into(),
     };
-    let (mut link, init) = connect::<ClientSide>(portal_url, &SecretToken::new(token), hello)
+    let (link, init) = connect::<ClientSide>(portal_url, &SecretToken::new(token), hello)
         .await
         .map_err(|e| format!("client cannot connect to the portal: {e}"))?;
     let PortalToClient::Init {
@@ -278,14 +278,18 @@ async fn client_scenario(
         );
     }
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0).into()).map_err(|e| e.to_string())?;
-    let (driver, handle, mut events) = Driver::new(engine, tun, vec![socket], ClientRouter);
+    let (driver, handle) = Driver::new(ClientState { engine }, tun, vec![socket]);
+    let DriverHandle {
+        controls,
+        mut outputs,
+    } = handle;
     tokio::spawn(async move {
         if let Err(e) = driver.run().await {
             eprintln!("client driver failed: {e}");
         }
     });
-    handle
-        .send(DriverCommand::Relays(relay_configs(&relays)))
+    controls
+        .send(ClientInput::Relays(relay_configs(&relays)))
         .await;
 
     // The portal link: candidates both ways, everything else to the scenario.
@@ -293,27 +297,32 @@ async fn client_scenario(
     let gateway_id: Arc<Mutex<Option<String>>> = Arc::default();
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     {
-        let handle = handle.clone();
+        let controls = controls.clone();
         let sender = sender.clone();
         let gateway_id = gateway_id.clone();
+        // The task outlives the portal link: the driver stops when its outputs are dropped.
         tokio::spawn(async move {
+            let mut link = Some(link);
             loop {
                 tokio::select! {
-                    message = link.recv() => match message {
+                    message = recv_from(&mut link) => match message {
                         Ok(PortalToClient::IceCandidates { candidates, .. }) => {
                             for candidate in candidates {
-                                handle.send(DriverCommand::RemoteCandidate { peer: GATEWAY_PEER, candidate }).await;
+                                controls.send(ClientInput::RemoteCandidate(candidate)).await;
                             }
                         }
                         Ok(other) => { let _ = messages_tx.send(other); }
-                        Err(e) => { eprintln!("client's portal link ended: {e}"); return; }
+                        Err(e) => {
+                            eprintln!("client's portal link ended: {e}");
+                            link = None;
+                        }
                     },
-                    Some(event) = events.recv() => {
-                        if let Event::LocalCandidate { candidate, .. } = event {
-                            let id = gateway_id.lock().unwrap().clone();
-                            if let Some(gateway_id) = id {
-                                let _ = sender.send(ClientMessage::IceCandidates { gateway_id, candidates: vec![candidate] }).await;
-                            }
+                    output = outputs.recv() => {
+                        let Some(output) = output else { return };
+                        let ClientOutput::LocalCandidate(candidate) = output;
+                        let id = gateway_id.lock().unwrap().clone();
+                        if let Some(gateway_id) = id {
+                            let _ = sender.send(ClientMessage::IceCandidates { gateway_id, candidates: vec![candidate] }).await;
                         }
                     }
                 }
@@ -323,7 +332,7 @@ async fn client_scenario(
     let mut client = TestClient {
         sender,
         messages: &mut messages,
-        driver: handle,
+        controls,
         gateway_id,
         next_request: 1,
     };
@@ -334,8 +343,7 @@ async fn client_scenario(
     let web = SocketAddr::from((WEB, 80));
     let body = http_get(web, Duration::from_secs(15)).await?;
     check(body.contains(MARKER), "the web page came back")?;
-    let stats = client.driver.stats().await;
-    let path = stats.first().and_then(|(_, s)| s.path);
+    let path = client.stats().await.and_then(|s| s.path);
     step(&format!("web page by address; path {path:?}"));
 
     // 2. A port outside the filter, and an address behind the gateway nobody granted: dropped.
@@ -408,4 +416,14 @@ async fn client_scenario(
     )?;
     step("web page with the portal down");
     Ok(())
+}
+
+/// The next message on the portal link; never, without one.
+async fn recv_from(
+    link: &mut Option<PortalLink<ClientSide>>,
+) -> Result<PortalToClient, ember_portal_client::LinkError> {
+    match link {
+        Some(link) => link.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,4 +1,4 @@
-//! The event loop that runs a sans-IO [`State`] (the client's; the gateway's next) with real
+//! The event loop that runs a sans-IO [`State`] (the client's, the gateway's) with real
 //! IO: a TUN device, UDP sockets and the clock.
 //!
 //! The state owns every decision — the engine, which peer a packet goes to, what is held for
@@ -18,7 +18,6 @@
 //! one turn go to the TUN device together, coalesced per flow where the OS can.
 
 mod plane;
-pub mod routed;
 
 use std::io;
 use std::net::SocketAddr;

@@ -5,8 +5,8 @@
 //!   them, through `quinn-udp`).
 //! - [`routes`]: the routes that send resource traffic into the TUN device, through
 //!   [`route_table`] (netlink, the Windows IP helper, the macOS routing socket).
-//! - [`driver`]: the event loop that runs a sans-IO state (the client's; the gateway's through
-//!   [`driver::routed`] until it has one) on all of the above.
+//! - [`driver`]: the event loop that runs a sans-IO state (the client's, the gateway's) on all
+//!   of the above.
 //! - [`relays`]: where the portal's relays are (their host names looked up).
 //! - [`netwatch`]: notices when the network under the tunnel changes.
 //! - [`clock`]: notices when the machine was suspended, so connections can be reset instead

@@ -1,20 +1,16 @@
-//! The control loop's plumbing: the shared router, the portal connection, signals, relay
-//! addresses and small async helpers for `select!`.
+//! The control loop's plumbing: the portal connection, signals and small async helpers for
+//! `select!`.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
-use ember_engine::PeerId;
-use ember_gateway::router::GatewayRouter;
-use ember_io::driver::routed::Router;
 use ember_io::udp::UdpSocket;
 use ember_portal_client::{ConnectError, GatewaySide, PortalLink, connect};
 use ember_protocol::SecretToken;
-use ember_protocol::portal::{GatewayMessage, PortalToGateway, relay_host_port};
+use ember_protocol::portal::{GatewayMessage, PortalToGateway};
 use tokio::signal::unix::{SignalKind, signal};
 
 pub(super) fn permanent(e: ConnectError) -> anyhow::Error {
@@ -32,30 +28,6 @@ pub(super) fn bind_sockets() -> Result<Vec<UdpSocket>> {
         Err(e) => tracing::info!("No IPv6 UDP socket ({e}); IPv4 paths only"),
     }
     Ok(sockets)
-}
-
-/// The router, shared between the driver (every packet) and the control loop (grants).
-#[derive(Debug, Clone, Default)]
-pub(super) struct SharedRouter(Arc<Mutex<GatewayRouter>>);
-
-impl SharedRouter {
-    pub(super) fn lock(&self) -> MutexGuard<'_, GatewayRouter> {
-        // The router's state stays consistent between calls; a panic elsewhere cannot leave
-        // it half-changed in a way that matters more than stopping the data plane would.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Router for SharedRouter {
-    fn outbound(&mut self, packet: &mut [u8]) -> Option<PeerId> {
-        self.lock().outbound(packet)
-    }
-
-    fn inbound(&mut self, peer: PeerId, packet: &mut [u8]) -> bool {
-        self.lock().inbound(peer, packet)
-    }
 }
 
 pub(super) struct Portal {
@@ -105,38 +77,11 @@ impl Shutdown {
     }
 }
 
-/// The first address of the first usable `turn:` URL (IPv4 preferred).
-pub(super) async fn relay_address(urls: &[String]) -> Option<SocketAddr> {
-    for url in urls {
-        let Some((host, port)) = relay_host_port(url) else {
-            continue;
-        };
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Some(SocketAddr::new(ip, port));
-        }
-        let Ok(found) = tokio::net::lookup_host((host.as_str(), port)).await else {
-            continue;
-        };
-        let found: Vec<SocketAddr> = found.collect();
-        if let Some(addr) = found.iter().find(|a| a.is_ipv4()).or(found.first()) {
-            return Some(*addr);
-        }
-    }
-    None
-}
-
 pub(super) async fn recv(
     link: &mut Option<PortalLink<GatewaySide>>,
 ) -> Result<PortalToGateway, ember_portal_client::LinkError> {
     match link {
         Some(link) => link.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

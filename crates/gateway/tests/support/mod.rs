@@ -3,6 +3,10 @@
 //! portal client.
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
+mod client;
+
+pub use client::{ClientInput, ClientOutput, ClientState};
+
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ember_engine::{Grant, IceCredentials, PeerId, RelayConfig, RelayId};
+use ember_engine::{ConnectionStats, Grant, IceCredentials, PeerId, RelayConfig, RelayId};
 use ember_gateway::grants::decode_key;
-use ember_io::driver::routed::{Command as DriverCommand, DriverHandle, Router};
+use ember_io::driver::Controls;
 use ember_portal_client::{ClientSide, PortalSender};
 use ember_protocol::portal::relay_host_port;
 use ember_protocol::portal::{ClientMessage, PortalToClient, Relay};
@@ -22,7 +26,7 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub const WEB: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 pub const NEIGHBOUR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 11);
@@ -47,12 +51,21 @@ pub fn check(condition: bool, what: &str) -> Result<(), String> {
 pub struct TestClient<'a> {
     pub sender: PortalSender<ClientSide>,
     pub messages: &'a mut mpsc::UnboundedReceiver<PortalToClient>,
-    pub driver: DriverHandle,
+    pub controls: Controls<ClientState>,
     pub gateway_id: Arc<Mutex<Option<String>>>,
     pub next_request: u64,
 }
 
 impl TestClient<'_> {
+    /// The connection to the gateway, if there is one.
+    pub async fn stats(&self) -> Option<ConnectionStats> {
+        let (reply, answer) = oneshot::channel();
+        if !self.controls.send(ClientInput::Stats(reply)).await {
+            return None;
+        }
+        answer.await.ok().flatten()
+    }
+
     /// Asks for access and hands the grant to the engine; `Err` with the denial otherwise.
     pub async fn request(
         &mut self,
@@ -103,9 +116,13 @@ impl TestClient<'_> {
                             pwd: remote_ice.pwd.expose().to_owned(),
                         },
                     };
-                    self.driver
-                        .send(DriverCommand::Grant(Box::new(grant)))
-                        .await;
+                    if !self
+                        .controls
+                        .send(ClientInput::Grant(Box::new(grant)))
+                        .await
+                    {
+                        return Err("the client's driver stopped".into());
+                    }
                     return Ok(());
                 }
                 PortalToClient::AccessDenied {
@@ -117,20 +134,6 @@ impl TestClient<'_> {
                 _ => {}
             }
         }
-    }
-}
-
-/// The test client's router: everything routed into its TUN device goes to the one gateway.
-pub struct ClientRouter;
-
-impl Router for ClientRouter {
-    fn outbound(&mut self, packet: &mut [u8]) -> Option<PeerId> {
-        // Only IPv4 to the routed site and proxy ranges; the kernel's own IPv6 chatter stays.
-        (packet.first().map(|b| b >> 4) == Some(4)).then_some(GATEWAY_PEER)
-    }
-
-    fn inbound(&mut self, _peer: PeerId, _packet: &mut [u8]) -> bool {
-        true
     }
 }
 
