@@ -3,9 +3,10 @@
 //! model that answers access requests and relays ICE candidates, on the same network model as
 //! [`crate::Sim`] (NATs, links with latency, loss and cuts).
 //!
-//! The gateways run an engine each (their own state machine is next); each one's TUN side is
-//! the test: what it decrypted is recorded, and the test answers with
-//! [`World::gateway_reply`].
+//! The gateways run their whole `GatewayState` (grants, the packet filter, proxy-IP
+//! translation, expiry); each one's site is the test: what the state let through to the site
+//! is recorded, and the test answers with [`World::gateway_reply`]. DNS names of resources
+//! resolve through `PortalModel::site_names`.
 //!
 //! The portal model keeps the promises the real portal makes: a request for a listed resource
 //! that the policy allows is granted through an online gateway of its site (both sides get
@@ -19,12 +20,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ember_client::{ClientConfig, ClientOutput, ClientState, ResolvedRelay};
-use ember_engine::{Engine, EngineConfig, Event, Grant, IceCredentials, PeerId, Role, Transmit};
+use ember_engine::{Engine, EngineConfig, IceCredentials, Role, Transmit};
+use ember_gateway::state::{GatewayConfig, GatewayState, Input, Output};
+use ember_io::driver::State as _;
 use ember_protocol::WireGuardKey;
 use ember_protocol::ipc::ResourceView;
 use ember_protocol::portal::{
-    self, AccountInfo, ActorInfo, ClientMessage, DenialReason, Interface, PeerInfo, PortalToClient,
-    Relay, Resource,
+    self, AccountInfo, ActorInfo, ClientMessage, ClientPeer, DenialReason, GatewayMessage,
+    Interface, PeerInfo, PortalToClient, PortalToGateway, Relay, Resource, SiteInfo,
 };
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -35,8 +38,10 @@ use crate::relay::TurnServer;
 
 /// The client's tunnel address.
 pub const CLIENT_TUN: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 7);
-/// What every gateway's engine calls the one client.
-pub const CLIENT_PEER: PeerId = PeerId(1);
+/// The portal's id of the one client device.
+pub const CLIENT_ID: &str = "device-1";
+/// The Unix time the simulation starts at (grants expire an hour after they are given).
+const UNIX_START: u64 = 1_800_000_000;
 const RELAY_USER: &str = "sim-user";
 const RELAY_PASSWORD: &str = "sim-password";
 
@@ -69,9 +74,9 @@ pub struct ClientNode {
 pub struct GatewayNode {
     pub id: String,
     pub site_id: String,
-    pub engine: Engine,
+    pub state: GatewayState,
     net: Attachment,
-    /// Packets from the client the gateway decrypted, with when.
+    /// Packets from the client the gateway let through to its site, with when.
     pub received: Vec<(Instant, Vec<u8>)>,
     pub online: bool,
     next_timeout: Option<Instant>,
@@ -86,14 +91,15 @@ pub struct PortalModel {
     pub forbidden: HashSet<String>,
     /// Requests granted so far.
     pub grants: u64,
+    /// What DNS names resolve to at the sites.
+    pub site_names: BTreeMap<String, Vec<IpAddr>>,
 }
 
 #[derive(Debug)]
 enum Message {
     ToClient(Box<PortalToClient>),
     FromClient(ClientMessage),
-    GrantToGateway(usize, Box<Grant>),
-    CandidateToGateway(usize, String),
+    ToGateway(usize, Box<PortalToGateway>),
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -179,6 +185,7 @@ impl World {
                 resources,
                 forbidden: HashSet::new(),
                 grants: 0,
+                site_names: BTreeMap::new(),
             },
             signal_latency: Duration::from_millis(20),
             network: BinaryHeap::new(),
@@ -206,11 +213,12 @@ impl World {
         let public = self.fresh_public_ip();
         let lan = Ipv4Addr::new(10, 2, u8::try_from(index).unwrap_or(u8::MAX), 2);
         let net = attach(public, lan, nat, Duration::from_millis(10));
-        let engine = self.gateway_engine(net.socket);
+        let id = format!("gw-{index}");
+        let state = self.gateway_state(&id, site_id, &net);
         self.gateways.push(GatewayNode {
-            id: format!("gw-{index}"),
+            id,
             site_id: site_id.to_owned(),
-            engine,
+            state,
             net,
             received: Vec::new(),
             online: true,
@@ -237,16 +245,25 @@ impl World {
         self.client.state.handle_relays(resolved, now);
         self.drain(Node::Client);
         for index in 0..self.gateways.len() {
-            let configs = self.relay_configs();
-            self.gateways[index].engine.handle_relays(configs, now);
+            let message = PortalToGateway::RelaysUpdated {
+                relays: self.portal_relays(),
+            };
+            self.gateways[index]
+                .state
+                .handle_input(Input::Portal(Box::new(message)), now);
             self.drain(Node::Gateway(index));
         }
         index
     }
 
-    /// A packet from an application on the client towards `dst`.
+    /// A packet from an application on the client towards `dst` (UDP port 9).
     pub fn client_sends(&mut self, dst: Ipv4Addr, seq: u64) {
-        let mut packet = udp_packet(CLIENT_TUN, dst, seq);
+        self.client_sends_to_port(dst, 9, seq);
+    }
+
+    /// A UDP packet from an application on the client towards `dst`:`port`.
+    pub fn client_sends_to_port(&mut self, dst: Ipv4Addr, port: u16, seq: u64) {
+        let mut packet = udp_packet((CLIENT_TUN, 40000), (dst, port), seq);
         let now = self.now;
         self.client.state.handle_tun_packet(&mut packet, now);
         self.drain(Node::Client);
@@ -254,11 +271,11 @@ impl World {
 
     /// The resource host `src` behind gateway `gateway` answers the client.
     pub fn gateway_reply(&mut self, gateway: usize, src: Ipv4Addr, seq: u64) {
-        let packet = udp_packet(src, CLIENT_TUN, seq);
+        let mut packet = udp_packet((src, 9), (CLIENT_TUN, 40000), seq);
         let now = self.now;
         self.gateways[gateway]
-            .engine
-            .handle_tun_packet(CLIENT_PEER, &packet, now);
+            .state
+            .handle_tun_packet(&mut packet, now);
         self.drain(Node::Gateway(gateway));
     }
 
@@ -282,13 +299,53 @@ impl World {
         }
     }
 
-    /// The gateway restarts: a new engine with a new key (the portal knows the new key at
-    /// once; the client finds out when its connection fails).
+    /// The gateway restarts: a new state with a new key and no grants (the portal knows the
+    /// new key at once; the client finds out when its connection fails).
     pub fn restart_gateway(&mut self, gateway: usize) {
-        let socket = self.gateways[gateway].net.socket;
-        self.gateways[gateway].engine = self.gateway_engine(socket);
+        let (id, site_id) = (
+            self.gateways[gateway].id.clone(),
+            self.gateways[gateway].site_id.clone(),
+        );
+        let (socket, public) = {
+            let net = &self.gateways[gateway].net;
+            (net.socket, net.public_ip())
+        };
+        self.gateways[gateway].state = self.gateway_state_at(&id, &site_id, socket, public);
         self.gateways[gateway].next_timeout = None;
         self.drain(Node::Gateway(gateway));
+    }
+
+    /// A raw packet from the client's TUN side (e.g. with a forged source).
+    pub fn client_sends_packet(&mut self, mut packet: Vec<u8>) {
+        let now = self.now;
+        self.client.state.handle_tun_packet(&mut packet, now);
+        self.drain(Node::Client);
+    }
+
+    /// The client moves to another network: a new address behind a new NAT of the same kind
+    /// (or a new public address); the OS tells the service, which starts connections over.
+    pub fn move_client(&mut self) {
+        let public = self.fresh_public_ip();
+        let net = &mut self.client.net;
+        net.socket = match net.nat.as_mut() {
+            Some(nat) => {
+                nat.renumber(public);
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 1, 2)), net.socket.port())
+            }
+            None => SocketAddr::new(public, net.socket.port()),
+        };
+        let (socket, now) = (net.socket, self.now);
+        self.client.state.handle_local_addresses(&[socket], now);
+        self.client.state.handle_network_change(now);
+        self.drain(Node::Client);
+    }
+
+    /// A relay restarts: every allocation, permission and channel is gone.
+    pub fn restart_relay(&mut self, relay: usize) {
+        let addr = self.relays[relay].addr();
+        let mut fresh = TurnServer::new(addr, "ember");
+        fresh.add_credentials(RELAY_USER, RELAY_PASSWORD);
+        self.relays[relay] = fresh;
     }
 
     /// The NAT in front of the client or a gateway forgets every mapping.
@@ -379,7 +436,7 @@ impl World {
                     self.drain(Node::Client);
                 }
                 3 => {
-                    self.gateways[index].engine.handle_timeout(now);
+                    self.gateways[index].state.handle_timeout(now);
                     self.drain(Node::Gateway(index));
                 }
                 _ => {
@@ -393,48 +450,81 @@ impl World {
 
     fn init(&self) -> PortalToClient {
         PortalToClient::Init {
-            account: AccountInfo {
-                id: "acc".into(),
-                slug: "acme".into(),
-                name: "Acme".into(),
-            },
-            actor: ActorInfo {
-                id: "ada".into(),
-                name: "Ada".into(),
-                email: "ada@acme.example".into(),
-            },
+            account: account(),
+            actor: actor(),
             interface: Interface {
                 ipv4: CLIENT_TUN,
                 ipv6: Ipv6Addr::LOCALHOST,
             },
             resources: self.portal.resources.clone(),
-            relays: self
-                .relays
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Relay {
-                    id: format!("relay-{i}"),
-                    urls: vec![format!("turn:{}", r.addr())],
-                    username: RELAY_USER.into(),
-                    password: RELAY_PASSWORD.into(),
-                    expires_at: u64::MAX,
-                })
-                .collect(),
+            relays: self.portal_relays(),
             heartbeat_interval_ms: 10_000,
         }
     }
 
-    fn gateway_engine(&mut self, socket: SocketAddr) -> Engine {
+    fn portal_relays(&self) -> Vec<Relay> {
+        self.relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Relay {
+                id: format!("relay-{i}"),
+                urls: vec![format!("turn:{}", r.addr())],
+                username: RELAY_USER.into(),
+                password: RELAY_PASSWORD.into(),
+                expires_at: u64::MAX,
+            })
+            .collect()
+    }
+
+    fn gateway_state(&mut self, id: &str, site_id: &str, net: &Attachment) -> GatewayState {
+        self.gateway_state_at(id, site_id, net.socket, net.public_ip())
+    }
+
+    /// A gateway as it starts: a new key, then the portal's `init`.
+    fn gateway_state_at(
+        &mut self,
+        id: &str,
+        site_id: &str,
+        socket: SocketAddr,
+        public: IpAddr,
+    ) -> GatewayState {
         let mut private_key = [0u8; 32];
         self.rng.fill_bytes(&mut private_key);
         let seed = self.rng.next_u64();
-        let mut engine = Engine::new(
-            EngineConfig::new(Role::Gateway, private_key, seed),
-            self.now,
+        let now = self.now;
+        let engine = Engine::new(EngineConfig::new(Role::Gateway, private_key, seed), now);
+        let interface = Interface {
+            ipv4: Ipv4Addr::new(100, 64, 0, 1),
+            ipv6: Ipv6Addr::LOCALHOST,
+        };
+        let mut state = GatewayState::new(
+            engine,
+            GatewayConfig {
+                interface,
+                own_addresses: vec![socket.ip(), public],
+                reconfirm_within: Duration::from_secs(10),
+            },
+            self.unix_now(),
+            now,
         );
-        engine.handle_local_addresses(&[socket], self.now);
-        engine.handle_relays(self.relay_configs(), self.now);
-        engine
+        state.handle_local_addresses(&[socket], now);
+        let init = PortalToGateway::Init {
+            gateway_id: id.to_owned(),
+            account: account(),
+            site: SiteInfo {
+                id: site_id.to_owned(),
+                name: site_id.to_owned(),
+            },
+            interface,
+            relays: self.portal_relays(),
+            heartbeat_interval_ms: 10_000,
+        };
+        state.handle_input(Input::Portal(Box::new(init)), now);
+        state
+    }
+
+    fn unix_now(&self) -> u64 {
+        UNIX_START + self.elapsed().as_secs()
     }
 
     fn resolved_relays(&self) -> Vec<ResolvedRelay> {
@@ -443,19 +533,6 @@ impl World {
             .enumerate()
             .map(|(i, r)| ResolvedRelay {
                 relay_id: format!("relay-{i}"),
-                server: r.addr(),
-                username: RELAY_USER.into(),
-                password: RELAY_PASSWORD.into(),
-            })
-            .collect()
-    }
-
-    fn relay_configs(&self) -> Vec<ember_engine::RelayConfig> {
-        self.relays
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ember_engine::RelayConfig {
-                id: ember_engine::RelayId(i as u64 + 1),
                 server: r.addr(),
                 username: RELAY_USER.into(),
                 password: RELAY_PASSWORD.into(),
@@ -502,28 +579,64 @@ impl World {
                     self.client.state.poll_timeout().map(|(at, _)| at.max(now));
             }
             Node::Gateway(index) => {
-                while let Some(transmit) = self.gateways[index].engine.poll_transmit() {
+                while let Some(transmit) = self.gateways[index].state.poll_transmit() {
                     self.send(node, transmit);
                 }
                 let gateway = &mut self.gateways[index];
-                while let Some((_, packet)) = gateway.engine.poll_packet() {
+                while let Some(packet) = gateway.state.poll_tun_packet() {
                     gateway.received.push((now, packet));
                 }
-                let mut candidates = Vec::new();
-                while let Some(event) = gateway.engine.poll_event() {
-                    if let Event::LocalCandidate { candidate, .. } = event {
-                        candidates.push(candidate);
-                    }
+                let mut outputs = Vec::new();
+                while let Some(output) = gateway.state.poll_output() {
+                    outputs.push(output);
                 }
-                gateway.next_timeout = gateway.engine.poll_timeout().map(|(at, _)| at.max(now));
-                let gateway_id = gateway.id.clone();
-                if self.portal.up && !candidates.is_empty() {
-                    let message = PortalToClient::IceCandidates {
-                        gateway_id,
-                        candidates,
-                    };
-                    self.schedule(at, Message::ToClient(Box::new(message)));
+                gateway.next_timeout = gateway.state.poll_timeout().map(|(at, _)| at.max(now));
+                for output in outputs {
+                    self.carry_out(index, output, at);
                 }
+            }
+        }
+    }
+
+    /// What a gateway's state asks of its controller and the portal.
+    fn carry_out(&mut self, index: usize, output: Output, at: Instant) {
+        let now = self.now;
+        match output {
+            Output::Portal(GatewayMessage::IceCandidates { candidates, .. }) if self.portal.up => {
+                let message = PortalToClient::IceCandidates {
+                    gateway_id: self.gateways[index].id.clone(),
+                    candidates,
+                };
+                self.schedule(at, Message::ToClient(Box::new(message)));
+            }
+            Output::Portal(_) => {}
+            Output::Resolve { lookup, domain } => {
+                let addresses = self
+                    .portal
+                    .site_names
+                    .get(&domain)
+                    .cloned()
+                    .ok_or_else(|| format!("{domain} does not resolve at the site"));
+                let input = Input::Resolved { lookup, addresses };
+                self.gateways[index].state.handle_input(input, now);
+                self.drain(Node::Gateway(index));
+            }
+            Output::ResolveRelays { query, relays } => {
+                let relays = relays
+                    .into_iter()
+                    .map(|relay| {
+                        let addresses = self
+                            .relays
+                            .iter()
+                            .map(TurnServer::addr)
+                            .filter(|a| relay.urls.contains(&format!("turn:{a}")))
+                            .collect();
+                        (relay, addresses)
+                    })
+                    .collect();
+                let input = Input::RelaysResolved { query, relays };
+                self.gateways[index].state.handle_input(input, now);
+                self.drain(Node::Gateway(index));
             }
         }
     }
@@ -538,18 +651,10 @@ impl World {
                 }
             }
             Message::FromClient(message) => self.portal_handles(message),
-            Message::GrantToGateway(index, grant) => {
-                if let Err(e) = self.gateways[index].engine.handle_grant(*grant, now) {
-                    tracing::warn!(%e, "The gateway refused a grant");
-                }
-                self.drain(Node::Gateway(index));
-            }
-            Message::CandidateToGateway(index, candidate) => {
-                let _ = self.gateways[index].engine.handle_remote_candidate(
-                    CLIENT_PEER,
-                    &candidate,
-                    now,
-                );
+            Message::ToGateway(index, message) => {
+                self.gateways[index]
+                    .state
+                    .handle_input(Input::Portal(message), now);
                 self.drain(Node::Gateway(index));
             }
         }
@@ -565,6 +670,7 @@ impl World {
                 request_id,
                 resource_id,
                 domain,
+                proxy_ips,
                 ..
             } => {
                 let deny = |reason, message: &str| PortalToClient::AccessDenied {
@@ -594,16 +700,19 @@ impl World {
                     self.schedule(at, Message::ToClient(Box::new(answer)));
                     return;
                 };
-                self.grant(index, request_id, resource_id, domain, at);
+                let resource = resource.clone();
+                self.grant(index, request_id, resource, domain, proxy_ips, at);
             }
             ClientMessage::IceCandidates {
                 gateway_id,
                 candidates,
             } => {
                 if let Some(index) = self.gateways.iter().position(|g| g.id == gateway_id) {
-                    for candidate in candidates {
-                        self.schedule(at, Message::CandidateToGateway(index, candidate));
-                    }
+                    let message = PortalToGateway::IceCandidates {
+                        client_id: CLIENT_ID.into(),
+                        candidates,
+                    };
+                    self.schedule(at, Message::ToGateway(index, Box::new(message)));
                 }
             }
             _ => {}
@@ -614,44 +723,51 @@ impl World {
         &mut self,
         index: usize,
         request_id: u64,
-        resource_id: String,
+        resource: Resource,
         domain: Option<String>,
+        proxy_ips: Vec<IpAddr>,
         at: Instant,
     ) {
         let mut preshared_key = [0u8; 32];
         self.rng.fill_bytes(&mut preshared_key);
+        let preshared_key = WireGuardKey::from_bytes(preshared_key).to_base64();
         let client_ice = self.credentials();
         let gateway_ice = self.credentials();
         let gateway = &self.gateways[index];
-        let to_gateway = Grant {
-            peer: CLIENT_PEER,
-            peer_public_key: self.client.state.engine().public_key(),
-            preshared_key,
-            local_ice: gateway_ice.clone(),
-            remote_ice: client_ice.clone(),
+        let to_gateway = PortalToGateway::Grant {
+            client: ClientPeer {
+                id: CLIENT_ID.into(),
+                public_key: WireGuardKey::from_bytes(self.client.state.engine().public_key())
+                    .to_base64(),
+                ipv4: CLIENT_TUN,
+                ipv6: Ipv6Addr::LOCALHOST,
+                actor: actor(),
+            },
+            resource: resource.clone(),
+            domain: domain.clone(),
+            proxy_ips,
+            preshared_key: preshared_key.as_str().into(),
+            local_ice: portal_ice(&gateway_ice),
+            remote_ice: portal_ice(&client_ice),
+            expires_at: self.unix_now() + 3600,
         };
         let to_client = PortalToClient::AccessGranted {
             request_id,
-            resource_id,
+            resource_id: resource.id,
             domain,
             gateway: PeerInfo {
                 id: gateway.id.clone(),
-                public_key: WireGuardKey::from_bytes(gateway.engine.public_key()).to_base64(),
+                public_key: WireGuardKey::from_bytes(gateway.state.engine().public_key())
+                    .to_base64(),
                 ipv4: Ipv4Addr::new(100, 64, 0, 1),
                 ipv6: Ipv6Addr::LOCALHOST,
             },
-            preshared_key: WireGuardKey::from_bytes(preshared_key).to_base64().into(),
-            local_ice: portal::IceCredentials {
-                ufrag: client_ice.ufrag,
-                pwd: client_ice.pwd.into(),
-            },
-            remote_ice: portal::IceCredentials {
-                ufrag: gateway_ice.ufrag,
-                pwd: gateway_ice.pwd.into(),
-            },
+            preshared_key: preshared_key.as_str().into(),
+            local_ice: portal_ice(&client_ice),
+            remote_ice: portal_ice(&gateway_ice),
         };
         self.portal.grants += 1;
-        self.schedule(at, Message::GrantToGateway(index, Box::new(to_gateway)));
+        self.schedule(at, Message::ToGateway(index, Box::new(to_gateway)));
         self.schedule(at, Message::ToClient(Box::new(to_client)));
     }
 
@@ -741,7 +857,7 @@ impl World {
                 .state
                 .handle_network_packet(dst, p.src, &p.payload, now),
             Node::Gateway(index) => self.gateways[index]
-                .engine
+                .state
                 .handle_network_packet(dst, p.src, &p.payload, now),
         }
         self.drain(node);
@@ -763,18 +879,35 @@ fn attach(public: IpAddr, lan: Ipv4Addr, nat: Option<NatConfig>, latency: Durati
     }
 }
 
-/// An IPv4/UDP packet from `src` to `dst` carrying `seq` (36 bytes).
+fn account() -> AccountInfo {
+    AccountInfo {
+        id: "acc".into(),
+        slug: "acme".into(),
+        name: "Acme".into(),
+    }
+}
+
+fn actor() -> ActorInfo {
+    ActorInfo {
+        id: "ada".into(),
+        name: "Ada".into(),
+        email: "ada@acme.example".into(),
+    }
+}
+
+fn portal_ice(credentials: &IceCredentials) -> portal::IceCredentials {
+    portal::IceCredentials {
+        ufrag: credentials.ufrag.clone(),
+        pwd: credentials.pwd.as_str().into(),
+    }
+}
+
+/// An IPv4/UDP packet (checksums right) from `src` to `dst` carrying `seq`: 36 bytes, the
+/// sequence number at 28..36.
 #[must_use]
-pub fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, seq: u64) -> Vec<u8> {
-    let mut p = vec![0u8; 36];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&36u16.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    p[28..36].copy_from_slice(&seq.to_be_bytes());
-    p
+pub fn udp_packet(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u64) -> Vec<u8> {
+    ember_dns::tun_packets::wrap_reply(src.into(), dst.into(), &seq.to_be_bytes())
+        .unwrap_or_default()
 }
 
 /// The sequence number of a packet made by [`udp_packet`].
