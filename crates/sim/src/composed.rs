@@ -20,14 +20,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ember_client::{ClientConfig, ClientOutput, ClientState, ResolvedRelay};
-use ember_engine::{Engine, EngineConfig, IceCredentials, Role, Transmit};
+use ember_engine::{Engine, EngineConfig, Role};
 use ember_gateway::state::{GatewayConfig, GatewayState, Input, Output};
 use ember_io::driver::State as _;
-use ember_protocol::WireGuardKey;
 use ember_protocol::ipc::ResourceView;
 use ember_protocol::portal::{
-    self, AccountInfo, ActorInfo, ClientMessage, ClientPeer, DenialReason, GatewayMessage,
-    Interface, PeerInfo, PortalToClient, PortalToGateway, Relay, Resource, SiteInfo,
+    ClientMessage, GatewayMessage, Interface, PortalToClient, PortalToGateway, Resource, SiteInfo,
 };
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -35,6 +33,12 @@ use rand_chacha::ChaCha20Rng;
 use crate::host::Link;
 use crate::nat::{Nat, NatConfig};
 use crate::relay::TurnServer;
+
+mod network;
+mod portal_model;
+
+use network::attach;
+use portal_model::account;
 
 /// The client's tunnel address.
 pub const CLIENT_TUN: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 7);
@@ -448,34 +452,6 @@ impl World {
 
     // --- inside ----------------------------------------------------------------------------
 
-    fn init(&self) -> PortalToClient {
-        PortalToClient::Init {
-            account: account(),
-            actor: actor(),
-            interface: Interface {
-                ipv4: CLIENT_TUN,
-                ipv6: Ipv6Addr::LOCALHOST,
-            },
-            resources: self.portal.resources.clone(),
-            relays: self.portal_relays(),
-            heartbeat_interval_ms: 10_000,
-        }
-    }
-
-    fn portal_relays(&self) -> Vec<Relay> {
-        self.relays
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Relay {
-                id: format!("relay-{i}"),
-                urls: vec![format!("turn:{}", r.addr())],
-                username: RELAY_USER.into(),
-                password: RELAY_PASSWORD.into(),
-                expires_at: u64::MAX,
-            })
-            .collect()
-    }
-
     fn gateway_state(&mut self, id: &str, site_id: &str, net: &Attachment) -> GatewayState {
         self.gateway_state_at(id, site_id, net.socket, net.public_ip())
     }
@@ -658,247 +634,6 @@ impl World {
                 self.drain(Node::Gateway(index));
             }
         }
-    }
-
-    fn portal_handles(&mut self, message: ClientMessage) {
-        if !self.portal.up {
-            return;
-        }
-        let at = self.now + self.signal_latency;
-        match message {
-            ClientMessage::RequestAccess {
-                request_id,
-                resource_id,
-                domain,
-                proxy_ips,
-                ..
-            } => {
-                let deny = |reason, message: &str| PortalToClient::AccessDenied {
-                    request_id,
-                    resource_id: resource_id.clone(),
-                    reason,
-                    message: message.into(),
-                };
-                let Some(resource) = self.portal.resources.iter().find(|r| r.id == resource_id)
-                else {
-                    let answer = deny(DenialReason::NotFound, "no such resource");
-                    self.schedule(at, Message::ToClient(Box::new(answer)));
-                    return;
-                };
-                if self.portal.forbidden.contains(&resource_id) {
-                    let answer = deny(DenialReason::Forbidden, "no policy grants it");
-                    self.schedule(at, Message::ToClient(Box::new(answer)));
-                    return;
-                }
-                let site = resource.site.id.clone();
-                let Some(index) = self
-                    .gateways
-                    .iter()
-                    .position(|g| g.online && g.site_id == site)
-                else {
-                    let answer = deny(DenialReason::Offline, "every gateway is offline");
-                    self.schedule(at, Message::ToClient(Box::new(answer)));
-                    return;
-                };
-                let resource = resource.clone();
-                self.grant(index, request_id, resource, domain, proxy_ips, at);
-            }
-            ClientMessage::IceCandidates {
-                gateway_id,
-                candidates,
-            } => {
-                if let Some(index) = self.gateways.iter().position(|g| g.id == gateway_id) {
-                    let message = PortalToGateway::IceCandidates {
-                        client_id: CLIENT_ID.into(),
-                        candidates,
-                    };
-                    self.schedule(at, Message::ToGateway(index, Box::new(message)));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn grant(
-        &mut self,
-        index: usize,
-        request_id: u64,
-        resource: Resource,
-        domain: Option<String>,
-        proxy_ips: Vec<IpAddr>,
-        at: Instant,
-    ) {
-        let mut preshared_key = [0u8; 32];
-        self.rng.fill_bytes(&mut preshared_key);
-        let preshared_key = WireGuardKey::from_bytes(preshared_key).to_base64();
-        let client_ice = self.credentials();
-        let gateway_ice = self.credentials();
-        let gateway = &self.gateways[index];
-        let to_gateway = PortalToGateway::Grant {
-            client: ClientPeer {
-                id: CLIENT_ID.into(),
-                public_key: WireGuardKey::from_bytes(self.client.state.engine().public_key())
-                    .to_base64(),
-                ipv4: CLIENT_TUN,
-                ipv6: Ipv6Addr::LOCALHOST,
-                actor: actor(),
-            },
-            resource: resource.clone(),
-            domain: domain.clone(),
-            proxy_ips,
-            preshared_key: preshared_key.as_str().into(),
-            local_ice: portal_ice(&gateway_ice),
-            remote_ice: portal_ice(&client_ice),
-            expires_at: self.unix_now() + 3600,
-        };
-        let to_client = PortalToClient::AccessGranted {
-            request_id,
-            resource_id: resource.id,
-            domain,
-            gateway: PeerInfo {
-                id: gateway.id.clone(),
-                public_key: WireGuardKey::from_bytes(gateway.state.engine().public_key())
-                    .to_base64(),
-                ipv4: Ipv4Addr::new(100, 64, 0, 1),
-                ipv6: Ipv6Addr::LOCALHOST,
-            },
-            preshared_key: preshared_key.as_str().into(),
-            local_ice: portal_ice(&client_ice),
-            remote_ice: portal_ice(&gateway_ice),
-        };
-        self.portal.grants += 1;
-        self.schedule(at, Message::ToGateway(index, Box::new(to_gateway)));
-        self.schedule(at, Message::ToClient(Box::new(to_client)));
-    }
-
-    fn credentials(&mut self) -> IceCredentials {
-        IceCredentials {
-            ufrag: format!("{:08x}", self.rng.next_u32()),
-            pwd: format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64()),
-        }
-    }
-
-    fn attachment(&mut self, node: Node) -> &mut Attachment {
-        match node {
-            Node::Client => &mut self.client.net,
-            Node::Gateway(index) => &mut self.gateways[index].net,
-        }
-    }
-
-    fn send(&mut self, node: Node, transmit: Transmit) {
-        let now = self.now;
-        let lost = {
-            let loss = self.attachment(node).link.loss;
-            loss > 0.0 && f64::from(self.rng.next_u32()) / f64::from(u32::MAX) < loss
-        };
-        let net = self.attachment(node);
-        if transmit.src != net.socket || net.link.cut || lost {
-            return;
-        }
-        let src = match net.nat.as_mut() {
-            Some(nat) => nat.outbound(transmit.src, transmit.dst, now),
-            None => transmit.src,
-        };
-        let latency = net.link.latency;
-        self.enqueue(src, transmit.dst, transmit.payload, latency);
-    }
-
-    fn enqueue(&mut self, src: SocketAddr, dst: SocketAddr, payload: Vec<u8>, latency: Duration) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.network.push(Reverse(InFlight {
-            at: self.now + latency,
-            seq,
-            src,
-            dst,
-            payload,
-        }));
-    }
-
-    fn arrive(&mut self, p: InFlight) {
-        let now = self.now;
-        if let Some(relay) = self.relays.iter().position(|r| r.owns(p.dst.ip())) {
-            for (src, dst, payload) in
-                self.relays[relay].handle_packet(p.src, p.dst, &p.payload, now)
-            {
-                self.enqueue(src, dst, payload, Duration::ZERO);
-            }
-            return;
-        }
-        let node = if self.client.net.public_ip() == p.dst.ip() {
-            Node::Client
-        } else if let Some(index) = self
-            .gateways
-            .iter()
-            .position(|g| g.net.public_ip() == p.dst.ip())
-        {
-            Node::Gateway(index)
-        } else {
-            return;
-        };
-        // The receiver's link: its latency once more, then its NAT.
-        let net = self.attachment(node);
-        if net.link.cut {
-            return;
-        }
-        let dst = match net.nat.as_mut() {
-            Some(nat) => match nat.inbound(p.src, p.dst.port(), now) {
-                Some(internal) => internal,
-                None => return,
-            },
-            None => p.dst,
-        };
-        if dst != net.socket {
-            return;
-        }
-        match node {
-            Node::Client => self
-                .client
-                .state
-                .handle_network_packet(dst, p.src, &p.payload, now),
-            Node::Gateway(index) => self.gateways[index]
-                .state
-                .handle_network_packet(dst, p.src, &p.payload, now),
-        }
-        self.drain(node);
-    }
-}
-
-fn attach(public: IpAddr, lan: Ipv4Addr, nat: Option<NatConfig>, latency: Duration) -> Attachment {
-    let (socket, nat) = match nat {
-        Some(config) => (
-            SocketAddr::new(IpAddr::V4(lan), 51820),
-            Some(Nat::new(public, config)),
-        ),
-        None => (SocketAddr::new(public, 51820), None),
-    };
-    Attachment {
-        socket,
-        nat,
-        link: Link::with_latency(latency),
-    }
-}
-
-fn account() -> AccountInfo {
-    AccountInfo {
-        id: "acc".into(),
-        slug: "acme".into(),
-        name: "Acme".into(),
-    }
-}
-
-fn actor() -> ActorInfo {
-    ActorInfo {
-        id: "ada".into(),
-        name: "Ada".into(),
-        email: "ada@acme.example".into(),
-    }
-}
-
-fn portal_ice(credentials: &IceCredentials) -> portal::IceCredentials {
-    portal::IceCredentials {
-        ufrag: credentials.ufrag.clone(),
-        pwd: credentials.pwd.as_str().into(),
     }
 }
 
