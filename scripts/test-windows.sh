@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=x86_64-pc-windows-gnu
-crates=(ember-protocol ember-ipc ember-engine ember-turn ember-client ember-dns ember-tunnel-service)
+crates=(ember-protocol ember-ipc ember-engine ember-turn ember-client ember-packet ember-dns ember-tunnel-service)
 export CARGO_TARGET_DIR="${EMBER_WINDOWS_TARGET_DIR:-/var/cache/ember/windows-target}"
 # shellcheck source=scripts/cross/env.sh
 source scripts/cross/env.sh

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ember_engine::PeerId;
 use ember_gateway::filter::{Protocol, Rule};
 use ember_gateway::router::{GatewayRouter, GrantKey, ResourceGrant};
-use ember_gateway::translate::{Rewrite, rewrite, summarize};
+use ember_packet::translate::{Rewrite, rewrite, summarize};
 use ember_io::routes::Prefix;
 use libfuzzer_sys::fuzz_target;
 

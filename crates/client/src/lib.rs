@@ -6,7 +6,6 @@
 //! - `routing`: access requests, denials, the one buffer of packets held for a grant, the
 //!   gateway peers (`peers`), the DNS stub's interception.
 //! - `views`: what the app shows per resource.
-//! - [`packet`]: addresses of IP packets and the ICMP errors made here.
 //! - [`ClientState`] ties them to the engine (`ember_engine`).
 //!
 //! Inputs are `handle_*` with the time last (`handle_portal_message`, `handle_tun_packet`,
@@ -16,7 +15,6 @@
 //! every input, drain the outputs, then ask for the timeout. The tunnel service runs it in
 //! `ember_io::driver`; the simulator runs it in simulated time.
 
-pub mod packet;
 mod peers;
 pub mod resources;
 mod routing;

@@ -23,10 +23,10 @@ use ember_engine::{FailureReason, Grant, IceCredentials, PacketBuffer, PeerId};
 use ember_protocol::portal::{self, Resource};
 use ember_protocol::{Prefix, PresharedKey, WireGuardKey};
 
-use crate::packet::{addresses, prohibited};
 use crate::peers::Peers;
 use crate::resources::{ResourceTable, sentinel_nets};
 use crate::{SENTINEL_V4, SENTINEL_V6};
+use ember_packet::{addresses, prohibited};
 
 /// Packets held per resource (per name, for DNS resources) until its grant arrives.
 pub const HELD_PER_RESOURCE: usize = 128;

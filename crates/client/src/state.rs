@@ -6,11 +6,11 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ember_dns::tun_packets::wrap_reply;
 use ember_engine::{
     ConnectionState, ConnectionStats, Engine, EngineConfig, Event, PeerId, RelayConfig, RelayId,
     Role, Transmit,
 };
+use ember_packet::udp_packet;
 use ember_protocol::Prefix;
 use ember_protocol::ipc::ResourceView;
 use ember_protocol::portal::{ClientMessage, PortalToClient, Relay};
@@ -271,7 +271,7 @@ impl ClientState {
 
     /// The upstream resolvers' answer to a [`DnsQuery`] (or the SERVFAIL made for it).
     pub fn handle_dns_answer(&mut self, client: SocketAddr, sentinel: SocketAddr, answer: &[u8]) {
-        match wrap_reply(sentinel, client, answer) {
+        match udp_packet(sentinel, client, answer) {
             Some(packet) => self.tun_packets.push_back(packet),
             None => tracing::debug!("A DNS answer that cannot be sent back; dropped"),
         }

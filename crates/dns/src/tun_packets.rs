@@ -6,12 +6,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use ember_packet::{udp_packet, udp_parts};
 
 use crate::{Outcome, StubResolver};
 
 pub const DNS_PORT: u16 = 53;
-const TTL: u8 = 64;
 
 /// What to do with a packet read from the TUN device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +19,8 @@ pub enum Intercepted {
     NotDns,
     /// Write this IP packet back into the TUN device.
     Reply(Vec<u8>),
-    /// Send `query` to an upstream resolver; wrap its answer with [`wrap_reply`] using
-    /// `client` and `sentinel`.
+    /// Send `query` to an upstream resolver; wrap its answer with `ember_packet::udp_packet`
+    /// using `client` and `sentinel`.
     Forward {
         query: Vec<u8>,
         client: SocketAddr,
@@ -45,7 +44,7 @@ pub fn intercept(
         return Intercepted::NotDns;
     }
     match stub.handle_query(query, now) {
-        Outcome::Answer(answer) => match wrap_reply(sentinel, client, &answer) {
+        Outcome::Answer(answer) => match udp_packet(sentinel, client, &answer) {
             Some(reply) => Intercepted::Reply(reply),
             None => Intercepted::Dropped,
         },
@@ -58,47 +57,11 @@ pub fn intercept(
     }
 }
 
-/// An IP/UDP packet from `from` to `to` carrying `payload`, checksums filled in. `None` when
-/// the families differ.
-pub fn wrap_reply(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
-    let builder = match (from.ip(), to.ip()) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => PacketBuilder::ipv4(src.octets(), dst.octets(), TTL),
-        (IpAddr::V6(src), IpAddr::V6(dst)) => PacketBuilder::ipv6(src.octets(), dst.octets(), TTL),
-        _ => return None,
-    }
-    .udp(from.port(), to.port());
-    let mut packet = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut packet, payload).ok()?;
-    Some(packet)
-}
-
-/// Source, destination and payload of an IPv4 or IPv6 UDP packet.
-fn udp_parts(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
-    let sliced = SlicedPacket::from_ip(packet).ok()?;
-    let (src, dst): (IpAddr, IpAddr) = match sliced.net? {
-        NetSlice::Ipv4(ip) => (
-            ip.header().source_addr().into(),
-            ip.header().destination_addr().into(),
-        ),
-        NetSlice::Ipv6(ip) => (
-            ip.header().source_addr().into(),
-            ip.header().destination_addr().into(),
-        ),
-        _ => return None,
-    };
-    let TransportSlice::Udp(udp) = sliced.transport? else {
-        return None;
-    };
-    Some((
-        SocketAddr::new(src, udp.source_port()),
-        SocketAddr::new(dst, udp.destination_port()),
-        udp.payload(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
+
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RecordType};
@@ -122,7 +85,7 @@ mod tests {
         let mut message = Message::query();
         message.metadata.id = 42;
         message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-        wrap_reply(CLIENT, to, &message.to_vec().unwrap()).unwrap()
+        udp_packet(CLIENT, to, &message.to_vec().unwrap()).unwrap()
     }
 
     #[test]

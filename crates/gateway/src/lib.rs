@@ -5,8 +5,7 @@
 //! - [`filter`]: every packet a client sends is checked against what the portal granted that
 //!   client — source, destination resource, protocol and port — before it is forwarded. The
 //!   gateway never trusts the client.
-//! - [`translate`]: in-place address rewriting with checksum updates, for DNS resources whose
-//!   clients talk to proxy IPs.
+//! - translation of proxy IPs in place, with checksum updates, is `ember_packet::translate`.
 //! - [`router`]: the per-packet decisions both ways (source check, translation, filter, which
 //!   client a reply goes to), with counters.
 //! - [`names`]: limits on DNS names granted per client and on lookups at once.
@@ -19,4 +18,3 @@ pub mod grants;
 pub mod names;
 pub mod router;
 pub mod state;
-pub mod translate;

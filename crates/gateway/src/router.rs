@@ -31,7 +31,7 @@ use ember_io::routes::Prefix;
 pub use crate::filter::GrantKey;
 use crate::filter::{Denied, GrantedResource, PacketFilter, Rule};
 use crate::names::MAX_NAMES_PER_CLIENT;
-use crate::translate::{self, Endpoints, Rewrite};
+use ember_packet::translate::{self, Endpoints, Rewrite};
 
 /// Ticks without a packet after which a translated flow is forgotten.
 pub const FLOW_IDLE_TICKS: u64 = 10;

@@ -641,8 +641,7 @@ impl World {
 /// sequence number at 28..36.
 #[must_use]
 pub fn udp_packet(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u64) -> Vec<u8> {
-    ember_dns::tun_packets::wrap_reply(src.into(), dst.into(), &seq.to_be_bytes())
-        .unwrap_or_default()
+    ember_packet::udp_packet(src.into(), dst.into(), &seq.to_be_bytes()).unwrap_or_default()
 }
 
 /// The sequence number of a packet made by [`udp_packet`].

@@ -202,7 +202,7 @@ fn dns_query(name: &str) -> Vec<u8> {
     }
     query.extend_from_slice(&[0, 0, 1, 0, 1]);
     let stub = (ember_client::SENTINEL_V4, 53);
-    ember_dns::tun_packets::wrap_reply((CLIENT_TUN, 5353).into(), stub.into(), &query).unwrap()
+    ember_packet::udp_packet((CLIENT_TUN, 5353).into(), stub.into(), &query).unwrap()
 }
 
 #[test]

@@ -1,5 +1,5 @@
-use ember_dns::tun_packets::wrap_reply;
 use ember_engine::PathInfo;
+use ember_packet::udp_packet;
 use ember_protocol::portal::SiteInfo;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -79,7 +79,7 @@ fn router() -> Routing {
 }
 
 fn udp(from: (IpAddr, u16), to: (IpAddr, u16), payload: &[u8]) -> Vec<u8> {
-    wrap_reply(SocketAddr::from(from), SocketAddr::from(to), payload).unwrap()
+    udp_packet(SocketAddr::from(from), SocketAddr::from(to), payload).unwrap()
 }
 
 fn to(dst: &str, marker: u8) -> Vec<u8> {

@@ -5,8 +5,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
-use ember_dns::tun_packets::wrap_reply;
 use ember_engine::Grant;
+use ember_packet::udp_packet;
 use ember_protocol::ipc::ResourceState;
 use ember_protocol::portal::{
     AccountInfo, ActorInfo, IceCredentials, Interface, PeerInfo, Resource, ResourceAddress,
@@ -14,7 +14,7 @@ use ember_protocol::portal::{
 };
 
 use super::*;
-use crate::packet::addresses;
+use ember_packet::addresses;
 
 const ME: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 7);
 const CLIENT_SOCKET: &str = "192.0.2.1:40000";
@@ -73,7 +73,7 @@ fn init(resources: Vec<Resource>) -> PortalToClient {
 }
 
 fn udp(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    wrap_reply(from, to, payload).unwrap()
+    udp_packet(from, to, payload).unwrap()
 }
 
 fn to_lan(host: &str, payload: &[u8]) -> Vec<u8> {

@@ -1,9 +1,25 @@
-//! What the client needs to read and write of IP packets: their addresses, and the ICMP error
-//! that tells an application at once that a resource is out of reach.
+//! What Ember reads and writes of IP packets, in one place for the client, the gateway and the
+//! DNS stub:
+//!
+//! - [`addresses`] of an IPv4 or IPv6 packet;
+//! - [`udp_packet`] builds an IP/UDP packet (checksums filled in), [`udp_parts`] takes one
+//!   apart;
+//! - [`prohibited`]: the ICMP "administratively prohibited" error for a packet;
+//! - [`translate`]: address translation in place with incremental checksums (the gateway's
+//!   proxy IPs).
+//!
+//! Nothing here panics on input: a packet that does not parse is `None` or an error.
 
-use std::net::IpAddr;
+pub mod translate;
 
-use etherparse::{Icmpv4Type, Icmpv6Type, PacketBuilder, icmpv4, icmpv6};
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{
+    Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice, icmpv4, icmpv6,
+};
+
+/// The hop limit of packets made here.
+const TTL: u8 = 64;
 
 /// Source and destination of an IPv4 or IPv6 packet.
 pub fn addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
@@ -64,4 +80,42 @@ pub fn prohibited(packet: &[u8]) -> Option<Vec<u8>> {
         _ => return None,
     }
     Some(reply)
+}
+
+/// An IP/UDP packet from `from` to `to` carrying `payload`, checksums filled in. `None` when
+/// the families differ.
+pub fn udp_packet(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<Vec<u8>> {
+    let builder = match (from.ip(), to.ip()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => PacketBuilder::ipv4(src.octets(), dst.octets(), TTL),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => PacketBuilder::ipv6(src.octets(), dst.octets(), TTL),
+        _ => return None,
+    }
+    .udp(from.port(), to.port());
+    let mut packet = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut packet, payload).ok()?;
+    Some(packet)
+}
+
+/// Source, destination and payload of an IPv4 or IPv6 UDP packet.
+pub fn udp_parts(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
+    let sliced = SlicedPacket::from_ip(packet).ok()?;
+    let (src, dst): (IpAddr, IpAddr) = match sliced.net? {
+        NetSlice::Ipv4(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        NetSlice::Ipv6(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        _ => return None,
+    };
+    let TransportSlice::Udp(udp) = sliced.transport? else {
+        return None;
+    };
+    Some((
+        SocketAddr::new(src, udp.source_port()),
+        SocketAddr::new(dst, udp.destination_port()),
+        udp.payload(),
+    ))
 }
