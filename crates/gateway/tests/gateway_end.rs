@@ -17,7 +17,6 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -192,20 +191,15 @@ fn the_gateway_forwards_granted_flows_and_drops_the_rest() {
     );
 
     // A token the portal does not know: a clear message and a non-zero exit, no retrying.
-    let bad = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &gateway_host.host.ns,
-            env!("CARGO_BIN_EXE_ember-gateway"),
-        ])
-        .args(["--portal-url", &portal.url, "--tun-name", "ember-gw1"])
-        .arg("--state-dir")
-        .arg(dir.path().join("bad-gateway-state"))
-        .env("EMBER_GATEWAY_TOKEN", "0".repeat(64))
-        .env("EMBER_LOG", "info")
-        .output()
-        .unwrap();
+    let bad =
+        ember_testbed::netns_command(&gateway_host.host.ns, env!("CARGO_BIN_EXE_ember-gateway"))
+            .args(["--portal-url", &portal.url, "--tun-name", "ember-gw1"])
+            .arg("--state-dir")
+            .arg(dir.path().join("bad-gateway-state"))
+            .env("EMBER_GATEWAY_TOKEN", "0".repeat(64))
+            .env("EMBER_LOG", "info")
+            .output()
+            .unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "a refused token must fail: {stderr}");
     assert!(

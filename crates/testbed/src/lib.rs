@@ -566,9 +566,9 @@ pub fn spawn_in(
 
 /// `ip netns exec NS PROGRAM`, arguments to follow: the one place a command is put into a
 /// network namespace, for the testbed, the end-to-end world and the tests.
-pub fn netns_command(ns: &str, program: &str) -> Command {
+pub fn netns_command(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new("ip");
-    command.args(["netns", "exec", ns, program]);
+    command.args(["netns", "exec", ns]).arg(program);
     command
 }
 

@@ -513,9 +513,7 @@ gateways = [{{ site = "Site", name = "gw-1" }}]
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(&self.bin)
+        let child = ember_testbed::netns_command(&self.ns, &self.bin)
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
@@ -610,13 +608,7 @@ impl GatewayProcess {
         std::fs::write(&token_file, format!("{token}\n")).unwrap();
         let log_dir = dir.join("gateway-logs");
         let stderr = std::fs::File::create(dir.join("gateway.stderr")).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node.ns,
-                env!("CARGO_BIN_EXE_ember-gateway"),
-            ])
+        let child = ember_testbed::netns_command(&node.ns, env!("CARGO_BIN_EXE_ember-gateway"))
             .args(["--portal-url", portal_url, "--tun-name", TUN_NAME])
             .arg("--token-file")
             .arg(&token_file)
@@ -708,8 +700,8 @@ impl Drop for GatewayProcess {
 }
 
 pub fn nft_has_table(ns: &str, table: &str) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "list", "table", "inet", table])
+    ember_testbed::netns_command(ns, "nft")
+        .args(["list", "table", "inet", table])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
