@@ -16,6 +16,7 @@ use ember_gateway::grants::{decode_key, encode_key, resource_grant};
 use ember_gateway::names::{Lookups, addresses_to_grant};
 use ember_gateway::router::GrantKey;
 use ember_io::driver::{Command, Driver, DriverHandle};
+use ember_io::netlink::Netlink;
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_portal_client::{Backoff, GatewaySide, PortalLink};
 use ember_protocol::SecretToken;
@@ -136,12 +137,13 @@ pub async fn run(options: Options) -> Result<()> {
         wintun_dll: None,
     })
     .context("cannot create the TUN device")?;
-    let mut interfaces = system::routed_interfaces()?;
+    let netlink = Netlink::connect().context("cannot open a netlink socket")?;
+    let mut interfaces = system::routed_interfaces(&netlink).await?;
     if !interfaces.iter().any(|name| name == tun.name()) {
         interfaces.push(tun.name().to_owned());
     }
     let forwarding = system::Forwarding::enable(&options.state_dir, &interfaces)?;
-    let own_addresses = system::own_addresses()?;
+    let own_addresses = system::own_addresses(&netlink).await?;
     let nft = NftTable::install(tun.name())?;
     let sockets = bind_sockets()?;
     let router = SharedRouter::default();
