@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(x86_64-pc-windows-msvc aarch64-apple-darwin x86_64-apple-darwin)
-crates=(ember-app ember-tunnel-service ember-client ember-packet ember-engine ember-turn ember-io ember-ipc ember-protocol ember-dns
+crates=(ember-app ember-tunnel-service ember-client ember-packet ember-engine ember-turn ember-io ember-ipc ember-protocol ember-dns ember-fsutil
   ember-portal-client ember-logging)
 
 # The std builds and dependencies are cached outside the clone; a separate directory from the

@@ -1,6 +1,7 @@
 //! The log bundle a user sends to support: one zip named with a timestamp, holding one folder
 //! with the app's logs, the service's logs and the connection details. It is written under a
-//! temporary name and renamed when complete, so a half-written bundle never looks finished.
+//! temporary name and renamed when complete (`ember_fsutil::AtomicFile`), so a half-written
+//! bundle never looks finished.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,12 +37,12 @@ pub fn write_bundle(
 ) -> Result<PathBuf, BundleError> {
     let top = format!("ember-logs-{stamp}");
     let final_path = destination.join(format!("{top}.zip"));
-    let partial_path = destination.join(format!(".{top}.zip.partial"));
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| BundleError::Io { path, source }
     };
-    let file = std::fs::File::create(&partial_path).map_err(io(&partial_path))?;
+    // Dropped on an error before the commit, it removes the half-written bundle.
+    let file = ember_fsutil::AtomicFile::create(&final_path, None).map_err(io(&final_path))?;
     let mut zip = zip::ZipWriter::new(file);
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
 
@@ -61,19 +62,18 @@ pub fn write_bundle(
         };
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         zip.start_file(format!("{top}/app/{name}"), options)?;
-        zip.write_all(&bytes).map_err(io(&partial_path))?;
+        zip.write_all(&bytes).map_err(io(&final_path))?;
     }
     for (name, bytes) in &contents.service_logs {
         // The service names files without folders; anything else is not trusted as a path.
         let name = name.replace(['/', '\\'], "_");
         zip.start_file(format!("{top}/service/{name}"), options)?;
-        zip.write_all(bytes).map_err(io(&partial_path))?;
+        zip.write_all(bytes).map_err(io(&final_path))?;
     }
     zip.start_file(format!("{top}/connection.json"), options)?;
     zip.write_all(contents.connection_details.as_bytes())
-        .map_err(io(&partial_path))?;
-    zip.finish()?;
-    std::fs::rename(&partial_path, &final_path).map_err(io(&final_path))?;
+        .map_err(io(&final_path))?;
+    zip.finish()?.commit().map_err(io(&final_path))?;
     Ok(final_path)
 }
 

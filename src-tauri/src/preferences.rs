@@ -54,7 +54,7 @@ pub fn load(dir: &Path) -> AppPreferences {
     }
 }
 
-/// Writes to a temporary file and renames it, so a crash leaves the old or the new file.
+/// Replaces the file atomically, so a crash leaves the old or the new file.
 pub fn save(dir: &Path, preferences: &AppPreferences) -> Result<(), SaveError> {
     let path = file(dir);
     let error = |source| SaveError {
@@ -62,10 +62,8 @@ pub fn save(dir: &Path, preferences: &AppPreferences) -> Result<(), SaveError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(error)?;
-    let partial = dir.join("preferences.json.partial");
     let bytes = serde_json::to_vec_pretty(preferences).map_err(|e| error(e.into()))?;
-    std::fs::write(&partial, bytes).map_err(error)?;
-    std::fs::rename(&partial, &path).map_err(error)
+    ember_fsutil::write_atomically(&path, &bytes, None).map_err(error)
 }
 
 fn file(dir: &Path) -> PathBuf {

@@ -5,7 +5,7 @@
 //! stable tunnel addresses) and the public key.
 
 use std::fmt;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -122,21 +122,11 @@ fn load_or_create<T>(
     })
 }
 
-/// Writes a sibling temporary file with mode 0600, syncs it and renames it into place.
+/// Writes `text` and a newline atomically, readable by its owner only (mode 0600 on Unix).
 fn write_private(path: &Path, text: &str) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let temp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temp)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temp, path)
+    ember_fsutil::write_atomically(path, format!("{text}\n").as_bytes(), Some(0o600))
 }
 
 #[cfg(test)]

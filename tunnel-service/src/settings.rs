@@ -3,7 +3,7 @@
 //! Kept in `settings.json` in the state folder, readable by root only, replaced atomically so
 //! a crash mid-write never leaves a half-written file.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ember_protocol::ipc::{IpcError, ServiceSettings};
@@ -227,7 +227,7 @@ impl SettingsStore {
         Ok(Some(settings))
     }
 
-    /// Writes a sibling temporary file (mode 0600), syncs it, then renames it over the old one.
+    /// Replaces the file atomically, readable by its owner only (mode 0600 on Unix).
     pub fn save(&self, settings: &ServiceSettings) -> Result<(), SettingsError> {
         let write_err = |source| SettingsError::Write {
             path: self.path.clone(),
@@ -237,23 +237,7 @@ impl SettingsStore {
         std::fs::create_dir_all(dir).map_err(write_err)?;
         let json =
             serde_json::to_vec_pretty(settings).map_err(|e| write_err(io::Error::other(e)))?;
-
-        let temp = self.path.with_extension("json.tmp");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp).map_err(write_err)?;
-        file.write_all(&json).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
-        drop(file);
-        std::fs::rename(&temp, &self.path).map_err(write_err)?;
-        // Make the rename itself durable.
-        #[cfg(unix)]
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)?;
-        Ok(())
+        ember_fsutil::write_atomically(&self.path, &json, Some(0o600)).map_err(write_err)
     }
 }
 

@@ -17,6 +17,7 @@ use ember_engine::{Engine, EngineConfig, Role};
 use ember_gateway::grants::encode_key;
 use ember_gateway::state::{GatewayConfig, GatewayState, Input, Output};
 use ember_io::driver::{Driver, DriverHandle};
+use ember_io::netlink::Netlink;
 use ember_io::tun::{DEFAULT_MTU, Tun, TunConfig};
 use ember_portal_client::{Backoff, GatewaySide, PortalLink};
 use ember_protocol::SecretToken;
@@ -129,12 +130,13 @@ pub async fn run(options: Options) -> Result<()> {
         wintun_dll: None,
     })
     .context("cannot create the TUN device")?;
-    let mut interfaces = system::routed_interfaces()?;
+    let netlink = Netlink::connect().context("cannot open a netlink socket")?;
+    let mut interfaces = system::routed_interfaces(&netlink).await?;
     if !interfaces.iter().any(|name| name == tun.name()) {
         interfaces.push(tun.name().to_owned());
     }
     let forwarding = system::Forwarding::enable(&options.state_dir, &interfaces)?;
-    let own_addresses = system::own_addresses()?;
+    let own_addresses = system::own_addresses(&netlink).await?;
     let nft = NftTable::install(tun.name())?;
     let sockets = bind_sockets()?;
     let state = GatewayState::new(

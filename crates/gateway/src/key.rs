@@ -1,11 +1,10 @@
 //! The gateway's WireGuard private key: created once in the state folder, readable by root only.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use ember_gateway::grants::{decode_key, encode_key};
 use rand::TryRngCore as _;
 
@@ -37,33 +36,20 @@ pub fn load_or_create(state_dir: &Path) -> Result<[u8; 32]> {
                 )
             })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(state_dir, &path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 
-fn create(state_dir: &Path, path: &Path) -> Result<[u8; 32]> {
+fn create(path: &Path) -> Result<[u8; 32]> {
     let mut key = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut key)
         .context("the operating system's random generator failed")?;
-    // Written under a temporary name and renamed, so a crash never leaves half a key.
-    let temporary = state_dir.join(format!("{KEY_FILE}.{}.tmp", std::process::id()));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("cannot create {}", temporary.display()))?;
-    file.write_all(encode_key(&key).as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    drop(file);
-    if let Err(e) = fs::rename(&temporary, path) {
-        let _ = fs::remove_file(&temporary);
-        bail!("cannot move the new key to {}: {e}", path.display());
-    }
+    // Atomic, so a crash never leaves half a key.
+    let text = format!("{}\n", encode_key(&key));
+    ember_fsutil::write_atomically(path, text.as_bytes(), Some(0o600))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(path = %path.display(), "Created the gateway's private key");
     Ok(key)
 }

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 use ember_gateway::grants::{TUNNEL_RANGE_V4, TUNNEL_RANGE_V6};
+use ember_io::netlink::{MAIN_TABLE, Netlink};
 
 /// Forwarding switched on for the gateway's own interfaces only — the TUN device and the
 /// interfaces routes leave through — never for the whole host, and what each switch was
@@ -108,52 +109,44 @@ fn restore_saved(saved: &Path) {
 
 /// The interfaces the main routing tables send traffic through (IPv4 and IPv6), but loopback:
 /// where the gateway's forwarded traffic leaves and its replies come back.
-pub fn routed_interfaces() -> Result<Vec<String>> {
-    let mut interfaces = BTreeSet::new();
-    for family in ["-4", "-6"] {
-        let output = Command::new("ip")
-            .args([family, "-o", "route", "show", "table", "main"])
-            .output()
-            .context("cannot run `ip route` (is iproute2 installed?)")?;
-        interfaces.extend(route_devices(&String::from_utf8_lossy(&output.stdout)));
-    }
-    Ok(interfaces.into_iter().collect())
+pub async fn routed_interfaces(netlink: &Netlink) -> Result<Vec<String>> {
+    let routed = netlink
+        .route_interfaces(MAIN_TABLE)
+        .await
+        .context("cannot read the main routing tables")?;
+    let names = netlink
+        .interface_names()
+        .await
+        .context("cannot list the network interfaces")?;
+    Ok(forwarding_interfaces(&routed, &names))
 }
 
-/// This host's addresses (all interfaces, from `ip -o addr`).
-pub fn own_addresses() -> Result<Vec<IpAddr>> {
-    let output = Command::new("ip")
-        .args(["-o", "addr", "show"])
-        .output()
-        .context("cannot run `ip addr` (is iproute2 installed?)")?;
-    Ok(addr_lines(&String::from_utf8_lossy(&output.stdout)))
+/// This host's addresses, on all interfaces.
+pub async fn own_addresses(netlink: &Netlink) -> Result<Vec<IpAddr>> {
+    netlink
+        .addresses()
+        .await
+        .context("cannot list the host's addresses")
 }
 
-fn route_devices(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            words.find(|w| *w == "dev")?;
-            let dev = words.next()?;
-            let valid = dev != "lo"
-                && dev.len() < 16
-                && dev
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-            valid.then(|| dev.split('@').next().unwrap_or(dev).to_owned())
-        })
-        .collect()
-}
-
-fn addr_lines(text: &str) -> Vec<IpAddr> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            words.find(|w| *w == "inet" || *w == "inet6")?;
-            let (addr, _) = words.next()?.split_once('/')?;
-            addr.parse().ok()
-        })
-        .collect()
+/// The names of the `routed` interfaces but loopback, sorted. A name becomes part of a path
+/// under /proc/sys, so only the characters interface names are made of are accepted.
+fn forwarding_interfaces(routed: &BTreeSet<u32>, names: &[(u32, String)]) -> Vec<String> {
+    let valid = |name: &str| {
+        name != "lo"
+            && !name.is_empty()
+            && name.len() < 16
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    let found: BTreeSet<String> = names
+        .iter()
+        .filter(|(index, name)| routed.contains(index) && valid(name))
+        .map(|(_, name)| name.clone())
+        .collect();
+    found.into_iter().collect()
 }
 
 /// The gateway's nftables table (family `inet`): its name includes the TUN device's.
@@ -263,17 +256,35 @@ mod tests {
 
     #[test]
     fn routes_name_the_interfaces_to_forward_on_but_loopback() {
-        let routes = "default via 10.0.0.1 dev eth0 proto dhcp\n10.77.0.0/24 dev lan1 proto kernel scope link src 10.77.0.1\n100.64.0.0/11 dev ember-gw0 proto kernel\nfe80::/64 dev veth0@if3 proto kernel\nlocal 127.0.0.1 dev lo\n";
-        let found: Vec<String> = route_devices(routes).into_iter().collect();
-        assert_eq!(found, ["ember-gw0", "eth0", "lan1", "veth0"]);
+        let names: Vec<(u32, String)> = [
+            (1, "lo"),
+            (2, "eth0"),
+            (3, "lan1"),
+            (4, "ember-gw0"),
+            (5, "unrouted0"),
+            (6, ".."),
+        ]
+        .into_iter()
+        .map(|(index, name)| (index, name.to_owned()))
+        .collect();
+        let routed = BTreeSet::from([1, 2, 3, 4, 6, 9]);
+        assert_eq!(
+            forwarding_interfaces(&routed, &names),
+            ["ember-gw0", "eth0", "lan1"]
+        );
     }
 
-    #[test]
-    fn own_addresses_come_from_ip_addr_lines() {
-        let text = "1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0    inet 203.0.113.5/24 brd 203.0.113.255 scope global eth0\n2: eth0    inet6 2001:db8::5/64 scope global\n";
-        let found = addr_lines(text);
-        assert_eq!(found.len(), 3);
-        assert!(found.contains(&"203.0.113.5".parse().unwrap()));
+    /// The queries themselves, against the namespace the test runs in (its loopback at least).
+    #[tokio::test]
+    async fn the_kernel_answers_the_routing_and_address_questions() {
+        let netlink = Netlink::connect().unwrap();
+        let addresses = own_addresses(&netlink).await.unwrap();
+        assert!(
+            addresses.contains(&"127.0.0.1".parse().unwrap()),
+            "{addresses:?}"
+        );
+        let routed = routed_interfaces(&netlink).await.unwrap();
+        assert!(!routed.iter().any(|name| name == "lo"), "{routed:?}");
     }
 
     #[test]

@@ -9,11 +9,15 @@
 //!   of the above.
 //! - [`relays`]: where the portal's relays are (their host names looked up).
 //! - [`netwatch`]: notices when the network under the tunnel changes.
+//! - `netlink` (Linux): the one module through which routes, policy rules, the network watch
+//!   and the gateway's questions reach the kernel's routing.
 //! - [`clock`]: notices when the machine was suspended, so connections can be reset instead
 //!   of waiting out timers that did not run.
 
 pub mod clock;
 pub mod driver;
+#[cfg(target_os = "linux")]
+pub mod netlink;
 pub mod netwatch;
 pub mod policy;
 pub mod relays;

@@ -35,8 +35,8 @@ mod windows_routes;
 #[cfg(windows)]
 pub use platform::set_tunnel_interface;
 pub use platform::{
-    INTERNET_TABLE, Namespace, OWN_SOCKETS_SKIP_DEFAULT_ROUTES, ROUTE_TABLE, install_rules,
-    mark_socket, remove_rules,
+    INTERNET_TABLE, OWN_SOCKETS_SKIP_DEFAULT_ROUTES, ROUTE_TABLE, install_rules, mark_socket,
+    remove_rules,
 };
 
 /// The mark on the tunnel's own sockets ("em").

@@ -1,13 +1,17 @@
-//! The operating system's routing table, one facade over two crates: `net-route` on Linux
-//! (netlink) and Windows (the IP helper), `route_manager` on macOS (the routing socket).
-//! net-route's macOS build runs bindgen over the SDK's headers; route_manager ships its
-//! bindings, so the macOS build needs no SDK and `scripts/cross-check.sh` checks it on Linux.
+//! The operating system's routing table, one facade over three ways in: Ember's own netlink
+//! module on Linux ([`crate::netlink`], shared with the policy rules), `net-route` on Windows
+//! (the IP helper) and other systems, `route_manager` on macOS (the routing socket). net-route's macOS build
+//! runs bindgen over the SDK's headers; route_manager ships its bindings, so the macOS build
+//! needs no SDK and `scripts/cross-check.sh` checks it on Linux.
 
 use std::net::IpAddr;
 
 use crate::routes::Prefix;
 
-#[cfg(not(target_os = "macos"))]
+#[cfg(target_os = "linux")]
+#[path = "route_table/linux.rs"]
+mod platform;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 #[path = "route_table/net_route.rs"]
 mod platform;
 #[cfg(target_os = "macos")]

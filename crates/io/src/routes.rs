@@ -23,7 +23,6 @@ pub struct Routes {
     handle: crate::route_table::Handle,
     interface: u32,
     installed: BTreeSet<Prefix>,
-    namespace: crate::policy::Namespace,
     rules_installed: bool,
 }
 
@@ -44,7 +43,6 @@ impl Routes {
             handle: crate::route_table::Handle::new()?,
             interface,
             installed: BTreeSet::new(),
-            namespace: crate::policy::Namespace::current()?,
             rules_installed: false,
         })
     }
@@ -57,7 +55,7 @@ impl Routes {
     /// even when one fails; the routes that worked are kept track of either way.
     pub async fn apply(&mut self, wanted: &BTreeSet<Prefix>) -> Result<(), RoutesError> {
         if !self.rules_installed && !wanted.is_empty() {
-            crate::policy::install_rules(&self.namespace)
+            crate::policy::install_rules(&self.handle)
                 .await
                 .map_err(|first| RoutesError {
                     attempted: 1,
@@ -108,7 +106,7 @@ impl Routes {
     pub async fn clear(&mut self) -> Result<(), RoutesError> {
         let result = self.apply(&BTreeSet::new()).await;
         if self.rules_installed {
-            if let Err(e) = crate::policy::remove_rules(&self.namespace).await {
+            if let Err(e) = crate::policy::remove_rules(&self.handle).await {
                 tracing::warn!("Cannot remove the routing rules: {e}");
             }
             self.rules_installed = false;

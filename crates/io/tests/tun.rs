@@ -138,6 +138,49 @@ async fn routes_follow_the_wanted_set_and_are_removed_on_clear() {
     drop(tun);
 }
 
+/// A run that crashed leaves its rules behind; the next one replaces them instead of adding a
+/// second set, and its clear leaves none of either.
+#[tokio::test]
+async fn rules_left_by_a_crashed_run_are_replaced_not_doubled() {
+    use std::collections::BTreeSet;
+
+    use ember_io::routes::{Prefix, Routes};
+
+    let Some(mut testbed) = testbed() else { return };
+    let host = testbed.add_public_host("rules").unwrap();
+    let (tun, mut crashed, mut next) = with_tun(&testbed, &host.ns, 32, |tun| {
+        let crashed = Routes::new(tun.index()).unwrap();
+        let next = Routes::new(tun.index()).unwrap();
+        (tun, crashed, next)
+    });
+    let count = |family: &str, what: &str| {
+        ip(&testbed, &host.ns, &[family, "rule", "show"])
+            .lines()
+            .filter(|line| line.contains(what))
+            .count()
+    };
+    let prefix = |text: &str| Prefix::new(text.parse().unwrap(), 16).unwrap();
+    crashed
+        .apply(&BTreeSet::from([prefix("10.40.0.0")]))
+        .await
+        .unwrap();
+    next.apply(&BTreeSet::from([prefix("10.41.0.0")]))
+        .await
+        .unwrap();
+    for family in ["-4", "-6"] {
+        assert_eq!(count(family, "lookup 177"), 1, "{family}");
+        assert_eq!(count(family, "suppress_prefixlength 0"), 1, "{family}");
+        assert_eq!(count(family, "lookup 178"), 1, "{family}");
+    }
+    next.clear().await.unwrap();
+    for family in ["-4", "-6"] {
+        assert_eq!(count(family, "0x656d"), 0, "{family}");
+        assert_eq!(count(family, "suppress_prefixlength"), 0, "{family}");
+    }
+    drop(crashed);
+    drop(tun);
+}
+
 /// A packet from one of the tunnel's own (marked) sockets to an address a resource covers
 /// leaves through the normal route, not into the TUN device.
 #[tokio::test]

@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 
 use super::default_interface::{self, Bindings, RouteFacts};
 
-pub use super::no_rules::{Namespace, install_rules, remove_rules};
+pub use super::no_rules::{install_rules, remove_rules};
 
 /// Bound to the physical interface, the tunnel's own sockets skip the internet resource's
 /// default routes.

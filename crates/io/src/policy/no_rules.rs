@@ -3,19 +3,12 @@
 
 use std::io;
 
-#[derive(Debug)]
-pub struct Namespace;
+use crate::route_table::Handle;
 
-impl Namespace {
-    pub fn current() -> io::Result<Self> {
-        Ok(Self)
-    }
-}
-
-pub async fn install_rules(_namespace: &Namespace) -> io::Result<()> {
+pub async fn install_rules(_routes: &Handle) -> io::Result<()> {
     Ok(())
 }
 
-pub async fn remove_rules(_namespace: &Namespace) -> io::Result<()> {
+pub async fn remove_rules(_routes: &Handle) -> io::Result<()> {
     Ok(())
 }

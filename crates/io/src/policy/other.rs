@@ -4,7 +4,7 @@
 
 use std::io;
 
-pub use super::no_rules::{Namespace, install_rules, remove_rules};
+pub use super::no_rules::{install_rules, remove_rules};
 
 /// Default routes into the tunnel would capture the tunnel's own packets until its sockets are
 /// bound to the physical interface.

@@ -24,7 +24,7 @@ use windows_sys::Win32::Networking::WinSock::{
 
 use super::windows_routes::{DefaultRoute, physical_interfaces};
 
-pub use super::no_rules::{Namespace, install_rules, remove_rules};
+pub use super::no_rules::{install_rules, remove_rules};
 
 /// Default routes into the tunnel leave the tunnel's own sockets alone: they are bound to the
 /// physical interface.

@@ -1,4 +1,4 @@
-//! Linux and Windows: `net-route`.
+//! Windows (the IP helper) and systems Ember does not ship on: `net-route`.
 
 use std::io;
 
@@ -7,8 +7,7 @@ use tokio::sync::mpsc;
 
 use super::{CHANGE_QUEUE, Change, Route};
 
-/// Adds and deletes routes. On Linux it keeps a netlink task: create it inside a tokio
-/// runtime, in the network namespace the routes are for.
+/// Adds and deletes routes.
 pub struct Handle(net_route::Handle);
 
 impl std::fmt::Debug for Handle {
@@ -43,15 +42,11 @@ pub fn listen() -> io::Result<mpsc::Receiver<Change>> {
             let (net_route::RouteChange::Add(route)
             | net_route::RouteChange::Delete(route)
             | net_route::RouteChange::Change(route)) = change;
-            #[cfg(target_os = "linux")]
-            let table = Some(route.table);
-            #[cfg(not(target_os = "linux"))]
-            let table = None;
             let change = Change {
                 destination: route.destination,
                 prefix: route.prefix,
                 interface: route.ifindex,
-                table,
+                table: None,
             };
             if changes_tx.send(change).await.is_err() {
                 return;
@@ -62,9 +57,5 @@ pub fn listen() -> io::Result<mpsc::Receiver<Change>> {
 }
 
 fn os_route(route: &Route) -> net_route::Route {
-    let os_route = net_route::Route::new(route.prefix.addr(), route.prefix.len())
-        .with_ifindex(route.interface);
-    #[cfg(target_os = "linux")]
-    let os_route = os_route.with_table(route.table);
-    os_route
+    net_route::Route::new(route.prefix.addr(), route.prefix.len()).with_ifindex(route.interface)
 }

@@ -10,7 +10,7 @@
 //! The folder is a parameter, so the bookkeeping is tested on Linux in a temporary folder.
 
 use std::collections::BTreeSet;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -81,7 +81,14 @@ impl ResolverFiles {
                     self.written.insert(suffix);
                 }
                 Ok(Existing::Absent | Existing::Ours(_)) => {
-                    match write_atomically(&path, &self.contents) {
+                    // The system watches the folder: it sees the old file or the new one,
+                    // never half of one. A crash leaves at most a temporary file in the
+                    // folder, which recovery removes by its mark like any other.
+                    match ember_fsutil::write_atomically(
+                        &path,
+                        self.contents.as_bytes(),
+                        Some(0o644),
+                    ) {
                         Ok(()) => {
                             self.written.insert(suffix);
                         }
@@ -208,32 +215,6 @@ fn remove_if_ours(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// The system watches the folder: it sees the old file or the new one, never half of one.
-/// The temporary file carries the mark from its first byte, so a crash in between leaves
-/// nothing that recovery would not remove.
-fn write_atomically(path: &Path, contents: &str) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.ember-new"));
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&temp)?;
-    let written = file
-        .write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&temp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +322,7 @@ mod tests {
             .unwrap();
         std::fs::write(dir.path().join("test"), "nameserver 127.0.0.1\n").unwrap();
         // A write the crash interrupted.
-        std::fs::write(dir.path().join(".x.ember-new"), format!("{MARK}\n")).unwrap();
+        std::fs::write(dir.path().join(".x.ember-tmp-1-0"), format!("{MARK}\n")).unwrap();
         drop(crashed);
         assert_eq!(remove_marked(dir.path()).unwrap(), 3);
         assert_eq!(names(dir.path()), BTreeSet::from(["test".to_owned()]));

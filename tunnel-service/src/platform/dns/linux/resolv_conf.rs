@@ -174,7 +174,7 @@ fn relink(path: &Path, target: &Path) -> io::Result<()> {
 
 /// A sibling of `path` for this process alone: the folder (`/etc`) is shared with every other
 /// network namespace, and two services (tests run several side by side) must not remove each
-/// other's temporary file between its write and its rename.
+/// other's link between its creation and its rename.
 fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(
         ".{}.ember-tmp-{}",
@@ -184,30 +184,11 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 fn write_atomically(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let temp = temp_path(path);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temp);
-    let mut file = match created {
-        Ok(file) => file,
+    match ember_fsutil::write_atomically(path, contents.as_bytes(), Some(mode)) {
         // A read-only folder around a writable file (systemd's ProtectSystem=strict with
-        // ReadWritePaths=/etc/resolv.conf): the file can only be rewritten.
-        Err(e) if e.raw_os_error() == Some(nix::libc::EROFS) => {
-            return write_in_place(path, contents);
-        }
-        Err(e) => return Err(e),
-    };
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    match std::fs::rename(&temp, path) {
-        // A bind-mounted file (containers, `ip netns exec`) cannot be replaced, only rewritten.
-        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
-            let _ = std::fs::remove_file(&temp);
+        // ReadWritePaths=/etc/resolv.conf), or a bind-mounted file (containers, `ip netns
+        // exec`) that cannot be replaced: the file can only be rewritten.
+        Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EROFS | nix::libc::EBUSY)) => {
             write_in_place(path, contents)
         }
         other => other,
