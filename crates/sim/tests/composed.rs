@@ -294,3 +294,20 @@ fn between_two_symmetric_nats_traffic_survives_a_relay_restart() {
     assert!(world.received_at(0).len() > before, "traffic comes back");
     assert!(took < Duration::from_secs(5), "goal 5 s: {took:?}");
 }
+
+#[test]
+fn ten_percent_loss_on_the_clients_link_loses_packets_but_never_the_connection() {
+    let mut world = world(12);
+    connect(&mut world);
+    world.client_link().loss = 0.1;
+    for seq in 1..=500 {
+        world.client_sends(LAN_HOST, seq);
+        world.run_for(Duration::from_millis(20));
+    }
+    world.run_for(Duration::from_secs(1));
+    let arrived = world.received_at(0).len() - 1;
+    eprintln!("{arrived} of 500 packets arrived over 10% loss (simulated)");
+    assert!((400..500).contains(&arrived), "{arrived}");
+    assert_eq!(world.portal.grants, 1, "the connection was never given up");
+    assert_ne!(view_state(&world, "lan"), Some(ResourceState::Broken));
+}
