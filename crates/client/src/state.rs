@@ -415,7 +415,11 @@ impl ClientState {
             let mut progressed = false;
             while let Some(effect) = self.routing.poll_effect() {
                 progressed = true;
-                self.views_dirty = true;
+                // DNS answers, forwarded queries and ICMP errors change nothing the app shows:
+                // the per-query path skips rebuilding the views.
+                if !matches!(effect, Effect::WriteTun(_) | Effect::ForwardDns { .. }) {
+                    self.views_dirty = true;
+                }
                 self.apply(effect, now);
             }
             while let Some(event) = self.engine.poll_event() {
