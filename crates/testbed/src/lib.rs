@@ -14,6 +14,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 mod coturn;
 
@@ -195,6 +196,8 @@ impl Testbed {
         self.ip(&router_ns, "link set lan up")?;
         self.ip(&host_ns, &format!("addr add {host_addr}/24 dev eth0"))?;
         self.ip(&host_ns, "link set eth0 up")?;
+        wait_until_passing(&router_ns, "lan")?;
+        wait_until_passing(&host_ns, "eth0")?;
         self.ip(&host_ns, &format!("route add default via {router_lan}"))?;
 
         self.exec(&router_ns, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
@@ -307,6 +310,8 @@ impl Testbed {
         self.ip(ns, &format!("link set {inside} name {device}"))?;
         self.ip(ns, &format!("addr add {addr}/24 dev {device}"))?;
         self.ip(ns, &format!("link set {device} up"))?;
+        wait_until_passing(&lan.ns, &outside)?;
+        wait_until_passing(ns, device)?;
         Ok(addr)
     }
 
@@ -354,6 +359,7 @@ impl Testbed {
         self.ip(&self.internet, &format!("link set {inside} up"))?;
         run("ip", &format!("addr add {addr}/24 dev {device}"))?;
         run("ip", &format!("link set {device} up"))?;
+        wait_until_passing(&self.internet, &inside)?;
         Ok(addr)
     }
 
@@ -473,6 +479,8 @@ impl Testbed {
         self.ip(ns, &format!("link set {inside} name {device}"))?;
         self.ip(ns, &format!("addr add {addr}/24 dev {device}"))?;
         self.ip(ns, &format!("link set {device} up"))?;
+        wait_until_passing(&self.internet, &outside)?;
+        wait_until_passing(ns, device)?;
         self.ip(ns, &format!("route add default via {}", Self::upstream()))
     }
 
@@ -508,6 +516,31 @@ fn veth_names() -> (String, String) {
     let n = NEXT_VETH.fetch_add(1, Ordering::Relaxed);
     let base = format!("e{:06x}{:04x}", std::process::id(), n & 0xffff);
     (format!("{base}a"), format!("{base}b"))
+}
+
+/// Waits until a link just set up passes packets. The kernel turns a veth's carrier on at once,
+/// but marks the link up and lets a bridge port forward only when its link watcher runs, which
+/// it does at most once a second: a packet sent before that is silently lost (a test that sent
+/// one datagram right after building a LAN lost it whenever two links came up within a second).
+fn wait_until_passing(ns: &str, device: &str) -> Result<()> {
+    const PATIENCE: Duration = Duration::from_secs(5);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut command = Command::new("ip");
+        command.args(["-n", ns, "-d", "-j", "link", "show", "dev", device]);
+        let shown = String::from_utf8_lossy(&checked(command)?.stdout).into_owned();
+        let up = shown.contains(r#""operstate":"UP""#);
+        let bridge_port = shown.contains(r#""info_slave_kind":"bridge""#);
+        if up && (!bridge_port || shown.contains(r#""state":"forwarding""#)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Other(format!(
+                "link {device} in namespace {ns} does not pass packets after {PATIENCE:?}: {shown}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn run(program: &str, args: &str) -> Result<()> {
