@@ -346,10 +346,7 @@ impl World {
 
     /// A relay restarts: every allocation, permission and channel is gone.
     pub fn restart_relay(&mut self, relay: usize) {
-        let addr = self.relays[relay].addr();
-        let mut fresh = TurnServer::new(addr, "ember");
-        fresh.add_credentials(RELAY_USER, RELAY_PASSWORD);
-        self.relays[relay] = fresh;
+        self.relays[relay].restart();
     }
 
     /// The NAT in front of the client or a gateway forgets every mapping.

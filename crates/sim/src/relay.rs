@@ -71,6 +71,14 @@ impl TurnServer {
         self.add_credentials(user, password);
     }
 
+    /// Kills the relay and starts it again, as coturn restarts: every allocation, permission
+    /// and channel is gone, the nonce is new, and new allocations get ports the old ones did
+    /// not have (coturn picks them at random), so a peer's stale relayed address stays dead.
+    pub fn restart(&mut self) {
+        self.allocations.clear();
+        self.rotate_nonce();
+    }
+
     /// A new nonce: requests with the old one are answered 438 (Stale Nonce).
     pub fn rotate_nonce(&mut self) {
         self.nonce_generation += 1;

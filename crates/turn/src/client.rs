@@ -716,18 +716,28 @@ impl TurnClient {
         }
     }
 
-    /// Checks our server-reflexive address now (before a connection gathers candidates, or
-    /// when a path died): a changed address means a new allocation.
-    /// Allocates if we have no allocation (it is released while unused).
+    /// Checks our server-reflexive address and our allocation now (before a connection gathers
+    /// candidates, or when a path died): a changed address or a forgotten allocation means a
+    /// new allocation. Allocates if we have no allocation (it is released while unused).
     pub fn check_binding(&mut self, now: Instant) {
         if self.pending(|k| matches!(k, Kind::Binding | Kind::Allocate)) || self.retry_at.is_some()
         {
             return;
         }
-        if self.allocation.is_some() {
-            self.request(Kind::Binding, now);
-        } else {
+        if self.allocation.is_none() {
             self.request(Kind::Allocate, now);
+            return;
+        }
+        self.request(Kind::Binding, now);
+        // A relay that restarted answers bindings like before; only a refresh finds out
+        // whether it still holds our allocation (437 when it does not, and we allocate again).
+        if !self.pending(|k| matches!(k, Kind::Refresh { .. })) {
+            self.request(
+                Kind::Refresh {
+                    lifetime: ALLOCATION_LIFETIME,
+                },
+                now,
+            );
         }
     }
 
