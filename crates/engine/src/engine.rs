@@ -237,7 +237,16 @@ impl Engine {
                 && existing.local_creds == grant.local_ice
                 && existing.remote_creds == grant.remote_ice;
             if same {
-                debug!(peer = grant.peer.0, "Repeated grant; connection kept");
+                // The peer may have started over with these credentials (a client whose
+                // network changed): its new agent needs our candidates again, and our side,
+                // connected and without an agent, answers its checks itself.
+                debug!(
+                    peer = grant.peer.0,
+                    "Repeated grant; connection kept, candidates announced again"
+                );
+                if existing.ice.is_none() {
+                    self.announce_candidates_again(grant.peer);
+                }
                 return Ok(());
             }
             self.fail(grant.peer, FailureReason::Replaced, now);
@@ -311,17 +320,7 @@ impl Engine {
             stats: Counters::default(),
             timers: TimerTable::default(),
         };
-        let mut candidates = Vec::new();
-        for &socket in &self.sockets {
-            match Candidate::host(socket, "udp") {
-                Ok(c) => candidates.push(c),
-                Err(e) => debug!(%e, "Host address unusable as a candidate"),
-            }
-        }
-        for relay in self.relays.values() {
-            candidates.extend(relays::relay_candidates(relay));
-        }
-        for c in candidates {
+        for c in self.local_candidates() {
             add_local_candidate(&mut conn, c, &mut self.out);
         }
         if let Some(ice) = conn.ice.as_mut() {
@@ -333,6 +332,41 @@ impl Engine {
         self.drain_ice(grant.peer, now);
         self.rearm_all();
         Ok(())
+    }
+
+    /// Our host candidates and every relay's server-reflexive and relayed ones.
+    fn local_candidates(&self) -> Vec<Candidate> {
+        let mut candidates = Vec::new();
+        for &socket in &self.sockets {
+            match Candidate::host(socket, "udp") {
+                Ok(c) => candidates.push(c),
+                Err(e) => debug!(%e, "Host address unusable as a candidate"),
+            }
+        }
+        for relay in self.relays.values() {
+            candidates.extend(relays::relay_candidates(relay));
+        }
+        candidates
+    }
+
+    /// Signals our candidates for an established connection again, in the form an agent
+    /// gives them (priority and foundation), through a throwaway agent.
+    fn announce_candidates_again(&mut self, peer: PeerId) {
+        let Some(conn) = self.connections.get(&peer) else {
+            return;
+        };
+        let mut agent = IceAgent::new(IceCreds {
+            ufrag: conn.local_creds.ufrag.clone(),
+            pass: conn.local_creds.pwd.clone(),
+        });
+        for c in self.local_candidates() {
+            if let Some(added) = agent.add_local_candidate(c) {
+                self.out.events.push_back(Event::LocalCandidate {
+                    peer,
+                    candidate: added.to_sdp_string(),
+                });
+            }
+        }
     }
 
     /// A candidate the peer signalled (SDP `candidate:` string).

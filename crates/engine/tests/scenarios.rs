@@ -637,7 +637,6 @@ fn a_repeated_grant_does_not_disturb_an_established_connection() {
 /// pair's credentials again: the gateway keeps its connection, and must tell the client's new
 /// agent where to find it.
 #[test]
-#[ignore = "known gap, open issue 15 item 6: the gateway keeps its connection on a repeated grant but its ICE agent is gone once connected, so the client's new agent learns no candidates; the client only recovers when its connection times out and asks for fresh credentials"]
 fn a_client_that_started_over_reconnects_through_a_repeated_grant() {
     let _log = logging::fail_on_error();
     let (mut sim, c, g) = world(
