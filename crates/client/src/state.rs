@@ -512,6 +512,10 @@ impl ClientState {
                 tracing::debug!(peer = peer.0, ?from, ?to, "Connection state");
                 self.refresh_stats(now);
             }
+            Event::PathChanged { peer, relayed } => {
+                tracing::info!(peer = peer.0, relayed, "Connection moved to another path");
+                self.refresh_stats(now);
+            }
             Event::RelayReady { relay, .. } => tracing::debug!(relay = relay.0, "Relay ready"),
         }
     }

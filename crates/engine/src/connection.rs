@@ -373,6 +373,13 @@ pub(crate) fn align(epoch: Instant, policy: &LivenessPolicy, t: Instant) -> Inst
 }
 
 impl Connection {
+    /// Whether the path runs through a relay: one of ours, or the peer's (its relayed
+    /// candidate, reached from our plain socket).
+    pub(crate) fn through_relay(&self) -> bool {
+        self.path
+            .is_some_and(|p| p.relayed || self.remote_relays.contains(&p.remote))
+    }
+
     /// Sets every timer from the connection's state. Called after every input that touched
     /// the connection, so the table always holds its deadlines; coalesced (idle) timers are
     /// rounded up to the policy's grid here, counted from `epoch`.

@@ -119,9 +119,7 @@ impl Engine {
         Some(ConnectionStats {
             state: c.state,
             path: c.path,
-            through_relay: c
-                .path
-                .is_some_and(|p| p.relayed || c.remote_relays.contains(&p.remote)),
+            through_relay: c.through_relay(),
             rtt: c.rtt,
             tx_packets: c.stats.tx_packets,
             tx_bytes: c.stats.tx_bytes,

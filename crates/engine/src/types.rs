@@ -148,6 +148,8 @@ pub enum Event {
         from: ConnectionState,
         to: ConnectionState,
     },
+    /// An established connection moved to another path (a relayed one upgraded to direct).
+    PathChanged { peer: PeerId, relayed: bool },
     /// A connection is `Broken` and removed; its unsent packets are kept for the next one.
     ConnectionFailed { peer: PeerId, reason: FailureReason },
     /// A relay allocation is ready (or was renewed with a new address).

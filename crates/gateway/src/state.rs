@@ -206,6 +206,10 @@ impl GatewayState {
                 let client_id = self.client_of.get(&peer).map(String::as_str).unwrap_or("?");
                 tracing::info!(client_id, ?from, ?to, "Connection state changed");
             }
+            Event::PathChanged { peer, relayed } => {
+                let client_id = self.client_of.get(&peer).map(String::as_str).unwrap_or("?");
+                tracing::info!(client_id, relayed, "Connection moved to another path");
+            }
             Event::ConnectionFailed { peer, reason } => {
                 let client_id = self.client_of.get(&peer).map(String::as_str).unwrap_or("?");
                 tracing::info!(client_id, ?reason, "Connection failed");

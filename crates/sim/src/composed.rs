@@ -131,6 +131,9 @@ pub struct World {
     pub portal: PortalModel,
     /// One way, portal ⇄ either side.
     pub signal_latency: Duration,
+    /// Until then datagrams between the client and gateways are lost unless a relay sends
+    /// them (a firewall that lets only the relay through, for a while).
+    pub direct_blocked_until: Option<Instant>,
     network: BinaryHeap<Reverse<InFlight>>,
     messages: BinaryHeap<Reverse<(Instant, u64)>>,
     payloads: BTreeMap<u64, Message>,
@@ -192,6 +195,7 @@ impl World {
                 site_names: BTreeMap::new(),
             },
             signal_latency: Duration::from_millis(20),
+            direct_blocked_until: None,
             network: BinaryHeap::new(),
             messages: BinaryHeap::new(),
             payloads: BTreeMap::new(),
@@ -364,6 +368,10 @@ impl World {
 
     pub fn client_link(&mut self) -> &mut Link {
         &mut self.client.net.link
+    }
+
+    pub fn gateway_link(&mut self, gateway: usize) -> &mut Link {
+        &mut self.gateways[gateway].net.link
     }
 
     pub fn run_for(&mut self, duration: Duration) {

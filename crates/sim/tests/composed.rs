@@ -146,6 +146,55 @@ fn between_two_endpoint_independent_nats_the_path_is_direct() {
     assert_eq!(lan.path, Some(ConnectionPath::Direct), "{lan:?}");
 }
 
+/// Links like the end-to-end world's network namespaces (microseconds; the portal a
+/// millisecond away): the path ends direct in every run, as it does with 10 ms links.
+#[test]
+fn between_two_endpoint_independent_nats_on_fast_links_the_path_ends_direct_every_run() {
+    let mut relayed = Vec::new();
+    for seed in 0..16 {
+        let nat = NatConfig::friendly(Duration::from_secs(30));
+        let mut world = World::new(100 + seed, resources(), Some(nat));
+        world.add_gateway("site_berlin", Some(nat));
+        world.add_relay();
+        world.signal_latency = Duration::from_millis(1);
+        world.client_link().latency = Duration::from_micros(50);
+        world.gateway_link(0).latency = Duration::from_micros(50);
+        connect(&mut world);
+        world.run_for(Duration::from_secs(5));
+        let lan = world.client.views.iter().find(|v| v.id == "lan").unwrap();
+        if lan.path != Some(ConnectionPath::Direct) {
+            relayed.push((seed, lan.path));
+        }
+    }
+    assert!(relayed.is_empty(), "not direct after 5 s: {relayed:?}");
+}
+
+/// The relayed pair answered first (here: a firewall lets only the relay through for the
+/// first 300 ms): the connection starts relayed, keeps checking the direct pairs, and moves to
+/// the direct path without losing a packet or asking the portal again.
+#[test]
+fn a_connection_that_came_up_relayed_upgrades_to_direct_without_a_gap() {
+    let _log = ember_sim::logging::fail_on_error();
+    let nat = NatConfig::friendly(Duration::from_secs(30));
+    let mut world = World::new(8, resources(), Some(nat));
+    world.add_gateway("site_berlin", Some(nat));
+    world.add_relay();
+    world.direct_blocked_until = Some(world.now + Duration::from_millis(300));
+    connect(&mut world);
+    let lan = world.client.views.iter().find(|v| v.id == "lan").unwrap();
+    assert_eq!(lan.path, Some(ConnectionPath::Relayed), "{lan:?}");
+
+    for seq in 1..=100 {
+        world.client_sends(LAN_HOST, seq);
+        world.run_for(Duration::from_millis(50));
+    }
+    world.run_for(Duration::from_secs(1));
+    let lan = world.client.views.iter().find(|v| v.id == "lan").unwrap();
+    assert_eq!(lan.path, Some(ConnectionPath::Direct), "{lan:?}");
+    assert_eq!(world.received_at(0), (0..=100).collect::<Vec<_>>());
+    assert_eq!(world.portal.grants, 1);
+}
+
 #[test]
 fn after_both_nats_forgot_an_idle_mapping_traffic_resumes_within_seconds() {
     let nat = NatConfig::friendly(Duration::from_secs(30));
@@ -271,6 +320,7 @@ fn traffic_resumes_after_the_client_roams_to_a_new_network() {
 
 #[test]
 fn between_two_symmetric_nats_traffic_survives_a_relay_restart() {
+    let _log = ember_sim::logging::fail_on_error();
     let nat = NatConfig::symmetric(Duration::from_secs(30));
     let mut world = World::new(11, resources(), Some(nat));
     world.add_gateway("site_berlin", Some(nat));

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use boringtun::noise::TunnResult;
 use is::stun::{Class, Method, StunMessage, StunPacket};
-use is::{DefaultSha1HmacProvider, IceAgentEvent, Protocol, Sha1HmacProvider as _};
-use tracing::{debug, trace};
+use is::{
+    DefaultSha1HmacProvider, IceAgentEvent, IceConnectionState, Protocol, Sha1HmacProvider as _,
+};
+use tracing::{debug, info, trace};
 
 use super::Engine;
 use crate::clock;
@@ -89,7 +91,16 @@ impl Engine {
         };
         let hmac =
             |key: &[u8], payloads: &[&[u8]]| DefaultSha1HmacProvider.sha1_hmac(key, payloads);
-        if let Some(ice) = conn.ice.as_mut() {
+        // An agent kept after connecting (to upgrade a relayed path) must not swallow the
+        // answers to the engine's own probes, nor the peer's idle keepalives.
+        let own_probe = message.class() == Class::Success
+            && conn
+                .probe
+                .as_ref()
+                .is_some_and(|p| p.trans_id == message.trans_id());
+        if let Some(ice) = conn.ice.as_mut()
+            && !own_probe
+        {
             if message.class() != Class::Indication {
                 ice.handle_packet(
                     now,
@@ -101,8 +112,11 @@ impl Engine {
                     },
                 );
                 self.drain_ice(peer, now);
+                return;
             }
-            return;
+            if conn.state == ConnectionState::Connecting {
+                return;
+            }
         }
         match message.class() {
             Class::Indication => {
@@ -190,6 +204,7 @@ impl Engine {
             sends.push((t.source, t.destination, Vec::from(t.contents)));
         }
         let mut nominated = None;
+        let mut checks_over = false;
         while let Some(event) = ice.poll_event() {
             match event {
                 IceAgentEvent::NominatedSend {
@@ -199,6 +214,10 @@ impl Engine {
                 } => nominated = Some((source, destination)),
                 IceAgentEvent::IceConnectionStateChange(s) => {
                     debug!(peer = peer.0, state = ?s, "ICE state");
+                    checks_over = matches!(
+                        s,
+                        IceConnectionState::Completed | IceConnectionState::Disconnected
+                    );
                 }
                 IceAgentEvent::DiscoveredRecv { .. } | IceAgentEvent::IceRestart(_) => {}
             }
@@ -214,6 +233,11 @@ impl Engine {
                 relayed,
             };
             send_on(path, payload, &mut self.relays, &mut self.out, now);
+        }
+        if conn.state != ConnectionState::Connecting {
+            self.after_upgrade_checks(peer, nominated, checks_over);
+            self.drain_relays_transmits_only();
+            return;
         }
         if let Some((source, destination)) = nominated {
             let relayed = self
@@ -241,4 +265,61 @@ impl Engine {
         }
         self.drain_relays_transmits_only();
     }
+}
+
+impl Engine {
+    /// A connection that came up through a relay keeps its ICE agent while pairs that may be
+    /// direct are still being checked: the first pair to answer wins the race to connect, and
+    /// a direct pair whose first checks met a NAT not yet opened by the peer's own checks
+    /// answers a moment later. When the agent nominates a better pair the path moves there,
+    /// under the same WireGuard session (the peer's path follows the first authenticated
+    /// packet). The agent goes when the path is direct or no pair is left to check.
+    fn after_upgrade_checks(
+        &mut self,
+        peer: PeerId,
+        nominated: Option<(SocketAddr, SocketAddr)>,
+        checks_over: bool,
+    ) {
+        let Some(conn) = self.connections.get_mut(&peer) else {
+            return;
+        };
+        if let Some((source, destination)) = nominated {
+            let relayed = self
+                .relays
+                .values()
+                .any(|r| r.relayed_address() == Some(source));
+            let path = PathInfo {
+                local: source,
+                remote: destination,
+                relayed,
+            };
+            if conn.path != Some(path) {
+                conn.path = Some(path);
+                let relayed = conn.through_relay();
+                info!(peer = peer.0, relayed, %source, %destination, "Path changed");
+                self.out
+                    .events
+                    .push_back(Event::PathChanged { peer, relayed });
+            }
+        }
+        let direct = conn.path.is_some() && !conn.through_relay();
+        if direct || checks_over {
+            debug!(
+                peer = peer.0,
+                direct, "Upgrade checks over; ICE agent dropped"
+            );
+            conn.ice = None;
+        }
+    }
+}
+
+/// Whether a connection that just came up keeps its agent to look for a better path.
+pub(super) fn keeps_checking(conn: &Connection) -> bool {
+    conn.through_relay()
+        && conn.ice.as_ref().is_some_and(|ice| {
+            !matches!(
+                ice.state(),
+                IceConnectionState::Completed | IceConnectionState::Disconnected
+            )
+        })
 }

@@ -235,7 +235,7 @@ impl Engine {
             return;
         }
         let elapsed = now.saturating_duration_since(conn.created);
-        let relayed = conn.path.is_some_and(|p| p.relayed);
+        let relayed = conn.through_relay();
         info!(peer = peer.0, ?elapsed, relayed, "Connection established");
         debug!(peer = peer.0, path = ?conn.path, "Established path");
         conn.rtt = conn
@@ -243,8 +243,16 @@ impl Engine {
             .as_ref()
             .and_then(IceAgent::nominated_pair_rtt)
             .or(conn.rtt);
-        // From here on the engine's own liveness policy watches the path.
-        conn.ice = None;
+        // From here on the engine's own liveness policy watches the path; the agent stays
+        // only to look for a direct path when this one runs through a relay.
+        if super::ice::keeps_checking(conn) {
+            info!(
+                peer = peer.0,
+                "Relayed for now; still checking direct pairs"
+            );
+        } else {
+            conn.ice = None;
+        }
         conn.last_app = now;
         set_state(conn, ConnectionState::Active, &mut self.out);
         let queued: Vec<Vec<u8>> = conn.buffer.drain().collect();

@@ -66,6 +66,10 @@ impl World {
             }
             return;
         }
+        let from_relay = self.relays.iter().any(|r| r.owns(p.src.ip()));
+        if !from_relay && self.direct_blocked_until.is_some_and(|until| now < until) {
+            return;
+        }
         let node = if self.client.net.public_ip() == p.dst.ip() {
             Node::Client
         } else if let Some(index) = self
