@@ -195,8 +195,36 @@ fn a_connection_that_came_up_relayed_upgrades_to_direct_without_a_gap() {
     assert_eq!(world.portal.grants, 1);
 }
 
+/// The end-to-end scenario's timing: routers that forget idle UDP after 10 s, the connection
+/// idle (10 s without traffic) and 15 s more, then both routers flushed.
+#[test]
+fn after_a_short_idle_and_both_nats_flushed_traffic_resumes_within_the_goal() {
+    let _log = ember_sim::logging::fail_on_error();
+    let nat = NatConfig::friendly(Duration::from_secs(10));
+    let mut world = World::new(9, resources(), Some(nat));
+    world.add_gateway("site_berlin", Some(nat));
+    world.add_relay();
+    connect(&mut world);
+    assert!(world.run_until_cond(Duration::from_secs(30), |w| {
+        view_state(w, "lan") == Some(ResourceState::Idle)
+    }));
+    world.run_for(Duration::from_secs(15));
+    world.flush_client_nat();
+    world.flush_gateway_nat(0);
+    let sent = world.now;
+    world.client_sends(LAN_HOST, 1);
+    assert!(world.run_until_cond(Duration::from_secs(30), |w| w.received_at(0).contains(&1)));
+    let resumed = world.gateways[0].received.last().unwrap().0 - sent;
+    eprintln!("resumed {resumed:?} after a short idle and both NATs flushed (simulated)");
+    assert!(
+        resumed < Duration::from_millis(1500),
+        "the goal: {resumed:?}"
+    );
+}
+
 #[test]
 fn after_both_nats_forgot_an_idle_mapping_traffic_resumes_within_seconds() {
+    let _log = ember_sim::logging::fail_on_error();
     let nat = NatConfig::friendly(Duration::from_secs(30));
     let mut world = World::new(7, resources(), Some(nat));
     world.add_gateway("site_berlin", Some(nat));

@@ -261,7 +261,17 @@ impl Testbed {
         Ok(())
     }
 
-    /// Makes the router forget every mapping now.
+    /// Makes the router forget its UDP mappings now, as routers forget idle UDP long before
+    /// TCP (Linux: 30 s unreplied, 120 s both ways, against 5 days for an established TCP
+    /// connection): a TCP connection kept alive through the router, such as a portal link
+    /// with heartbeats, survives.
+    pub fn forget_udp_mappings(&self, router: &Node) -> Result<()> {
+        // conntrack exits 1 when there was nothing to delete.
+        let _ = self.exec(&router.ns, "conntrack", &["-D", "-p", "udp"]);
+        Ok(())
+    }
+
+    /// Makes the router forget every mapping now (a reboot).
     pub fn flush_conntrack(&self, router: &Node) -> Result<()> {
         // conntrack exits 1 when there was nothing to flush.
         let _ = self.exec(&router.ns, "conntrack", &["-F"]);

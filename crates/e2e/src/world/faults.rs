@@ -39,10 +39,11 @@ impl World {
             .set_udp_timeout(&self.gateway.router, seconds)?)
     }
 
-    /// Both routers forget every mapping now.
-    pub fn flush_conntrack(&self) -> Result<()> {
-        self.testbed.flush_conntrack(&self.client.router)?;
-        Ok(self.testbed.flush_conntrack(&self.gateway.router)?)
+    /// Both routers forget their UDP mappings now (idle UDP is forgotten long before the
+    /// TCP of the portal links, which their heartbeats keep alive).
+    pub fn forget_udp_mappings(&self) -> Result<()> {
+        self.testbed.forget_udp_mappings(&self.client.router)?;
+        Ok(self.testbed.forget_udp_mappings(&self.gateway.router)?)
     }
 
     /// Kills the relay and starts it again (every allocation is lost).
