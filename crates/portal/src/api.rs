@@ -149,9 +149,10 @@ async fn authenticate(
         }
     };
     if record.kind != expected {
-        let message = match expected {
-            TokenKind::Client => "this is a gateway token; clients need a client token",
-            TokenKind::Gateway => "this is a client token; gateways need a gateway token",
+        let message = match (expected, record.kind) {
+            (_, TokenKind::Admin) => "this is an admin API token; it opens no tunnel",
+            (TokenKind::Client, _) => "this is a gateway token; clients need a client token",
+            _ => "this is a client token; gateways need a gateway token",
         };
         return Err(refuse(
             StatusCode::FORBIDDEN,

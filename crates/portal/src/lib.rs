@@ -11,10 +11,12 @@
 //!   gateway choice; [`outbox`]: each peer's queue, closed rather than skipped when full.
 //! - [`server`]: [`server::Portal`], which ties it together and follows store changes;
 //!   [`tls`]: HTTPS with certificates reloaded on SIGHUP, and the plain-HTTP redirect.
-//! - [`admin`]: what `ember-portal admin …` and `ember-portal demo` do; [`audit`]: the audit
+//! - [`admin`]: what `ember-portal admin …`, the admin API and `ember-portal demo` do;
+//!   [`admin_api`]: the JSON admin API under `/api/admin/v1`; [`audit`]: the audit
 //!   log of sign-ins, grants, denials, revocations and admin changes.
 
 pub mod admin;
+pub mod admin_api;
 pub mod api;
 pub mod audit;
 pub mod config;

@@ -105,6 +105,8 @@ pub struct UserRecord {
     pub email: String,
     pub name: String,
     pub disabled: bool,
+    /// A service account: never signs in interactively (see `store::UserKind`).
+    pub service: bool,
     pub groups: Vec<String>,
 }
 
@@ -255,6 +257,7 @@ mod tests {
             email: format!("{id}@example.com"),
             name: id.into(),
             disabled,
+            service: false,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         };
         s.users

@@ -384,6 +384,12 @@ async fn identify(
     ) else {
         return Err((StatusCode::FORBIDDEN, "This user no longer exists.".into()));
     };
+    if user.service {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "This is a service account; it signs in with its token, not here.".into(),
+        ));
+    }
     if user.disabled || user.account_id != account_id {
         return Err((
             StatusCode::FORBIDDEN,

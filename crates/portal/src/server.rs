@@ -22,7 +22,7 @@ use crate::model::Snapshot;
 use crate::store::{Purged, Store, StoreError, now_unix};
 use crate::throttle::FailureLimiter;
 use crate::tls::{self, Certificates, TlsListener};
-use crate::{api, oidc, redeem, signin};
+use crate::{admin_api, api, oidc, redeem, signin};
 
 /// How often old rows are purged (also once at start).
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -118,6 +118,13 @@ impl AppState {
             .iter()
             .map(|r| Duration::from_secs(r.credential_lifetime_secs / 2))
             .min()
+    }
+
+    /// Reloads the model now rather than at the next poll (after a change made here).
+    pub async fn apply_changes(&self) {
+        if let Err(e) = self.reload().await {
+            warn!(error = %e, "cannot reload the model after a change");
+        }
     }
 
     async fn reload(&self) -> Result<(), StoreError> {
@@ -371,5 +378,6 @@ fn router(state: Shared) -> Router {
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route(CLIENT_API_PATH, get(api::client))
         .route(GATEWAY_API_PATH, get(api::gateway))
+        .nest(admin_api::PREFIX, admin_api::router(state.clone()))
         .with_state(state)
 }

@@ -19,10 +19,15 @@ use crate::model::{
 };
 
 mod audit;
+mod directory;
 mod sign_in_codes;
 mod tokens;
 
 pub use audit::{MAX_AUDIT_ROWS, Purged};
+pub use directory::{
+    GatewayRow, GroupRow, NewResource, PolicyRow, ResourceRow, SiteRow, UserChange, UserKind,
+    UserRow,
+};
 
 pub use sign_in_codes::SignInCode;
 
@@ -47,6 +52,13 @@ pub enum StoreError {
     AddressesExhausted,
 }
 
+impl StoreError {
+    /// Whether the database refused a write because a unique key is already taken.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub fn now_unix() -> i64 {
@@ -61,14 +73,23 @@ pub fn now_unix() -> i64 {
 pub enum TokenKind {
     Client,
     Gateway,
+    /// A user's token for the admin API (`ember-portal admin token create-admin`).
+    Admin,
 }
 
 impl TokenKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Client => "client",
             Self::Gateway => "gateway",
+            Self::Admin => "admin",
         }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Client, Self::Gateway, Self::Admin]
+            .into_iter()
+            .find(|k| k.as_str() == text)
     }
 }
 
@@ -577,7 +598,7 @@ impl Store {
                 },
             );
         }
-        for row in sqlx::query("SELECT id, account_id, email, name, disabled FROM users")
+        for row in sqlx::query("SELECT id, account_id, email, name, disabled, kind FROM users")
             .fetch_all(&self.pool)
             .await?
         {
@@ -590,6 +611,7 @@ impl Store {
                     email: row.try_get(2)?,
                     name: row.try_get(3)?,
                     disabled: row.try_get::<i64, _>(4)? != 0,
+                    service: row.try_get::<String, _>(5)? == UserKind::Service.as_str(),
                     groups: Vec::new(),
                 },
             );
@@ -698,13 +720,13 @@ impl Store {
 
 fn token_from_row(row: &sqlx::any::AnyRow) -> Result<TokenRecord> {
     let kind: String = row.try_get(1)?;
+    // An unknown kind is refused rather than read as a client token: a token kind that a
+    // newer portal added must not open the client API on an older one.
+    let kind = TokenKind::parse(&kind)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown token kind `{kind}`")))?;
     Ok(TokenRecord {
         id: row.try_get(0)?,
-        kind: if kind == "gateway" {
-            TokenKind::Gateway
-        } else {
-            TokenKind::Client
-        },
+        kind,
         account_id: row.try_get(2)?,
         user_id: row.try_get(3)?,
         gateway_id: row.try_get(4)?,

@@ -14,7 +14,7 @@ impl Store {
     ) -> Result<String> {
         let id = new_id("tok");
         let (user_id, gateway_id) = match kind {
-            TokenKind::Client => (Some(owner_id), None),
+            TokenKind::Client | TokenKind::Admin => (Some(owner_id), None),
             TokenKind::Gateway => (None, Some(owner_id)),
         };
         sqlx::query(
@@ -39,6 +39,16 @@ impl Store {
             "SELECT id, kind, account_id, user_id, gateway_id, created_at, expires_at, revoked_at, device_public_key FROM tokens WHERE token_hash = $1",
         )
         .bind(crypto::hash_token(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| token_from_row(&row)).transpose()
+    }
+
+    pub async fn token_by_id(&self, token_id: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT id, kind, account_id, user_id, gateway_id, created_at, expires_at, revoked_at, device_public_key FROM tokens WHERE id = $1",
+        )
+        .bind(token_id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| token_from_row(&row)).transpose()
