@@ -240,7 +240,7 @@ try {
       5000,
     );
     const grafana = update.resources.find((r) => r.name === "Grafana");
-    if (grafana.address !== "grafana.corp.example") throw new Error(`the client got ${JSON.stringify(grafana)}`);
+    if (grafana.address?.pattern !== "grafana.corp.example" || grafana.filters?.[0]?.ports?.start !== 443) throw new Error(`the client got ${JSON.stringify(grafana)}`);
   });
 
   await check("the browser reported no CSP violation or script error", async () => {
