@@ -145,3 +145,8 @@ export function filterText(filter: unknown): string {
   }
   return String(filter);
 }
+
+/** How to name a user: a service account's email is made up, its name is what the admin chose. */
+export function userLabel(user: User): string {
+  return user.kind === "service" ? `${user.name} (service account)` : user.email;
+}

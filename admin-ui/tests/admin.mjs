@@ -116,30 +116,25 @@ const robot = await adminApi("POST", "/service-accounts", { name: "ci robot" });
 const eng = (await adminApi("GET", "/groups")).find((g) => g.name === "eng");
 await adminApi("PUT", `/groups/${eng.id}/members/${robot.service_account.id}`);
 
+/** A WebSocket peer of the portal that says hello and collects what it receives. */
+async function connect(path, token, into, hello) {
+  const peer = new WebSocket(`ws://127.0.0.1:${portalPort}${path}`, { headers: { Authorization: `Bearer ${token}` } });
+  peer.on("message", (data) => into.push(JSON.parse(String(data))));
+  await new Promise((ok, fail) => {
+    peer.once("open", ok);
+    peer.once("error", fail);
+  });
+  peer.send(
+    JSON.stringify({ type: "hello", protocol_version: 2, public_key: "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=", version: "0.1.0", ...hello }),
+  );
+  // Answer heartbeats so the portal keeps the peer.
+  setInterval(() => peer.readyState === WebSocket.OPEN && peer.send(JSON.stringify({ type: "heartbeat" })), 1000).unref();
+  return peer;
+}
 const received = [];
-const client = new WebSocket(`ws://127.0.0.1:${portalPort}/api/client`, {
-  headers: { Authorization: `Bearer ${robot.token.token}` },
-});
-client.on("message", (data) => received.push(JSON.parse(String(data))));
-await new Promise((ok, fail) => {
-  client.once("open", ok);
-  client.once("error", fail);
-});
-client.send(
-  JSON.stringify({
-    type: "hello",
-    protocol_version: 2,
-    device_id: "admin-page-test",
-    public_key: "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=",
-    name: "ci",
-    os: "linux",
-    version: "0.1.0",
-  }),
-);
+const client = await connect("/api/client", robot.token.token, received, { device_id: "admin-page-test", name: "ci", os: "linux" });
 const init = await until("the client's init", () => received.find((m) => m.type === "init"));
 if (init.resources.some((r) => r.name === "Grafana")) throw new Error("the client has Grafana before the admin made it");
-// Answer heartbeats so the portal keeps the client.
-setInterval(() => client.readyState === WebSocket.OPEN && client.send(JSON.stringify({ type: "heartbeat" })), 1000).unref();
 
 // -- the browser --------------------------------------------------------------------------------
 const driverPort = await freePort();
@@ -241,6 +236,26 @@ try {
     );
     const grafana = update.resources.find((r) => r.name === "Grafana");
     if (grafana.address?.pattern !== "grafana.corp.example" || grafana.filters?.[0]?.ports?.start !== 443) throw new Error(`the client got ${JSON.stringify(grafana)}`);
+  });
+
+  await check("a gateway comes online and the client's grant to Grafana shows on the page", async () => {
+    const berlin1 = (await adminApi("GET", "/gateways")).find((g) => g.name === "berlin-1");
+    const issued = await adminApi("POST", `/gateways/${berlin1.id}/tokens`, {});
+    const gatewayReceived = [];
+    const gateway = await connect("/api/gateway", issued.token, gatewayReceived, { name: "berlin-1" });
+    await until("the gateway's init", () => gatewayReceived.find((m) => m.type === "init"));
+    const grafana = received.findLast((m) => m.type === "resources_updated").resources.find((r) => r.name === "Grafana");
+    client.send(JSON.stringify({ type: "request_access", request_id: 1, resource_id: grafana.id, domain: "grafana.corp.example", proxy_ips: ["100.96.0.1"] }));
+    await until("the gateway to get the grant", () => gatewayReceived.find((m) => m.type === "grant")).catch((e) => {
+      throw new Error(`${e.message}; the client got ${JSON.stringify(received.slice(-3))}; the gateway ${JSON.stringify(gatewayReceived.slice(-3))}`);
+    });
+    await click("[data-testid=nav-resources]");
+    await until("the grant on Grafana's row", async () => (await textOf("[data-testid=resource-Grafana]")).includes("ci robot (service account) (dev_") && (await textOf("[data-testid=resource-Grafana]")).includes("via berlin-1"), 8000);
+    await screenshot("4-grant");
+    await click("[data-testid=nav-sites]");
+    await until("berlin-1 online", async () => (await textOf("[data-testid=gateway-berlin-1]")).includes("online"), 8000);
+    await screenshot("5-gateway-online");
+    gateway.close();
   });
 
   await check("the browser reported no CSP violation or script error", async () => {

@@ -1,5 +1,5 @@
 import { useCallback, useState } from "react";
-import type { Api, Group, User } from "../api";
+import { type Api, type Group, type User, userLabel } from "../api";
 import { act, useLoad } from "../load";
 
 export function Groups({ api }: { api: Api }) {
@@ -9,7 +9,7 @@ export function Groups({ api }: { api: Api }) {
   const [name, setName] = useState("");
   const [adding, setAdding] = useState<Record<string, string>>({});
   const reload = groups.reload;
-  const who = (id: string) => users.data?.find((u) => u.id === id)?.email ?? id;
+  const who = (id: string) => ((u) => (u ? userLabel(u) : id))(users.data?.find((u) => u.id === id));
 
   return (
     <section>
@@ -34,7 +34,7 @@ export function Groups({ api }: { api: Api }) {
                 <select value={adding[g.id] ?? ""} onChange={(e) => setAdding({ ...adding, [g.id]: e.target.value })}>
                   <option value="">add a member…</option>
                   {users.data?.filter((u) => !g.members.includes(u.id)).map((u) => (
-                    <option key={u.id} value={u.id}>{u.email}</option>
+                    <option key={u.id} value={u.id}>{userLabel(u)}</option>
                   ))}
                 </select>
                 <button disabled={!adding[g.id]} onClick={() => void act(() => api.put(`/groups/${g.id}/members/${adding[g.id]}`), reload, setError)}>

@@ -1,5 +1,5 @@
 import { useCallback, useState } from "react";
-import { type Api, type Gateway, type Online, type Resource, type Site, type User, filterText } from "../api";
+import { type Api, type Gateway, type Online, type Resource, type Site, type User, filterText, userLabel } from "../api";
 import { act, useLoad } from "../load";
 
 interface Draft {
@@ -30,7 +30,7 @@ export function Resources({ api }: { api: Api }) {
         .filter((g) => g.resource_ids.includes(resourceId))
         .map((g) => ({
           device: d.device_id,
-          user: users.data?.find((u) => u.id === d.user_id)?.email ?? d.user_id,
+          user: ((u) => (u ? userLabel(u) : d.user_id))(users.data?.find((u) => u.id === d.user_id)),
           gateway: gateways.data?.find((x) => x.id === g.gateway_id)?.name ?? g.gateway_id,
         })),
     );

@@ -28,7 +28,7 @@ export function Users({ api }: { api: Api }) {
         <tbody>
           {users.data?.map((u) => (
             <tr key={u.id}>
-              <td>{u.email}</td>
+              <td>{u.kind === "service" ? "—" : u.email}</td>
               <td>{u.name}</td>
               <td>{u.kind}{u.admin ? " · admin" : ""}</td>
               <td>{u.disabled ? "disabled" : "active"}</td>
