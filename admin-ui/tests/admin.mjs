@@ -206,6 +206,9 @@ try {
 
   await check("the client shows online and berlin-1 offline", async () => {
     await until("one device online", async () => (await textOf("main .note")).includes("Devices online: 1"));
+    await click("[data-testid=nav-users]");
+    await until("the robot's device online", async () => (await textOf("[data-testid='devices-ci robot']")).startsWith("dev_"));
+    if ((await textOf("[data-testid='devices-Ada']")) !== "none") throw new Error("Ada shows a device she never connected");
     await click("[data-testid=nav-sites]");
     await until("berlin-1 offline", async () => (await textOf("[data-testid=gateway-berlin-1]")).includes("offline"));
     await click("[data-testid=nav-resources]");

@@ -1,9 +1,11 @@
 import { useCallback, useState } from "react";
-import type { Api, IssuedToken, User } from "../api";
+import type { Api, IssuedToken, Online, User } from "../api";
 import { act, useLoad } from "../load";
 
 export function Users({ api }: { api: Api }) {
   const users = useLoad(useCallback(() => api.get<User[]>("/users"), [api]));
+  const online = useLoad(useCallback(() => api.get<Online>("/online"), [api]), 3000);
+  const devicesOf = (userId: string) => online.data?.devices.filter((d) => d.user_id === userId) ?? [];
   const [error, setError] = useState<string | null>(null);
   const [email, setEmail] = useState("");
   const [name, setName] = useState("");
@@ -23,7 +25,7 @@ export function Users({ api }: { api: Api }) {
       )}
       <table>
         <thead>
-          <tr><th>Email</th><th>Name</th><th>Kind</th><th>State</th><th></th></tr>
+          <tr><th>Email</th><th>Name</th><th>Kind</th><th>State</th><th>Devices online</th><th></th></tr>
         </thead>
         <tbody>
           {users.data?.map((u) => (
@@ -32,6 +34,9 @@ export function Users({ api }: { api: Api }) {
               <td>{u.name}</td>
               <td>{u.kind}{u.admin ? " · admin" : ""}</td>
               <td>{u.disabled ? "disabled" : "active"}</td>
+              <td className={devicesOf(u.id).length ? "online" : "offline"} data-testid={`devices-${u.name}`}>
+                {devicesOf(u.id).map((d) => d.device_id).join(", ") || "none"}
+              </td>
               <td className="actions">
                 <button onClick={() => void act(() => api.post(`/users/${u.id}/${u.disabled ? "enable" : "disable"}`, {}), reload, setError)}>
                   {u.disabled ? "Enable" : "Disable"}
