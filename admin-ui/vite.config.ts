@@ -6,7 +6,7 @@ export default defineConfig({
   // The portal serves the build under /admin/ (crates/portal/src/admin_page.rs).
   base: "/admin/",
   clearScreen: false,
-  // The portal's CSP allows no inline script: no module-preload polyfill injected into the page.
+  // Browsers new enough for es2022 support modulepreload: no polyfill in the bundle.
   build: { target: "es2022", outDir: "dist", emptyOutDir: true, modulePreload: { polyfill: false } },
   server: { proxy: { "/api": "http://127.0.0.1:8080" } },
 });
