@@ -19,6 +19,8 @@ NETWORK_TEST_PACKAGES=(iproute2 nftables conntrack coturn iperf3 curl dnsmasq-ba
   wireguard-go wireguard-tools openvpn openssl)
 # Portal tests: PostgreSQL server binaries (the tests start a throwaway cluster themselves).
 PORTAL_TEST_PACKAGES=(postgresql)
+# The admin page's test (admin-ui/tests/admin.mjs): headless Chromium and its WebDriver.
+ADMIN_PAGE_TEST_PACKAGES=(chromium chromium-driver)
 # Package tests (scripts/test-packages.sh): a clean Debian root booted with systemd-nspawn,
 # lintian, manual pages from --help; python3 signs the installed service in.
 PACKAGE_TEST_PACKAGES=(debootstrap systemd-container lintian help2man zstd python3)
@@ -35,7 +37,7 @@ INSTALLER_PACKAGES=(wixl msitools osslsigncode ca-certificates shellcheck)
 
 missing=()
 for package in "${BUILD_PACKAGES[@]}" "${GUI_TEST_PACKAGES[@]}" "${NETWORK_TEST_PACKAGES[@]}" "${PORTAL_TEST_PACKAGES[@]}" \
-  "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}" "${INSTALLER_PACKAGES[@]}"; do
+  "${ADMIN_PAGE_TEST_PACKAGES[@]}" "${PACKAGE_TEST_PACKAGES[@]}" "${CROSS_CHECK_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}" "${INSTALLER_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -59,6 +59,11 @@ if [ ! -f ui/dist/index.html ] || [ "$profile" = release ]; then
   [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
   npm run build:ui --silent
 fi
+# The portal package ships the admin page, served from /usr/share/ember-portal/admin.
+if wanted ember-portal && { [ ! -f admin-ui/dist/index.html ] || [ "$profile" = release ]; }; then
+  [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
+  npm run build:admin --silent
+fi
 
 # The gateway binary is being written; it is packaged as soon as the crate has it.
 gateway=no

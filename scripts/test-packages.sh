@@ -196,7 +196,8 @@ files=(/usr/bin/ember /usr/bin/ember-tunnel /usr/lib/systemd/system/ember-tunnel
   /usr/share/man/man1/ember-tunnel.1.gz /usr/share/doc/ember/copyright
   /usr/bin/ember-portal /usr/lib/systemd/system/ember-portal.service
   /usr/lib/sysusers.d/ember-portal.conf /etc/ember-portal/portal.toml
-  /usr/share/doc/ember-portal/examples/portal.toml /usr/share/man/man1/ember-portal.1.gz)
+  /usr/share/doc/ember-portal/examples/portal.toml /usr/share/man/man1/ember-portal.1.gz
+  /usr/share/ember-portal/admin/index.html)
 [ $have_gateway = yes ] && files+=(/usr/bin/ember-gateway /usr/lib/systemd/system/ember-gateway.service
   /usr/lib/sysusers.d/ember-gateway.conf /etc/ember-gateway/gateway.env /usr/share/man/man1/ember-gateway.1.gz)
 missing_files=()
@@ -254,6 +255,8 @@ healthz() {
 }
 portal_up() { for _ in $(seq 50); do healthz && return 0; sleep 0.2; done; ct journalctl -u ember-portal --no-pager | tail; return 1; }
 check "it answers /healthz on 127.0.0.1:8080" portal_up
+check "it serves the admin page it ships at /admin/" ct bash -c \
+  'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET /admin/ HTTP/1.0\r\nHost: localhost\r\n\r\n" >&3 && head -1 <&3 | grep -q " 200"'
 check "its SQLite database belongs to ember-portal" ct bash -c '[ "$(stat -c %U /var/lib/ember-portal/portal.db)" = ember-portal ]'
 
 # The portal's admin CLI as its README tells an administrator: as the service's user.

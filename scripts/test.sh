@@ -66,6 +66,8 @@ background fuzz "fuzzing: every cargo-fuzz target for 30 s from its corpus (nigh
 step "UI: build, types, lint"
 npm run build:ui --silent
 npm run lint:ui --silent
+npm run build:admin --silent
+npm run lint:admin --silent
 
 step "Rust: format and clippy"
 cargo fmt --all -- --check
@@ -99,6 +101,9 @@ node tests/gui/signin.mjs \
   --driver "${EMBER_TOOLS_DIR:-/var/cache/ember/tools}/bin/tauri-driver" \
   --demo "$CARGO_TARGET_DIR/debug/ember-e2e" \
   --artifacts artifacts/gui-signin
+
+step "admin page in headless Chromium: sign in with an admin token, create a resource and a policy, a connected client receives it"
+node admin-ui/tests/admin.mjs --portal "$CARGO_TARGET_DIR/debug/ember-portal" --artifacts artifacts/admin-page
 
 step "Debian packages: build, lintian, install/sign-in/upgrade/purge on a clean Debian root (systemd-nspawn)"
 scripts/test-packages.sh

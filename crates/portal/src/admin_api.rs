@@ -70,7 +70,8 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/policies", get(list_policies).post(create_policy))
         .route("/policies/{id}", get(get_policy).delete(delete_policy))
         .route("/tokens", get(list_tokens))
-        .route("/tokens/{id}", delete(revoke_token));
+        .route("/tokens/{id}", delete(revoke_token))
+        .route("/online", get(online));
     Router::new()
         .route("/me", get(me))
         .nest("/accounts/{account}", account)

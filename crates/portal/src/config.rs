@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// Serve HTTPS on `listen` with these files; without it the portal speaks plain HTTP
     /// (for loopback, test worlds, or behind a reverse proxy that terminates TLS).
     pub tls: Option<TlsConfig>,
+    /// The built admin page (`npm run build:admin` writes `admin-ui/dist`); when set, a folder
+    /// without a build stops the start. Default: `/usr/share/ember-portal/admin` if it is there.
+    pub admin_page_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +134,7 @@ impl Default for ServerConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             tls: None,
+            admin_page_dir: None,
         }
     }
 }

@@ -87,6 +87,35 @@ pub struct Revoked {
     pub withdrawn: Vec<(String, String, Vec<String>)>,
 }
 
+/// A read-only view of who is connected, for [`Hub::online`].
+#[derive(Debug, serde::Serialize)]
+pub struct Online {
+    pub devices: Vec<OnlineDevice>,
+    pub gateways: Vec<OnlineGateway>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct OnlineDevice {
+    pub device_id: String,
+    pub user_id: String,
+    pub grants: Vec<OnlineGrant>,
+}
+
+/// The resources a device may reach through one gateway.
+#[derive(Debug, serde::Serialize)]
+pub struct OnlineGrant {
+    pub gateway_id: String,
+    pub resource_ids: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct OnlineGateway {
+    pub gateway_id: String,
+    pub site_id: String,
+    /// What the gateway last reported in `health`.
+    pub connections: u32,
+}
+
 #[derive(Debug, Default)]
 pub struct Hub {
     clients: HashMap<String, ClientEntry>,
@@ -153,6 +182,48 @@ impl Hub {
 
     pub fn gateways(&self) -> usize {
         self.gateways.len()
+    }
+
+    /// What of `account_id` is connected to this replica now: devices, gateways, and the
+    /// grants each device holds (for the admin API; read-only, sorted for stable answers).
+    pub fn online(&self, account_id: &str) -> Online {
+        let mut devices: Vec<OnlineDevice> = self
+            .clients
+            .values()
+            .filter(|c| c.account_id == account_id)
+            .map(|c| OnlineDevice {
+                device_id: c.device_id.clone(),
+                user_id: c.user_id.clone(),
+                grants: self
+                    .grants
+                    .get(&c.device_id)
+                    .into_iter()
+                    .flatten()
+                    .map(|(gateway_id, resources)| OnlineGrant {
+                        gateway_id: gateway_id.clone(),
+                        resource_ids: resources.keys().cloned().collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        for device in &mut devices {
+            device
+                .grants
+                .sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
+        }
+        let mut gateways: Vec<OnlineGateway> = self
+            .gateways
+            .values()
+            .filter(|g| g.account_id == account_id)
+            .map(|g| OnlineGateway {
+                gateway_id: g.gateway_id.clone(),
+                site_id: g.site_id.clone(),
+                connections: g.reported_connections,
+            })
+            .collect();
+        gateways.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
+        Online { devices, gateways }
     }
 
     /// Registers a client, replacing (and closing) an older connection of the same device.

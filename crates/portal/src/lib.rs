@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod admin_api;
+pub mod admin_page;
 pub mod api;
 pub mod audit;
 pub mod config;
@@ -46,6 +47,8 @@ pub enum Error {
     Crypto(#[from] crypto::CryptoError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    AdminPage(#[from] admin_page::AdminPageError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::admin_page::AdminPage;
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::config::Config;
 use crate::crypto;
@@ -22,7 +23,7 @@ use crate::model::Snapshot;
 use crate::store::{Purged, Store, StoreError, now_unix};
 use crate::throttle::FailureLimiter;
 use crate::tls::{self, Certificates, TlsListener};
-use crate::{admin_api, api, oidc, redeem, signin};
+use crate::{admin_api, admin_page, api, oidc, redeem, signin};
 
 /// How often old rows are purged (also once at start).
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -197,6 +198,7 @@ impl Portal {
             addr: config.server.listen,
             source,
         })?;
+        let admin_page = Arc::new(AdminPage::load(config.server.admin_page_dir.as_deref())?);
         let signing_key = store.signing_key().await?;
         let snapshot = Arc::new(store.load_snapshot().await?);
         let limiter = FailureLimiter::new(config.sign_in.backoff());
@@ -225,7 +227,7 @@ impl Portal {
                 .to_owned(),
             config,
         });
-        let router = router(state.clone());
+        let router = router(state.clone(), admin_page);
         let shutdown = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
@@ -368,7 +370,7 @@ impl Portal {
     }
 }
 
-fn router(state: Shared) -> Router {
+fn router(state: Shared, admin_page: Arc<AdminPage>) -> Router {
     Router::new()
         .route("/", get(signin::index))
         .route("/healthz", get(|| async { "ok" }))
@@ -379,5 +381,6 @@ fn router(state: Shared) -> Router {
         .route(CLIENT_API_PATH, get(api::client))
         .route(GATEWAY_API_PATH, get(api::gateway))
         .nest(admin_api::PREFIX, admin_api::router(state.clone()))
+        .merge(admin_page::router(admin_page))
         .with_state(state)
 }

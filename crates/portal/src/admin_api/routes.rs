@@ -460,3 +460,10 @@ pub async fn revoke_token(
     admin::tokens::revoke(&acting(&state, &caller), &p.id).await?;
     deleted()
 }
+
+// -- who is connected -----------------------------------------------------------------------
+
+/// Devices and gateways connected to this replica, with the grants each device holds.
+pub async fn online(State(state): State<Shared>, caller: Caller) -> Answer {
+    ok(state.with_hub(|hub| hub.online(&caller.account_id)))
+}
