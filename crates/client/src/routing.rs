@@ -87,6 +87,8 @@ pub(crate) struct Routing {
     pub(crate) pending: HashMap<Key, Pending>,
     requests: HashMap<u64, Request>,
     pub(crate) denied: HashMap<String, Denial>,
+    /// Grants of a gateway that went offline, being asked for again.
+    rejoin: HashMap<Key, Rejoin>,
     pub(crate) peers: Peers,
     next_request: u64,
     effects: VecDeque<Effect>,
@@ -143,6 +145,7 @@ impl Routing {
             pending: HashMap::new(),
             requests: HashMap::new(),
             denied: HashMap::new(),
+            rejoin: HashMap::new(),
             peers: Peers::default(),
             next_request: 1,
             effects: VecDeque::new(),
@@ -170,6 +173,7 @@ impl Routing {
             .retain(|key, _| table.contains(&key.resource) && !changed.contains(&key.resource));
         // A policy may have changed: let the next packet ask again.
         self.denied.clear();
+        self.rejoin.retain(|key, _| table.contains(&key.resource));
         self.stub.set_resources(self.table.dns_resources());
         self.remove_unused_peers();
     }
@@ -322,6 +326,7 @@ impl Routing {
             None => grant.whole = true,
         }
         self.denied.remove(&key.resource);
+        self.rejoin.remove(&key);
         if let Some(mut pending) = self.pending.remove(&key) {
             let packets: Vec<Vec<u8>> = pending.packets.drain().collect();
             if !packets.is_empty() {
@@ -337,6 +342,7 @@ impl Routing {
         &mut self,
         request_id: u64,
         resource_id: &str,
+        offline: bool,
         message: String,
         now: Instant,
     ) {
@@ -354,6 +360,7 @@ impl Routing {
             },
         };
         self.deny(&key, message, now);
+        self.rejoin_denied(&key, offline, now);
     }
 
     /// Packets wait in the engine for `peer`, which has no connection.
@@ -373,20 +380,12 @@ impl Routing {
         self.reconnect(peer);
     }
 
-    /// A gateway went away: its peer is removed and its grants forgotten; the next packet for
-    /// one of its resources asks for access again.
-    pub(crate) fn handle_gateway_offline(&mut self, gateway_id: &str) {
-        let Some(peer) = self.peers.of_gateway(gateway_id) else {
-            return;
-        };
-        self.remove_peer(peer);
-    }
-
     /// The portal link is up again (after `init`): the portal forgot this device's grants
     /// while it was away, so every grant and every unanswered request is asked for again.
     pub(crate) fn handle_portal_connected(&mut self, now: Instant) {
         self.requests.clear();
         self.denied.clear();
+        self.rejoin_after_reconnect(now);
         // Connections that failed while the portal was away (a network change resets both)
         // still need fresh ones: asked again as such, not as the grant they had.
         let failed: Vec<PeerId> = self
@@ -632,5 +631,8 @@ fn decode_key(text: &str) -> Option<[u8; 32]> {
         .map(WireGuardKey::to_bytes)
 }
 
+mod rejoin;
 #[cfg(test)]
 mod tests;
+
+use rejoin::Rejoin;

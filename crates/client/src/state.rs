@@ -13,7 +13,7 @@ use ember_engine::{
 use ember_packet::udp_packet;
 use ember_protocol::Prefix;
 use ember_protocol::ipc::ResourceView;
-use ember_protocol::portal::{ClientMessage, PortalToClient, Relay};
+use ember_protocol::portal::{ClientMessage, DenialReason, PortalToClient, Relay};
 
 use crate::routing::{AccessGranted, Effect, Routing};
 use crate::timers::{Timer, TimerTable};
@@ -218,8 +218,9 @@ impl ClientState {
             } => {
                 tracing::info!(%resource_id, ?reason, "Access denied");
                 tracing::debug!(%resource_id, %message, "Why access was denied");
+                let offline = reason == DenialReason::Offline;
                 self.routing
-                    .handle_access_denied(request_id, &resource_id, message, now);
+                    .handle_access_denied(request_id, &resource_id, offline, message, now);
             }
             PortalToClient::IceCandidates {
                 gateway_id,
@@ -237,7 +238,7 @@ impl ClientState {
             }
             PortalToClient::GatewayOffline { gateway_id, .. } => {
                 tracing::info!(%gateway_id, "A gateway went offline");
-                self.routing.handle_gateway_offline(&gateway_id);
+                self.routing.handle_gateway_offline(&gateway_id, now);
             }
             // The session's business: the link, and the end of the session.
             PortalToClient::Heartbeat
@@ -326,6 +327,9 @@ impl ClientState {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.timers.expired(Timer::Stats, now) {
             self.refresh_stats(now);
+        }
+        if self.timers.expired(Timer::Rejoin, now) {
+            self.routing.handle_rejoin_timeout(now);
         }
         self.engine.handle_timeout(now);
         self.settle(now);
@@ -429,6 +433,10 @@ impl ClientState {
             if !progressed {
                 break;
             }
+        }
+        match self.routing.next_rejoin() {
+            Some(at) => self.timers.set(Timer::Rejoin, at),
+            None => self.timers.stop(Timer::Rejoin),
         }
         if self.system_dirty {
             self.system_dirty = false;

@@ -7,14 +7,17 @@ use std::time::Instant;
 pub(crate) enum Timer {
     /// Read the engine's statistics again for the views.
     Stats,
+    /// Ask again for the grants of a site whose gateway went offline.
+    Rejoin,
 }
 
 impl Timer {
-    const ALL: [Timer; 1] = [Timer::Stats];
+    const ALL: [Timer; 2] = [Timer::Stats, Timer::Rejoin];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Timer::Stats => "statistics for the views",
+            Timer::Rejoin => "asking again for a site whose gateway went offline",
         }
     }
 }

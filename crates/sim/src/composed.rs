@@ -323,6 +323,24 @@ impl World {
         self.drain(Node::Gateway(gateway));
     }
 
+    /// A gateway's process stops: its portal link drops, so the portal marks it offline and
+    /// tells the client at once (`GatewayOffline`), as the real portal does.
+    pub fn stop_gateway(&mut self, gateway: usize) {
+        self.gateways[gateway].online = false;
+        let message = PortalToClient::GatewayOffline {
+            gateway_id: self.gateways[gateway].id.clone(),
+            resource_ids: self.portal.resources.iter().map(|r| r.id.clone()).collect(),
+        };
+        let at = self.now + self.signal_latency;
+        self.schedule(at, Message::ToClient(Box::new(message)));
+    }
+
+    /// The stopped gateway starts again: a new state (a new key, no grants), online again.
+    pub fn start_gateway(&mut self, gateway: usize) {
+        self.restart_gateway(gateway);
+        self.gateways[gateway].online = true;
+    }
+
     /// A raw packet from the client's TUN side (e.g. with a forged source).
     pub fn client_sends_packet(&mut self, mut packet: Vec<u8>) {
         let now = self.now;

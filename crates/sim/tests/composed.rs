@@ -134,6 +134,31 @@ fn a_restarted_gateway_is_reached_again_through_a_fresh_grant() {
     assert!(took < Duration::from_secs(15), "{took:?}");
 }
 
+/// A gateway that restarts is offline for a moment, and the portal says so at once; a request
+/// in that moment is denied `offline`. In a download only the far side has something to send,
+/// and nothing of it reaches the client: the client must ask again by itself, not wait for a
+/// packet of its own.
+#[test]
+fn after_a_gateway_restart_the_client_rejoins_the_site_without_sending_anything() {
+    let _log = ember_sim::logging::fail_on_error();
+    let mut world = world(13);
+    connect(&mut world);
+    world.stop_gateway(0);
+    world.run_for(Duration::from_millis(70));
+    world.start_gateway(0);
+    let restarted = world.now;
+    assert!(
+        world.run_until_cond(Duration::from_secs(10), |w| {
+            w.portal.grants == 2 && view_state(w, "lan") == Some(ResourceState::Active)
+        }),
+        "no new grant without a packet from the client ({} grants)",
+        world.portal.grants
+    );
+    let took = world.now - restarted;
+    eprintln!("rejoined {took:?} after the gateway came back (simulated)");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
 #[test]
 fn between_two_endpoint_independent_nats_the_path_is_direct() {
     let nat = NatConfig::friendly(Duration::from_secs(30));

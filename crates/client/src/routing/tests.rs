@@ -442,6 +442,7 @@ fn a_denial_makes_the_resource_unreachable_drops_held_packets_and_waits_before_a
     router.handle_access_denied(
         asked[0].0,
         "db-net",
+        true,
         "all gateways of Paris are offline".into(),
         now,
     );
@@ -589,19 +590,59 @@ fn a_failed_connection_asks_once_for_a_new_one() {
 }
 
 #[test]
-fn an_offline_gateway_is_removed_and_its_resources_ask_again() {
+fn an_offline_gateway_is_removed_and_its_grants_are_asked_for_again_at_once() {
     let mut router = router();
     let now = Instant::now();
     let peer = granted(&mut router, "10.20.1.1", "lan", "gw-berlin", now);
-    router.handle_gateway_offline("gw-berlin");
+    router.handle_gateway_offline("gw-berlin", now);
     let out = outputs(&mut router);
     assert!(
-        matches!(out.as_slice(), [Effect::RemovePeer(p)] if *p == peer),
+        matches!(out.first(), Some(Effect::RemovePeer(p)) if *p == peer),
         "{out:?}"
     );
+    assert_eq!(requests(&out).len(), 1, "{out:?}");
+    // A packet meanwhile is held for that request's answer, not asked for twice.
     assert_eq!(router.outbound(&mut to("10.20.1.1", 0), now), None);
-    assert_eq!(requests(&outputs(&mut router)).len(), 1);
+    assert!(requests(&outputs(&mut router)).is_empty());
     assert!(!router.inbound(peer, &mut from("10.20.1.1")));
+}
+
+/// A restarting gateway: the site is offline for a moment. Nobody may send a packet (the far
+/// side of a download retransmits into the void), so the client keeps asking, backing off,
+/// until a gateway answers.
+#[test]
+fn a_site_whose_gateway_went_offline_is_asked_for_again_with_a_backoff_until_granted() {
+    let mut router = router();
+    let now = Instant::now();
+    granted(&mut router, "10.20.1.1", "lan", "gw-berlin", now);
+    router.handle_gateway_offline("gw-berlin", now);
+    let mut asked = requests(&outputs(&mut router));
+    let mut at = now;
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        router.handle_access_denied(asked[0].0, "lan", true, "offline".into(), at);
+        let next = router.next_rejoin().expect("asked again later");
+        waits.push(next - at);
+        assert!(requests(&outputs(&mut router)).is_empty(), "not before");
+        at = next;
+        router.handle_rejoin_timeout(at);
+        asked = requests(&outputs(&mut router));
+        assert_eq!(asked.len(), 1);
+    }
+    assert_eq!(waits, [250, 500, 1000, 2000].map(Duration::from_millis));
+    router.handle_access_granted(grant(asked[0].0, "lan", None, "gw-berlin-2"), at);
+    assert_eq!(router.next_rejoin(), None, "granted: no more asking");
+}
+
+#[test]
+fn a_denial_other_than_offline_ends_the_rejoining() {
+    let mut router = router();
+    let now = Instant::now();
+    granted(&mut router, "10.20.1.1", "lan", "gw-berlin", now);
+    router.handle_gateway_offline("gw-berlin", now);
+    let asked = requests(&outputs(&mut router));
+    router.handle_access_denied(asked[0].0, "lan", false, "no policy".into(), now);
+    assert_eq!(router.next_rejoin(), None);
 }
 
 #[test]
