@@ -318,7 +318,7 @@ fn a_download_completes_intact_over_ten_percent_loss_on_the_clients_wan() {
 // 6 -------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "known gap, open issue 15 item 4: a TCP flow through a restarted gateway gets a reset; the new gateway does not yet carry masqueraded flows over"]
+#[ignore = "known gap, open issue 15 item 4: a TCP flow through a restarted gateway gets a reset. The client rejoins the site 0.25-0.5 s after the restart and data flows again for a moment, then the download is reset; where the reset comes from (the gateway host's conntrack and masquerade state across the restart is the suspect) is not found yet"]
 fn a_download_survives_a_gateway_restart() {
     let Some(mut world) = world(Options::default()) else {
         return;
