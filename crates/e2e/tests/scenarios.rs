@@ -22,6 +22,9 @@ const REFUSED: Duration = Duration::from_secs(4);
 /// The engine's goal for resuming after the NAT forgot an idle mapping is 1.5 s; twice that
 /// leaves room for a loaded machine without hiding a timeout-based recovery (≥ 10 s).
 const RESUME_BOUND: Duration = Duration::from_secs(3);
+/// After both routers rebooted: the gateway's heartbeat interval (2 s), the dead path noticed
+/// (under 1 s) and a new connection, with room for a loaded machine.
+const REBOOT_BOUND: Duration = Duration::from_secs(5);
 /// Issue 15's goal for traffic after a relay restart.
 const RELAY_RESTART_BOUND: Duration = Duration::from_secs(5);
 
@@ -443,6 +446,35 @@ fn traffic_resumes_quickly_after_the_routers_forgot_an_idle_mapping() {
     assert!(
         after.time_starttransfer <= RESUME_BOUND.as_secs_f64(),
         "resumed after {:.3} s",
+        after.time_starttransfer
+    );
+}
+
+/// Both routers reboot (every mapping lost, the portal links' TCP too). The portal cannot
+/// push the new grant down the gateway's portal link until the gateway's next heartbeat (every
+/// 2 s to gateways) re-opens its router's mapping, so this takes longer than a forgotten idle
+/// mapping, within the bound.
+#[test]
+fn traffic_resumes_after_both_routers_reboot() {
+    let Some(world) = world(Options::default()) else {
+        return;
+    };
+    get_ok(&world, &url(addr::RESOURCE, "/"), FIRST);
+    // Idle, so that only the client has a reason to send when it comes back.
+    world
+        .wait_for_state("the connection to go idle", Duration::from_secs(90), |s| {
+            resource(s, portal::LAN_SERVERS).state == ResourceState::Idle
+        })
+        .unwrap();
+    world.reboot_routers().unwrap();
+    let after = get_ok(&world, &url(addr::RESOURCE, "/"), Duration::from_secs(20));
+    eprintln!(
+        "first byte {:.3} s after both routers rebooted",
+        after.time_starttransfer
+    );
+    assert!(
+        after.time_starttransfer <= REBOOT_BOUND.as_secs_f64(),
+        "back after {:.3} s",
         after.time_starttransfer
     );
 }

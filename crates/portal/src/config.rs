@@ -64,8 +64,13 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `sqlite://path` (relative paths are relative to the working directory) or `postgres://…`.
     pub database: String,
-    /// How often a heartbeat goes each way; three missed ones end the connection.
+    /// How often a heartbeat goes each way with a client; three missed ones end the connection.
     pub heartbeat_interval_ms: u64,
+    /// The same with a gateway: shorter, because a gateway's heartbeat is also what re-opens
+    /// its router's mapping for the portal link after the router lost it (a reboot), so it
+    /// bounds how long a grant can wait to reach the gateway; and three missed ones are how
+    /// long clients may wait to hear that a gateway whose host vanished is offline.
+    pub gateway_heartbeat_interval_ms: u64,
     /// How often the portal looks for changes made by the admin CLI or another replica.
     pub change_poll_interval_ms: u64,
     /// The URL browsers reach the portal at (for the OIDC redirect URI); default
@@ -130,6 +135,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: "sqlite://ember-portal.db".into(),
             heartbeat_interval_ms: 10_000,
+            gateway_heartbeat_interval_ms: 2_000,
             change_poll_interval_ms: 200,
             public_url: None,
             trusted_proxies: Vec::new(),
@@ -315,10 +321,18 @@ impl Config {
             ));
         }
         // The range clients and gateways accept (they clamp anything else).
-        if !(100..=300_000).contains(&config.server.heartbeat_interval_ms) {
-            return Err(ConfigError::Invalid(
-                "heartbeat_interval_ms must be from 100 (0.1 s) to 300000 (5 minutes)".into(),
-            ));
+        for (name, value) in [
+            ("heartbeat_interval_ms", config.server.heartbeat_interval_ms),
+            (
+                "gateway_heartbeat_interval_ms",
+                config.server.gateway_heartbeat_interval_ms,
+            ),
+        ] {
+            if !(100..=300_000).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be from 100 (0.1 s) to 300000 (5 minutes)"
+                )));
+            }
         }
         let sign_in = &config.sign_in;
         if sign_in.max_backoff_secs > 86_400 || sign_in.failure_window_secs > 30 * 86_400 {
@@ -402,6 +416,18 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config.sign_in.client_token_lifetime_secs, 604_800);
         assert_eq!(config.server.database, "sqlite://ember-portal.db");
+    }
+
+    #[test]
+    fn gateways_get_a_shorter_heartbeat_than_clients_and_both_are_checked() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.server.heartbeat_interval_ms, 10_000);
+        assert_eq!(config.server.gateway_heartbeat_interval_ms, 2_000);
+        let err = Config::parse("[server]\ngateway_heartbeat_interval_ms = 50\n").unwrap_err();
+        assert!(
+            err.to_string().contains("gateway_heartbeat_interval_ms"),
+            "{err}"
+        );
     }
 
     #[test]

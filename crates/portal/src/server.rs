@@ -91,6 +91,10 @@ impl AppState {
         Duration::from_millis(self.config.server.heartbeat_interval_ms)
     }
 
+    pub fn gateway_heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.config.server.gateway_heartbeat_interval_ms)
+    }
+
     /// Relay credentials for `owner` (a device or gateway id), valid for each relay's lifetime.
     pub fn relays_for(&self, owner: &str) -> Vec<Relay> {
         let now = u64::try_from(now_unix()).unwrap_or(0);

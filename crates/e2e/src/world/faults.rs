@@ -39,6 +39,12 @@ impl World {
             .set_udp_timeout(&self.gateway.router, seconds)?)
     }
 
+    /// Both routers reboot: every mapping is forgotten, the TCP of the portal links too.
+    pub fn reboot_routers(&self) -> Result<()> {
+        self.testbed.flush_conntrack(&self.client.router)?;
+        Ok(self.testbed.flush_conntrack(&self.gateway.router)?)
+    }
+
     /// Both routers forget their UDP mappings now (idle UDP is forgotten long before the
     /// TCP of the portal links, which their heartbeats keep alive).
     pub fn forget_udp_mappings(&self) -> Result<()> {

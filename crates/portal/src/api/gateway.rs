@@ -8,7 +8,7 @@ pub(super) async fn run_gateway(
     token: TokenRecord,
     record: crate::model::GatewayRecord,
 ) {
-    let heartbeat = state.heartbeat_interval();
+    let heartbeat = state.gateway_heartbeat_interval();
     let hello = match first_message(&mut socket, heartbeat * 3).await {
         None => {
             return close_with(
