@@ -105,6 +105,7 @@ impl TestPortal {
 listen = "127.0.0.1:0"
 database = "{database}"
 heartbeat_interval_ms = {heartbeat}
+gateway_heartbeat_interval_ms = {heartbeat}
 change_poll_interval_ms = 100
 {server_extra}
 
