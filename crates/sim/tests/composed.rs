@@ -35,10 +35,26 @@ fn resources() -> Vec<Resource> {
 
 /// A client and one gateway of site Berlin, both on public addresses, with one relay.
 fn world(seed: u64) -> World {
-    let mut world = World::new(seed, resources(), None);
-    world.add_gateway("site_berlin", None);
+    behind(seed, None)
+}
+
+/// The same with the client and the gateway each behind a NAT like `nat` (`None`: public).
+fn behind(seed: u64, nat: Option<NatConfig>) -> World {
+    let mut world = World::new(seed, resources(), nat);
+    world.add_gateway("site_berlin", nat);
     world.add_relay();
     world
+}
+
+/// Both NATs forget every mapping, the client sends one packet: how long until the gateway
+/// has it.
+fn resume_after_both_nats_forget(world: &mut World) -> Duration {
+    world.flush_client_nat();
+    world.flush_gateway_nat(0);
+    let sent = world.now;
+    world.client_sends(LAN_HOST, 1);
+    assert!(world.run_until_cond(Duration::from_secs(30), |w| w.received_at(0).contains(&1)));
+    world.gateways[0].received.last().unwrap().0 - sent
 }
 
 /// Sends one packet to the LAN host and waits for it at the gateway.
@@ -162,9 +178,7 @@ fn after_a_gateway_restart_the_client_rejoins_the_site_without_sending_anything(
 #[test]
 fn between_two_endpoint_independent_nats_the_path_is_direct() {
     let nat = NatConfig::friendly(Duration::from_secs(30));
-    let mut world = World::new(6, resources(), Some(nat));
-    world.add_gateway("site_berlin", Some(nat));
-    world.add_relay();
+    let mut world = behind(6, Some(nat));
     connect(&mut world);
     world.run_for(Duration::from_secs(5));
     let lan = world.client.views.iter().find(|v| v.id == "lan").unwrap();
@@ -178,9 +192,7 @@ fn between_two_endpoint_independent_nats_on_fast_links_the_path_ends_direct_ever
     let mut relayed = Vec::new();
     for seed in 0..16 {
         let nat = NatConfig::friendly(Duration::from_secs(30));
-        let mut world = World::new(100 + seed, resources(), Some(nat));
-        world.add_gateway("site_berlin", Some(nat));
-        world.add_relay();
+        let mut world = behind(100 + seed, Some(nat));
         world.signal_latency = Duration::from_millis(1);
         world.client_link().latency = Duration::from_micros(50);
         world.gateway_link(0).latency = Duration::from_micros(50);
@@ -201,9 +213,7 @@ fn between_two_endpoint_independent_nats_on_fast_links_the_path_ends_direct_ever
 fn a_connection_that_came_up_relayed_upgrades_to_direct_without_a_gap() {
     let _log = ember_sim::logging::fail_on_error();
     let nat = NatConfig::friendly(Duration::from_secs(30));
-    let mut world = World::new(8, resources(), Some(nat));
-    world.add_gateway("site_berlin", Some(nat));
-    world.add_relay();
+    let mut world = behind(8, Some(nat));
     world.direct_blocked_until = Some(world.now + Duration::from_millis(300));
     connect(&mut world);
     let lan = world.client.views.iter().find(|v| v.id == "lan").unwrap();
@@ -226,20 +236,13 @@ fn a_connection_that_came_up_relayed_upgrades_to_direct_without_a_gap() {
 fn after_a_short_idle_and_both_nats_flushed_traffic_resumes_within_the_goal() {
     let _log = ember_sim::logging::fail_on_error();
     let nat = NatConfig::friendly(Duration::from_secs(10));
-    let mut world = World::new(9, resources(), Some(nat));
-    world.add_gateway("site_berlin", Some(nat));
-    world.add_relay();
+    let mut world = behind(9, Some(nat));
     connect(&mut world);
     assert!(world.run_until_cond(Duration::from_secs(30), |w| {
         view_state(w, "lan") == Some(ResourceState::Idle)
     }));
     world.run_for(Duration::from_secs(15));
-    world.flush_client_nat();
-    world.flush_gateway_nat(0);
-    let sent = world.now;
-    world.client_sends(LAN_HOST, 1);
-    assert!(world.run_until_cond(Duration::from_secs(30), |w| w.received_at(0).contains(&1)));
-    let resumed = world.gateways[0].received.last().unwrap().0 - sent;
+    let resumed = resume_after_both_nats_forget(&mut world);
     eprintln!("resumed {resumed:?} after a short idle and both NATs flushed (simulated)");
     assert!(
         resumed < Duration::from_millis(1500),
@@ -251,17 +254,10 @@ fn after_a_short_idle_and_both_nats_flushed_traffic_resumes_within_the_goal() {
 fn after_both_nats_forgot_an_idle_mapping_traffic_resumes_within_seconds() {
     let _log = ember_sim::logging::fail_on_error();
     let nat = NatConfig::friendly(Duration::from_secs(30));
-    let mut world = World::new(7, resources(), Some(nat));
-    world.add_gateway("site_berlin", Some(nat));
-    world.add_relay();
+    let mut world = behind(7, Some(nat));
     connect(&mut world);
     world.run_for(Duration::from_secs(600));
-    world.flush_client_nat();
-    world.flush_gateway_nat(0);
-    let sent = world.now;
-    world.client_sends(LAN_HOST, 1);
-    assert!(world.run_until_cond(Duration::from_secs(30), |w| w.received_at(0).contains(&1)));
-    let resumed = world.gateways[0].received.last().unwrap().0 - sent;
+    let resumed = resume_after_both_nats_forget(&mut world);
     eprintln!("resumed {resumed:?} after the NATs forgot the idle mapping (simulated)");
     assert!(
         resumed < Duration::from_millis(1500),
@@ -375,9 +371,7 @@ fn traffic_resumes_after_the_client_roams_to_a_new_network() {
 fn between_two_symmetric_nats_traffic_survives_a_relay_restart() {
     let _log = ember_sim::logging::fail_on_error();
     let nat = NatConfig::symmetric(Duration::from_secs(30));
-    let mut world = World::new(11, resources(), Some(nat));
-    world.add_gateway("site_berlin", Some(nat));
-    world.add_relay();
+    let mut world = behind(11, Some(nat));
     connect(&mut world);
     world.run_for(Duration::from_secs(2));
     let lan = world.client.views.iter().find(|v| v.id == "lan").unwrap();

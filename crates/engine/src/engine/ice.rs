@@ -139,10 +139,7 @@ impl Engine {
                 let path = PathInfo {
                     local,
                     remote: from,
-                    relayed: self
-                        .relays
-                        .values()
-                        .any(|r| r.relayed_address() == Some(local)),
+                    relayed: super::relays::is_relay_address(&self.relays, local),
                 };
                 send_on(
                     path,
@@ -214,19 +211,13 @@ impl Engine {
                 } => nominated = Some((source, destination)),
                 IceAgentEvent::IceConnectionStateChange(s) => {
                     debug!(peer = peer.0, state = ?s, "ICE state");
-                    checks_over = matches!(
-                        s,
-                        IceConnectionState::Completed | IceConnectionState::Disconnected
-                    );
+                    checks_over = no_pair_left(s);
                 }
                 IceAgentEvent::DiscoveredRecv { .. } | IceAgentEvent::IceRestart(_) => {}
             }
         }
         for (source, destination, payload) in sends {
-            let relayed = self
-                .relays
-                .values()
-                .any(|r| r.relayed_address() == Some(source));
+            let relayed = super::relays::is_relay_address(&self.relays, source);
             let path = PathInfo {
                 local: source,
                 remote: destination,
@@ -240,10 +231,7 @@ impl Engine {
             return;
         }
         if let Some((source, destination)) = nominated {
-            let relayed = self
-                .relays
-                .values()
-                .any(|r| r.relayed_address() == Some(source));
+            let relayed = super::relays::is_relay_address(&self.relays, source);
             debug!(peer = peer.0, %source, %destination, relayed, "ICE nominated a pair");
             conn.path = Some(PathInfo {
                 local: source,
@@ -284,10 +272,7 @@ impl Engine {
             return;
         };
         if let Some((source, destination)) = nominated {
-            let relayed = self
-                .relays
-                .values()
-                .any(|r| r.relayed_address() == Some(source));
+            let relayed = super::relays::is_relay_address(&self.relays, source);
             let path = PathInfo {
                 local: source,
                 remote: destination,
@@ -316,10 +301,16 @@ impl Engine {
 /// Whether a connection that just came up keeps its agent to look for a better path.
 pub(super) fn keeps_checking(conn: &Connection) -> bool {
     conn.through_relay()
-        && conn.ice.as_ref().is_some_and(|ice| {
-            !matches!(
-                ice.state(),
-                IceConnectionState::Completed | IceConnectionState::Disconnected
-            )
-        })
+        && conn
+            .ice
+            .as_ref()
+            .is_some_and(|ice| !no_pair_left(ice.state()))
+}
+
+/// The agent has nothing left to check: it settled on a pair, or none works.
+fn no_pair_left(state: IceConnectionState) -> bool {
+    matches!(
+        state,
+        IceConnectionState::Completed | IceConnectionState::Disconnected
+    )
 }

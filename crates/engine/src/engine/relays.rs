@@ -1,5 +1,6 @@
 //! TURN relays: what arrives through them and what they must send.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -107,4 +108,10 @@ pub(super) fn relay_candidates(relay: &TurnClient) -> Vec<Candidate> {
         out.push(c);
     }
     out
+}
+
+/// Whether `local` is one of our relays' relayed addresses (a path from it runs through that
+/// relay).
+pub(super) fn is_relay_address(relays: &BTreeMap<RelayId, TurnClient>, local: SocketAddr) -> bool {
+    relays.values().any(|r| r.relayed_address() == Some(local))
 }

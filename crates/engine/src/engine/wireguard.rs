@@ -155,10 +155,7 @@ impl Engine {
             }
             datagram = &[];
         }
-        let relayed = self
-            .relays
-            .values()
-            .any(|r| r.relayed_address() == Some(local));
+        let relayed = super::relays::is_relay_address(&self.relays, local);
         let new_path = PathInfo {
             local,
             remote: from,
